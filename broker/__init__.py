@@ -1,0 +1,1 @@
+"""mpcid.broker: sessions and the `mpcid` command line."""

@@ -1,0 +1,1 @@
+"""mpcid.identity: DIDs, the keystore, verifiable credentials and presentations."""

@@ -1,0 +1,1 @@
+"""mpcid.p2p: authenticated channels and discovery."""
