@@ -8,9 +8,8 @@ A party's single secret is an Ed25519 seed. From it follow, deterministically:
   ``keyAgreement`` and used as the Noise static key;
 * its libp2p PeerID (see ``mpcid.p2p``).
 
-Specification: https://w3c-ccg.github.io/did-method-key/ (the DID document below is the
-"Ed25519VerificationKey2020 + X25519KeyAgreementKey2020" form of its test vectors; the
-"Multikey" form is available too).
+Specification: https://w3c-ccg.github.io/did-method-key/ (documents in its current
+"Multikey" form by default, and in the older forms its published test vectors use).
 """
 
 from __future__ import annotations
@@ -34,7 +33,12 @@ ED25519_2020_CONTEXT = "https://w3id.org/security/suites/ed25519-2020/v1"
 X25519_2020_CONTEXT = "https://w3id.org/security/suites/x25519-2020/v1"
 MULTIKEY_CONTEXT = "https://w3id.org/security/multikey/v1"
 
-KEY_FORMATS = ("Ed25519VerificationKey2020", "Multikey")
+ED25519_2018_CONTEXT = "https://w3id.org/security/suites/ed25519-2018/v1"
+X25519_2019_CONTEXT = "https://w3id.org/security/suites/x25519-2019/v1"
+
+#: DID document forms: "Multikey" (the current did:key draft), and the two older forms the
+#: method's published test vectors use.
+KEY_FORMATS = ("Multikey", "Ed25519VerificationKey2020", "Ed25519VerificationKey2018")
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,26 @@ class DIDKey:
         except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
             raise InvalidProof() from None
 
-    def document(self, key_format: str = "Ed25519VerificationKey2020") -> dict[str, Any]:
-        """The DID document the did:key method defines for this key."""
+    def document(self, key_format: str = "Multikey") -> dict[str, Any]:
+        """The DID document the did:key method defines for this key, in one of
+        :data:`KEY_FORMATS`."""
         if key_format not in KEY_FORMATS:
             raise ValueError(f"key_format must be one of {KEY_FORMATS}")
         vm_id = self.verification_method
-        x_mb = x25519_multibase(self.x25519_public_key)
+        x_key = self.x25519_public_key
+        x_id = f"{self.did}#{x25519_multibase(x_key)}"
+        if key_format == "Ed25519VerificationKey2018":
+            # The 2019/2018 form: raw base58 keys, key agreement listed by reference.
+            methods: list[dict[str, Any]] = [
+                {"id": vm_id, "type": "Ed25519VerificationKey2018", "controller": self.did,
+                 "publicKeyBase58": multibase.b58encode(self.public_key)},
+                {"id": x_id, "type": "X25519KeyAgreementKey2019", "controller": self.did,
+                 "publicKeyBase58": multibase.b58encode(x_key)}]
+            return {"@context": [DID_V1_CONTEXT, ED25519_2018_CONTEXT, X25519_2019_CONTEXT],
+                    "id": self.did, "verificationMethod": methods,
+                    "assertionMethod": [vm_id], "authentication": [vm_id],
+                    "capabilityInvocation": [vm_id], "capabilityDelegation": [vm_id],
+                    "keyAgreement": [x_id]}
         if key_format == "Multikey":
             context: list[str] = [DID_V1_CONTEXT, MULTIKEY_CONTEXT]
             vm_type, ka_type = "Multikey", "Multikey"
@@ -132,8 +150,8 @@ class DIDKey:
             "capabilityDelegation": [vm_id],
             "capabilityInvocation": [vm_id],
             "keyAgreement": [{
-                "id": f"{self.did}#{x_mb}", "type": ka_type, "controller": self.did,
-                "publicKeyMultibase": x_mb,
+                "id": x_id, "type": ka_type, "controller": self.did,
+                "publicKeyMultibase": x25519_multibase(x_key),
             }],
         }
 

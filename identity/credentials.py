@@ -1,0 +1,339 @@
+"""Issue and verify credentials and presentations (our profile of VC Data Model 2.0).
+
+Issuing is synchronous and offline. Verifying is ``async`` only because it may resolve a
+did:web issuer and fetch a status list; the checks themselves are the sans-IO functions of
+:mod:`dataintegrity` and :mod:`statuslist`. Checks run in a fixed order so that the error
+a user sees is the most fundamental one: shape, signature, issuer, validity period, status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import dataintegrity as di
+from . import legacy
+from .did_key import Ed25519Key, parse_did
+from .errors import (CredentialError, CredentialExpired, CredentialNotYetValid,
+                     CredentialRevoked, InvalidDID, InvalidProof, MalformedCredential,
+                     PresentationMismatch, StatusCheckFailed)
+from .jsonld import MPCID_CONTEXT, ContextLoader
+from .resolver import DIDResolver, UniversalResolver, verification_key
+from .statuslist import PURPOSES, Bitstring, StatusSource, read_index
+
+VC_V2 = "https://www.w3.org/ns/credentials/v2"
+VC_V1 = "https://www.w3.org/2018/credentials/v1"
+STATUS_ENTRY_TYPES = ("BitstringStatusListEntry", "StatusList2021Entry")
+STATUS_LIST_TYPES = ("BitstringStatusListCredential", "StatusList2021Credential")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Everything verification depends on besides the document itself."""
+
+    loader: ContextLoader = field(default_factory=ContextLoader)
+    """JSON-LD contexts: the shipped ones plus those given with --context."""
+    resolver: DIDResolver = field(default_factory=UniversalResolver)
+    """Resolves issuer and holder DIDs (did:key locally, did:web over HTTPS)."""
+    status: StatusSource | None = None
+    """Where status lists come from; None skips status checks (only when asked to)."""
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    """The time against which validity periods are checked."""
+
+
+@dataclass(frozen=True)
+class VerifiedCredential:
+    id: str | None
+    types: tuple[str, ...]
+    issuer: str
+    subject: str | None
+    claims: dict[str, Any]
+    valid_from: dt.datetime | None
+    valid_until: dt.datetime | None
+    proof: di.VerifiedProof
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerifiedPresentation:
+    holder: str
+    challenge: str | None
+    domain: str | None
+    credentials: tuple[VerifiedCredential, ...]
+    proof: di.VerifiedProof
+
+
+# --- issuing ------------------------------------------------------------------------------
+
+
+def build_credential(*, issuer: str, subject: str, credential_type: str,
+                     claims: dict[str, Any] | None = None, valid_from: dt.datetime,
+                     valid_until: dt.datetime | None = None,
+                     status: tuple[str, int] | None = None,
+                     status_purpose: str = "revocation",
+                     credential_id: str | None = None) -> dict[str, Any]:
+    """An unsigned VC 2.0 credential in our profile (claims defined by the mpcid context)."""
+    parse_did(issuer)
+    parse_did(subject)
+    claims = dict(claims or {})
+    if "id" in claims:
+        raise MalformedCredential("a claim may not be named 'id' (that is the subject DID)")
+    types = ["VerifiableCredential"]
+    if credential_type != "VerifiableCredential":
+        types.append(credential_type)
+    document: dict[str, Any] = {
+        "@context": [VC_V2, MPCID_CONTEXT],
+        "id": credential_id or f"urn:uuid:{uuid.uuid4()}",
+        "type": types,
+        "issuer": issuer,
+        "validFrom": di.isoformat(valid_from),
+    }
+    if valid_until is not None:
+        if valid_until <= valid_from:
+            raise MalformedCredential("the expiry must be after the start of validity")
+        document["validUntil"] = di.isoformat(valid_until)
+    document["credentialSubject"] = {"id": subject, **claims}
+    if status is not None:
+        url, index = status
+        document["credentialStatus"] = {
+            "id": f"{url}#{index}", "type": "BitstringStatusListEntry",
+            "statusPurpose": status_purpose, "statusListIndex": str(index),
+            "statusListCredential": url}
+    return document
+
+
+def sign_credential(document: dict[str, Any], key: Ed25519Key, *, now: dt.datetime,
+                    loader: ContextLoader | None = None,
+                    suite: str = di.EDDSA_RDFC_2022) -> dict[str, Any]:
+    issuer = _issuer(document)
+    if issuer != key.did.did:
+        raise MalformedCredential(f"the credential's issuer is {issuer}, but the signing key "
+                                  f"is {key.did.did}")
+    options = di.ProofOptions(verification_method=key.did.verification_method,
+                              proof_purpose="assertionMethod", created=now, suite=suite)
+    return di.add_proof(document, key, options, loader or ContextLoader())
+
+
+def create_presentation(holder: Ed25519Key, credentials: list[dict[str, Any]], *,
+                        challenge: str, domain: str, now: dt.datetime,
+                        loader: ContextLoader | None = None) -> dict[str, Any]:
+    """A VC 2.0 presentation signed by the holder for one challenge and domain."""
+    if not challenge or not domain:
+        raise MalformedCredential("a presentation needs a non-empty challenge and domain")
+    document: dict[str, Any] = {
+        "@context": [VC_V2],
+        "id": f"urn:uuid:{uuid.uuid4()}",
+        "type": ["VerifiablePresentation"],
+        "holder": holder.did.did,
+        "verifiableCredential": list(credentials),
+    }
+    options = di.ProofOptions(verification_method=holder.did.verification_method,
+                              proof_purpose="authentication", created=now,
+                              challenge=challenge, domain=domain)
+    return di.add_proof(document, holder, options, loader or ContextLoader())
+
+
+def status_list_credential(*, issuer: str, url: str, bits: Bitstring, purpose: str,
+                           valid_from: dt.datetime) -> dict[str, Any]:
+    """An unsigned BitstringStatusListCredential published at ``url``."""
+    if purpose not in PURPOSES:
+        raise MalformedCredential(f"status purpose must be one of {PURPOSES}")
+    return {
+        "@context": [VC_V2],
+        "id": url,
+        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+        "issuer": issuer,
+        "validFrom": di.isoformat(valid_from),
+        "credentialSubject": {"id": f"{url}#list", "type": "BitstringStatusList",
+                              "statusPurpose": purpose, "encodedList": bits.encode()},
+    }
+
+
+# --- verifying ----------------------------------------------------------------------------
+
+
+async def verify_credential(document: Any, config: VerifyConfig) -> VerifiedCredential:
+    """Verify a credential; raise a :class:`CredentialError` saying why it is not valid."""
+    return await _verify_credential(document, config, check_status=config.status is not None)
+
+
+async def _verify_credential(document: Any, config: VerifyConfig,
+                             check_status: bool) -> VerifiedCredential:
+    if not isinstance(document, dict):
+        raise MalformedCredential("a credential must be a JSON object")
+    version = _version(document)
+    types = _types(document, "VerifiableCredential")
+    issuer = _issuer(document)
+    subject = document.get("credentialSubject")
+    if not isinstance(subject, dict):
+        raise MalformedCredential("credentialSubject must be one JSON object")
+    if "proof" not in document:
+        raise MalformedCredential("the credential has no proof (it is not signed)")
+    proof = await _verify_proof(document, config, "assertionMethod", None, None)
+    if proof.controller != issuer:
+        raise InvalidProof(f"the credential claims issuer {issuer} but was signed by "
+                           f"{proof.controller}")
+    start, end = _validity(document, version)
+    if start is not None and config.now < start:
+        raise CredentialNotYetValid(f"credential {document.get('id', '')} is not valid until "
+                                    f"{di.isoformat(start)}")
+    if end is not None and config.now > end:
+        raise CredentialExpired(f"credential {document.get('id', '')} expired on "
+                                f"{di.isoformat(end)}")
+    if check_status:
+        await _check_status(document, issuer, config)
+    claims = {k: v for k, v in subject.items() if k != "id"}
+    subject_id = subject.get("id")
+    return VerifiedCredential(
+        id=document.get("id") if isinstance(document.get("id"), str) else None,
+        types=types, issuer=issuer, subject=subject_id if isinstance(subject_id, str) else None,
+        claims=claims, valid_from=start, valid_until=end, proof=proof, document=document)
+
+
+async def verify_presentation(document: Any, config: VerifyConfig, *, challenge: str,
+                              domain: str) -> VerifiedPresentation:
+    """Verify a presentation made for ``challenge`` and ``domain`` and every credential in
+    it; every credential must have been issued to the presenting holder."""
+    if not isinstance(document, dict):
+        raise MalformedCredential("a presentation must be a JSON object")
+    _version(document)
+    _types(document, "VerifiablePresentation")
+    holder = document.get("holder")
+    if isinstance(holder, dict):
+        holder = holder.get("id")
+    if not isinstance(holder, str):
+        raise MalformedCredential("the presentation names no holder")
+    _did(holder, "holder")
+    if "proof" not in document:
+        raise MalformedCredential("the presentation has no proof (it is not signed)")
+    proof = await _verify_proof(document, config, "authentication", challenge, domain)
+    if proof.controller != holder:
+        raise InvalidProof(f"the presentation names holder {holder} but was signed by "
+                           f"{proof.controller}")
+    raw = document.get("verifiableCredential", [])
+    items = raw if isinstance(raw, list) else [raw]
+    verified = []
+    for item in items:
+        credential = await verify_credential(item, config)
+        if credential.subject != holder:
+            raise PresentationMismatch(
+                f"credential {credential.id} was issued to {credential.subject}, not to the "
+                f"presenter {holder}",
+                hint="a holder can only present credentials issued to its own DID")
+        verified.append(credential)
+    return VerifiedPresentation(holder=holder, challenge=proof.challenge, domain=proof.domain,
+                                credentials=tuple(verified), proof=proof)
+
+
+async def _verify_proof(document: dict[str, Any], config: VerifyConfig, purpose: str,
+                        challenge: str | None, domain: str | None) -> di.VerifiedProof:
+    proof = document.get("proof")
+    first = proof[0] if isinstance(proof, list) and proof else proof
+    if di.proof_type(first) == di.ED25519_2018:
+        if _version(document) != "1.1":
+            raise MalformedCredential("Ed25519Signature2018 proofs are accepted on VC 1.1 "
+                                      "documents only")
+        result = await legacy.verify_2018(document, presentation=purpose == "authentication",
+                                          challenge=challenge, domain=domain)
+        if challenge is not None or domain is not None:
+            assert isinstance(first, dict)
+            di.check_proof_binding(first, challenge, domain)
+        return result
+    assert isinstance(first, dict)
+    vm = first.get("verificationMethod")
+    if not isinstance(vm, str):
+        raise MalformedCredential("the proof has no verificationMethod")
+    did_document = await config.resolver.resolve(_did(vm.split("#", 1)[0], "signer"))
+
+    def key_for(method: str, proof_purpose: str) -> bytes:
+        return verification_key(did_document, method, proof_purpose)
+
+    return di.verify_proof(document, key_for=key_for, loader=config.loader, now=config.now,
+                           expected_purpose=purpose, challenge=challenge, domain=domain)
+
+
+async def _check_status(document: dict[str, Any], issuer: str, config: VerifyConfig) -> None:
+    assert config.status is not None
+    raw = document.get("credentialStatus")
+    entries = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") not in STATUS_ENTRY_TYPES:
+            raise StatusCheckFailed(f"unsupported credentialStatus "
+                                    f"{entry.get('type') if isinstance(entry, dict) else entry!r}")
+        url = entry.get("statusListCredential")
+        purpose = entry.get("statusPurpose")
+        if not isinstance(url, str) or purpose not in PURPOSES:
+            raise StatusCheckFailed("credentialStatus lacks statusListCredential or a known "
+                                    "statusPurpose")
+        index = read_index(entry)
+        status_doc = await config.status.fetch(url)
+        try:
+            status_vc = await _verify_credential(status_doc, config, check_status=False)
+        except CredentialError as exc:
+            raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
+        if not set(status_vc.types) & set(STATUS_LIST_TYPES):
+            raise StatusCheckFailed(f"{url} is not a status list credential")
+        if status_vc.issuer != issuer:
+            raise StatusCheckFailed(f"status list {url} was issued by {status_vc.issuer}, "
+                                    f"not by the credential's issuer {issuer}")
+        if status_vc.claims.get("statusPurpose") != purpose:
+            raise StatusCheckFailed(f"status list {url} is for "
+                                    f"{status_vc.claims.get('statusPurpose')!r}, not {purpose!r}")
+        bits = Bitstring.decode(status_vc.claims.get("encodedList"))
+        if index >= len(bits):
+            raise StatusCheckFailed(f"status index {index} is outside list {url}")
+        if bits.get(index):
+            state = "revoked" if purpose == "revocation" else "suspended"
+            raise CredentialRevoked(f"credential {document.get('id', '')} is {state} "
+                                    f"(status list {url}, index {index})")
+
+
+# --- shape helpers ------------------------------------------------------------------------
+
+
+def _version(document: dict[str, Any]) -> str:
+    context = document.get("@context")
+    first = context[0] if isinstance(context, list) and context else context
+    if first == VC_V2:
+        return "2.0"
+    if first == VC_V1:
+        return "1.1"
+    raise MalformedCredential(f"the first @context must be {VC_V2} or {VC_V1}")
+
+
+def _types(document: dict[str, Any], required: str) -> tuple[str, ...]:
+    raw = document.get("type")
+    types = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(t, str) for t in types) or required not in types:
+        raise MalformedCredential(f"the document's type must include {required}")
+    return tuple(types)
+
+
+def _issuer(document: dict[str, Any]) -> str:
+    issuer = document.get("issuer")
+    if isinstance(issuer, dict):
+        issuer = issuer.get("id")
+    if not isinstance(issuer, str):
+        raise MalformedCredential("the credential names no issuer")
+    return _did(issuer, "issuer")
+
+
+def _did(value: str, role: str) -> str:
+    try:
+        return parse_did(value)
+    except InvalidDID:
+        raise MalformedCredential(f"the {role} {value!r} is not a DID") from None
+
+
+def _validity(document: dict[str, Any], version: str
+              ) -> tuple[dt.datetime | None, dt.datetime | None]:
+    start_key, end_key = (("validFrom", "validUntil") if version == "2.0"
+                          else ("issuanceDate", "expirationDate"))
+    start = document.get(start_key)
+    end = document.get(end_key)
+    if version == "1.1" and start is None:
+        raise MalformedCredential("a VC 1.1 credential must have an issuanceDate")
+    return (di.parse_datetime(start, start_key) if start is not None else None,
+            di.parse_datetime(end, end_key) if end is not None else None)
