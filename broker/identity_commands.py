@@ -1,0 +1,521 @@
+"""``mpcid`` commands for identities, credentials, presentations and status lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mpcid.identity import credentials as vc
+from mpcid.identity.dataintegrity import isoformat, parse_datetime
+from mpcid.identity.did_key import KEY_FORMATS, DIDKey, parse_did
+from mpcid.identity.errors import (CredentialError, KeystoreError, MalformedCredential,
+                                   MpcidError, UsageError)
+from mpcid.identity.jsonld import ContextLoader
+from mpcid.identity.keystore import Keystore
+from mpcid.identity.policy import Policy
+from mpcid.identity.resolver import UniversalResolver, WebResolver, WebResolverConfig
+from mpcid.identity.statuslist import (Bitstring, FileAndHttpStatusSource,
+                                       parse_status_reference)
+
+from .cli import cli, config_from, home_option, prompt_passphrase, wraps_async
+
+
+def keystore(home: str | None) -> Keystore:
+    return config_from(home).keystore(prompt_passphrase)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def read_json_file(path: str, what: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedCredential(f"{what} {path} is not valid JSON (line {exc.lineno}: "
+                                  f"{exc.msg})") from None
+    if not isinstance(value, dict):
+        raise MalformedCredential(f"{what} {path} is not a JSON object")
+    return value
+
+
+def write_output(value: dict[str, Any], out: str | None) -> None:
+    if out:
+        from mpcid.identity.keystore import atomic_write
+
+        atomic_write(Path(out), (json.dumps(value, indent=2) + "\n").encode(), mode=0o644)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        emit_json(value)
+
+
+def pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"{what} {item!r} is not KEY=VALUE")
+        result[key] = value
+    return result
+
+
+def document_id(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def status_list_id(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+# --- options shared by the verifying commands ---------------------------------------------
+
+
+def verify_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--context", "contexts", multiple=True, metavar="URL=FILE",
+                     help="Trust this JSON-LD context file for URL (offline; repeatable)."),
+        click.option("--status-file", "status_files", multiple=True, metavar="URL=FILE",
+                     help="Read the status list published at URL from FILE."),
+        click.option("--no-status", is_flag=True,
+                     help="Do not check revocation status (not recommended)."),
+        click.option("--ca-file", envvar="MPCID_CA_FILE", show_envvar=True,
+                     type=click.Path(dir_okay=False),
+                     help="Extra CA certificates (PEM) for did:web and status list HTTPS."),
+        click.option("--at", "at", metavar="ISO8601",
+                     help="Check validity at this time instead of now."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]):
+        func = option(func)
+    return func
+
+
+def make_verify_config(ks: Keystore, contexts: tuple[str, ...], status_files: tuple[str, ...],
+                       no_status: bool, ca_file: str | None, at: str | None
+                       ) -> vc.VerifyConfig:
+    loader = ContextLoader.from_files(pairs(contexts, "--context"))
+    overrides: dict[str, Path | dict[str, Any]] = {}
+    # Lists this keystore hosts are known locally, with no round trip to their server.
+    for _, record in ks.documents("statuslists"):
+        if isinstance(record.get("credential"), dict):
+            overrides[str(record.get("url"))] = record["credential"]
+    overrides.update({u: Path(f) for u, f in pairs(status_files, "--status-file").items()})
+    status = None if no_status else FileAndHttpStatusSource(overrides, ca_file=ca_file)
+    resolver = UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
+    now = parse_datetime(at, "--at") if at else now_utc()
+    return vc.VerifyConfig(loader=loader, resolver=resolver, status=status, now=now)
+
+
+def credential_summary(cred: vc.VerifiedCredential) -> dict[str, Any]:
+    return {"id": cred.id, "type": list(cred.types), "issuer": cred.issuer,
+            "subject": cred.subject, "claims": cred.claims,
+            "validFrom": isoformat(cred.valid_from) if cred.valid_from else None,
+            "validUntil": isoformat(cred.valid_until) if cred.valid_until else None,
+            "proof": cred.proof.suite}
+
+
+def report_failure(exc: MpcidError, as_json: bool) -> None:
+    if as_json:
+        emit_json({"valid": False, "error": type(exc).__name__, "reason": str(exc)})
+    raise exc
+
+
+# --- DIDs ---------------------------------------------------------------------------------
+
+
+@cli.command("create-did")
+@click.option("--name", default="default", show_default=True, help="Local label of the DID.")
+@click.option("--force", is_flag=True, help="Replace an existing identity of that name.")
+@home_option
+def create_did(name: str, force: bool, home: str | None) -> None:
+    """Create an Ed25519 did:key and store its key; print the DID (last line)."""
+    ks = keystore(home)
+    key = ks.create_identity(name, force=force)
+    info = ks.identity(name)
+    click.echo(f"created identity {name!r} in {ks.home}"
+               f"{' (encrypted)' if info.encrypted else ''}", err=True)
+    click.echo(key.did.did)
+
+
+@cli.group("did")
+def did_group() -> None:
+    """List, show and resolve DIDs."""
+
+
+@did_group.command("list")
+@home_option
+def did_list(home: str | None) -> None:
+    """List the identities in the keystore."""
+    from rich.console import Console
+    from rich.table import Table
+
+    identities = keystore(home).identities()
+    if not identities:
+        click.echo("no identities yet: create one with `mpcid create-did`", err=True)
+        return
+    table = Table("name", "DID", "created", "encrypted")
+    for info in identities:
+        table.add_row(info.name, info.did, info.created, "yes" if info.encrypted else "no")
+    Console(width=200, emoji=False).print(table)
+
+
+_format_option = click.option("--format", "key_format", type=click.Choice(KEY_FORMATS),
+                              default="Multikey", show_default=True,
+                              help="Verification method form of the DID document.")
+
+
+@did_group.command("show")
+@click.argument("name", default="default")
+@_format_option
+@home_option
+def did_show(name: str, key_format: str, home: str | None) -> None:
+    """Print the DID document of a local identity."""
+    info = keystore(home).identity(name)
+    emit_json(DIDKey.parse(info.did).document(key_format))
+
+
+@did_group.command("resolve")
+@click.argument("did")
+@_format_option
+@click.option("--ca-file", envvar="MPCID_CA_FILE", type=click.Path(dir_okay=False),
+              help="Extra CA certificates (PEM) for did:web.")
+@home_option
+@wraps_async
+async def did_resolve(did: str, key_format: str, ca_file: str | None,
+                      home: str | None) -> None:
+    """Resolve a did:key (offline) or did:web (HTTPS) and print its DID document."""
+    if did.startswith("did:key:"):
+        emit_json(DIDKey.parse(did).document(key_format))
+        return
+    parse_did(did)
+    resolver = UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
+    emit_json(await resolver.resolve(did))
+
+
+# --- credentials --------------------------------------------------------------------------
+
+
+@cli.group("credential")
+def credential_group() -> None:
+    """Issue, verify, store and revoke verifiable credentials."""
+
+
+@credential_group.command("issue")
+@click.option("--issuer", required=True, metavar="NAME", help="Local identity that signs.")
+@click.option("--subject", required=True, metavar="DID", help="DID the credential is about.")
+@click.option("--type", "ctype", required=True, metavar="TYPE",
+              help="Credential type, e.g. MembershipCredential.")
+@click.option("--claim", "claims", multiple=True, metavar="KEY=VALUE",
+              help="A claim about the subject (repeatable).")
+@click.option("--valid-from", metavar="ISO8601", help="Start of validity [default: now].")
+@click.option("--expires", metavar="ISO8601", help="End of validity (validUntil).")
+@click.option("--status-list", metavar="URL[#INDEX]",
+              help="Make it revocable through this status list (INDEX is allocated when "
+                   "the list is hosted here).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@home_option
+def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, ...],
+                     valid_from: str | None, expires: str | None, status_list: str | None,
+                     out: str | None, home: str | None) -> None:
+    """Issue a VC 2.0 credential signed with eddsa-rdfc-2022."""
+    ks = keystore(home)
+    parse_did(subject)
+    start = parse_datetime(valid_from, "--valid-from") if valid_from else now_utc()
+    end = parse_datetime(expires, "--expires") if expires else None
+    if end is not None and end <= start:
+        raise UsageError(f"--expires {expires} is not after the start of validity")
+    key = ks.load_identity(issuer)
+    status = allocate_status(ks, status_list, key.did.did) if status_list else None
+    document = vc.build_credential(issuer=key.did.did, subject=subject, credential_type=ctype,
+                                   claims=pairs(claims, "--claim"), valid_from=start,
+                                   valid_until=end, status=status)
+    write_output(vc.sign_credential(document, key, now=now_utc()), out)
+
+
+def allocate_status(ks: Keystore, reference: str, issuer_did: str) -> tuple[str, int]:
+    url, _, index_text = reference.rpartition("#") if "#" in reference else (reference, "", "")
+    record = ks.get_document("statuslists", status_list_id(url))
+    if record is None:
+        if not index_text:
+            raise UsageError(f"status list {url} is not hosted here, so give its index as "
+                             "URL#INDEX", hint="or create it with `mpcid status-list create`")
+        try:
+            return parse_status_reference(reference)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if record.get("issuer_did") != issuer_did:
+        raise UsageError(f"status list {url} belongs to {record.get('issuer_did')}, not to "
+                         f"the issuer {issuer_did}")
+    size = len(Bitstring.decode(record["credential"]["credentialSubject"]["encodedList"]))
+    index = int(index_text) if index_text.isdigit() else int(record.get("next_index", 0))
+    if index_text and not index_text.isdigit():
+        raise UsageError(f"{reference!r} is not URL#INDEX")
+    if index >= size:
+        raise UsageError(f"status list {url} is full ({size} entries)",
+                         hint="create another list with `mpcid status-list create`")
+    record["next_index"] = max(int(record.get("next_index", 0)), index + 1)
+    ks.put_document("statuslists", status_list_id(url), record)
+    return url, index
+
+
+@credential_group.command("verify")
+@click.argument("file")
+@verify_options
+@home_option
+@wraps_async
+async def credential_verify(file: str, contexts: tuple[str, ...], status_files: tuple[str, ...],
+                            no_status: bool, ca_file: str | None, at: str | None,
+                            as_json: bool, home: str | None) -> None:
+    """Verify a credential FILE ('-' for stdin): exit 0 if valid, else 1 and the reason."""
+    ks = config_from(home).keystore()
+    config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
+    try:
+        document = read_json_file(file, "credential")
+        result = await vc.verify_credential(document, config)
+    except CredentialError as exc:
+        report_failure(exc, as_json)
+        return
+    summary = {"valid": True, **credential_summary(result),
+               "status": "not checked" if no_status else "checked"}
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"valid: {', '.join(result.types)} issued by {result.issuer} to "
+                   f"{result.subject} ({result.proof.suite})")
+
+
+@credential_group.command("import")
+@click.argument("file")
+@verify_options
+@home_option
+@wraps_async
+async def credential_import(file: str, contexts: tuple[str, ...], status_files: tuple[str, ...],
+                            no_status: bool, ca_file: str | None, at: str | None,
+                            as_json: bool, home: str | None) -> None:
+    """Verify a credential and keep it in the keystore; print its local ID."""
+    ks = config_from(home).keystore()
+    document = read_json_file(file, "credential")
+    config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
+    result = await vc.verify_credential(document, config)
+    holder = ks.find_identity_by_did(result.subject or "")
+    doc_id = document_id(document)
+    ks.put_document("credentials", doc_id, document)
+    if holder is None:
+        click.echo(f"note: the subject {result.subject} is none of your identities", err=True)
+    if as_json:
+        emit_json({"id": doc_id, **credential_summary(result)})
+    else:
+        click.echo(doc_id)
+
+
+@credential_group.command("list")
+@home_option
+def credential_list(home: str | None) -> None:
+    """List the credentials held in the keystore."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "type", "issuer", "subject", "valid until")
+    count = 0
+    for doc_id, document in config_from(home).keystore().documents("credentials"):
+        subject = document.get("credentialSubject", {})
+        types = [t for t in document.get("type", []) if t != "VerifiableCredential"]
+        table.add_row(doc_id, ", ".join(types) or "VerifiableCredential",
+                      str(document.get("issuer")), str(subject.get("id")),
+                      str(document.get("validUntil") or document.get("expirationDate") or "-"))
+        count += 1
+    if count:
+        Console(width=250, emoji=False).print(table)
+    else:
+        click.echo("no credentials yet: import one with `mpcid credential import FILE`",
+                   err=True)
+
+
+@credential_group.command("show")
+@click.argument("doc_id", metavar="ID")
+@home_option
+def credential_show(doc_id: str, home: str | None) -> None:
+    """Print a stored credential."""
+    emit_json(load_stored_credential(config_from(home).keystore(), doc_id))
+
+
+def load_stored_credential(ks: Keystore, doc_id: str) -> dict[str, Any]:
+    try:
+        document = ks.get_document("credentials", doc_id)
+    except UsageError:
+        document = None
+    if document is None:
+        raise KeystoreError(f"no stored credential with id {doc_id!r}",
+                            hint="see `mpcid credential list`")
+    return document
+
+
+def load_credential(ks: Keystore, value: str) -> dict[str, Any]:
+    """A credential given as a FILE path or a stored ID."""
+    if Path(value).exists() or value == "-":
+        return read_json_file(value, "credential")
+    return load_stored_credential(ks, value)
+
+
+@credential_group.command("revoke")
+@click.argument("credential", required=False, metavar="[FILE_OR_ID]")
+@click.option("--status-list", "reference", metavar="URL#INDEX",
+              help="Revoke by status list entry instead of by credential.")
+@click.option("--undo", is_flag=True, help="Clear the bit again (for suspension lists).")
+@home_option
+def credential_revoke(credential: str | None, reference: str | None, undo: bool,
+                      home: str | None) -> None:
+    """Flip a credential's bit in a status list this keystore hosts and republish it."""
+    ks = keystore(home)
+    if (credential is None) == (reference is None):
+        raise UsageError("give either a credential (FILE or ID) or --status-list URL#INDEX")
+    if credential is not None:
+        entry = load_credential(ks, credential).get("credentialStatus")
+        if isinstance(entry, list):
+            entry = entry[0] if entry else None
+        if not isinstance(entry, dict) or "statusListCredential" not in entry:
+            raise UsageError(f"{credential} has no credentialStatus: it cannot be revoked")
+        url, index = str(entry["statusListCredential"]), int(str(entry.get("statusListIndex")))
+    else:
+        try:
+            url, index = parse_status_reference(str(reference))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    record = ks.get_document("statuslists", status_list_id(url))
+    if record is None:
+        raise UsageError(f"status list {url} is not hosted in this keystore",
+                         hint="revoke from the issuer's keystore")
+    subject = record["credential"]["credentialSubject"]
+    bits = Bitstring.decode(subject["encodedList"])
+    if index >= len(bits):
+        raise UsageError(f"index {index} is outside status list {url}")
+    bits.set(index, not undo)
+    publish_status_list(ks, record, bits)
+    state = "cleared" if undo else ("revoked" if subject["statusPurpose"] == "revocation"
+                                    else "suspended")
+    click.echo(f"{state}: {url}#{index}")
+
+
+def publish_status_list(ks: Keystore, record: dict[str, Any], bits: Bitstring) -> None:
+    key = ks.load_identity(str(record["issuer"]))
+    document = vc.status_list_credential(issuer=key.did.did, url=str(record["url"]), bits=bits,
+                                         purpose=str(record["purpose"]), valid_from=now_utc())
+    record["credential"] = vc.sign_credential(document, key, now=now_utc())
+    ks.put_document("statuslists", status_list_id(str(record["url"])), record)
+    if record.get("publish"):
+        write_output(record["credential"], str(record["publish"]))
+
+
+@cli.group("status-list")
+def status_list_group() -> None:
+    """Host Bitstring Status Lists for credentials you issue."""
+
+
+@status_list_group.command("create")
+@click.option("--issuer", required=True, metavar="NAME", help="Local identity that signs.")
+@click.option("--url", required=True, help="Where the list will be published.")
+@click.option("--purpose", type=click.Choice(["revocation", "suspension"]),
+              default="revocation", show_default=True)
+@click.option("--publish", type=click.Path(dir_okay=False),
+              help="File your web server serves at URL; rewritten on every revocation.")
+@home_option
+def status_list_create(issuer: str, url: str, purpose: str, publish: str | None,
+                       home: str | None) -> None:
+    """Create a signed, empty status list (131,072 entries) and host it here."""
+    ks = keystore(home)
+    if not url.startswith(("https://", "http://", "file://")):
+        raise UsageError(f"{url!r} is not an http(s) or file URL")
+    if ks.get_document("statuslists", status_list_id(url)) is not None:
+        raise UsageError(f"status list {url} exists already")
+    key = ks.load_identity(issuer)
+    record: dict[str, Any] = {"url": url, "issuer": issuer, "issuer_did": key.did.did,
+                              "purpose": purpose, "next_index": 0,
+                              "publish": str(Path(publish).resolve()) if publish else None}
+    publish_status_list(ks, record, Bitstring.empty())
+    if not publish:
+        emit_json(record["credential"])
+
+
+# --- presentations ------------------------------------------------------------------------
+
+
+@cli.command("present")
+@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+              help="Local identity that presents (the holder).")
+@click.option("--credential", "creds", multiple=True, required=True, metavar="FILE_OR_ID",
+              help="Credential to include (repeatable).")
+@click.option("--challenge", required=True, help="The verifier's challenge.")
+@click.option("--domain", required=True, help="The verifier's domain (e.g. session id).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@home_option
+def present(name: str, creds: tuple[str, ...], challenge: str, domain: str, out: str | None,
+            home: str | None) -> None:
+    """Sign a verifiable presentation of credentials for one challenge and domain."""
+    ks = keystore(home)
+    documents = [load_credential(ks, c) for c in creds]
+    holder = ks.load_identity(name)
+    for document, given in zip(documents, creds):
+        subject = document.get("credentialSubject", {})
+        if isinstance(subject, dict) and subject.get("id") != holder.did.did:
+            raise UsageError(f"credential {given} was issued to {subject.get('id')}, not to "
+                             f"{name} ({holder.did.did})")
+    write_output(vc.create_presentation(holder, documents, challenge=challenge, domain=domain,
+                                        now=now_utc()), out)
+
+
+@cli.group("presentation")
+def presentation_group() -> None:
+    """Verify verifiable presentations."""
+
+
+@presentation_group.command("verify")
+@click.argument("file")
+@click.option("--challenge", required=True, help="The challenge you issued.")
+@click.option("--domain", required=True, help="Your domain.")
+@click.option("--require", "requirements", multiple=True,
+              metavar="TYPE@ISSUER_DID[;KEY=VALUE]",
+              help="A credential the holder must present (repeatable).")
+@verify_options
+@home_option
+@wraps_async
+async def presentation_verify(file: str, challenge: str, domain: str,
+                              requirements: tuple[str, ...], contexts: tuple[str, ...],
+                              status_files: tuple[str, ...], no_status: bool,
+                              ca_file: str | None, at: str | None, as_json: bool,
+                              home: str | None) -> None:
+    """Verify a presentation FILE: the holder's proof, challenge, domain, every credential
+    and, with --require, the credential policy."""
+    policy = Policy.parse(requirements)
+    ks = config_from(home).keystore()
+    config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
+    try:
+        document = read_json_file(file, "presentation")
+        result = await vc.verify_presentation(document, config, challenge=challenge,
+                                              domain=domain)
+        policy.evaluate(result)
+    except CredentialError as exc:
+        report_failure(exc, as_json)
+        return
+    if as_json:
+        emit_json({"valid": True, "holder": result.holder, "challenge": result.challenge,
+                   "domain": result.domain,
+                   "credentials": [credential_summary(c) for c in result.credentials]})
+    else:
+        click.echo(f"valid: presentation by {result.holder} with "
+                   f"{len(result.credentials)} credential(s)")

@@ -1,0 +1,152 @@
+"""Credential policies: what a session demands of each party.
+
+A requirement reads "a credential of TYPE, issued by one of ISSUERS, valid now, not
+revoked, optionally with claims KEY=VALUE". Validity and revocation are established by
+verifying the presentation (:func:`credentials.verify_presentation`, which checks every
+contained credential against the clock and its status list); the policy then matches the
+verified credentials, and when none fits says precisely why for the closest candidate.
+
+Text form (the CLI's ``--require``)::
+
+    TYPE@ISSUER_DID[,ISSUER_DID...][;KEY=VALUE...]
+    MembershipCredential@did:key:z6Mk...;organization=Acme
+
+JSON form (inside invitations, ``specs/identity.md``)::
+
+    {"type": "MembershipCredential", "issuers": ["did:key:z6Mk..."],
+     "claims": {"organization": "Acme"}}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .credentials import VerifiedCredential, VerifiedPresentation
+from .did_key import parse_did
+from .errors import InvalidDID, PolicyNotSatisfied, UsageError
+
+_TERM = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+MAX_REQUIREMENTS = 16
+
+
+@dataclass(frozen=True)
+class Requirement:
+    credential_type: str
+    issuers: tuple[str, ...]
+    claims: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _TERM.match(self.credential_type):
+            raise UsageError(f"{self.credential_type!r} is not a credential type name")
+        if not self.issuers:
+            raise UsageError("a requirement names at least one issuer DID")
+        for issuer in self.issuers:
+            try:
+                parse_did(issuer)
+            except InvalidDID:
+                raise UsageError(f"requirement issuer {issuer!r} is not a DID") from None
+        for key, _ in self.claims:
+            if not _TERM.match(key):
+                raise UsageError(f"{key!r} is not a claim name")
+
+    @classmethod
+    def parse(cls, text: str) -> Requirement:
+        head, *claim_parts = text.split(";")
+        ctype, sep, issuers = head.partition("@")
+        if not sep or not ctype or not issuers:
+            raise UsageError(f"{text!r} is not TYPE@ISSUER_DID[;KEY=VALUE]",
+                             hint="e.g. MembershipCredential@did:key:z6Mk...;organization=Acme")
+        claims = []
+        for part in claim_parts:
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise UsageError(f"claim condition {part!r} is not KEY=VALUE")
+            claims.append((key.strip(), value))
+        return cls(ctype.strip(), tuple(i.strip() for i in issuers.split(",")), tuple(claims))
+
+    def __str__(self) -> str:
+        claims = "".join(f";{k}={v}" for k, v in self.claims)
+        return f"{self.credential_type}@{','.join(self.issuers)}{claims}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.credential_type, "issuers": list(self.issuers),
+                "claims": dict(self.claims)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Requirement:
+        if not isinstance(value, dict):
+            raise UsageError("a requirement must be a JSON object")
+        claims = value.get("claims", {})
+        issuers = value.get("issuers")
+        if (not isinstance(value.get("type"), str) or not isinstance(issuers, list)
+                or not all(isinstance(i, str) for i in issuers) or not isinstance(claims, dict)
+                or not all(isinstance(v, str) for v in claims.values())):
+            raise UsageError("a requirement needs type (string), issuers (list of DIDs) and "
+                             "optional claims (string values)")
+        return cls(value["type"], tuple(issuers), tuple(sorted(claims.items())))
+
+    def mismatch(self, credential: VerifiedCredential) -> str | None:
+        """Why ``credential`` does not meet this requirement, or None if it does."""
+        cid = credential.id or "(no id)"
+        if self.credential_type not in credential.types:
+            return f"credential {cid} is not a {self.credential_type}"
+        if credential.issuer not in self.issuers:
+            return (f"credential {cid} was issued by {credential.issuer}, not by "
+                    f"{' or '.join(self.issuers)}")
+        for key, expected in self.claims:
+            got = credential.claims.get(key)
+            if got != expected:
+                return f"credential {cid} has {key}={got!r}, required {key}={expected!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    requirements: tuple[Requirement, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.requirements) > MAX_REQUIREMENTS:
+            raise UsageError(f"at most {MAX_REQUIREMENTS} credential requirements")
+
+    @classmethod
+    def parse(cls, texts: list[str] | tuple[str, ...]) -> Policy:
+        return cls(tuple(Requirement.parse(t) for t in texts))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.requirements]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Policy:
+        if not isinstance(value, list):
+            raise UsageError("a policy must be a JSON list of requirements")
+        return cls(tuple(Requirement.from_json(v) for v in value))
+
+    def evaluate(self, presentation: VerifiedPresentation
+                 ) -> dict[Requirement, VerifiedCredential]:
+        """Match each requirement to a presented credential, or raise
+        :class:`PolicyNotSatisfied` naming the holder, the requirement and the reason."""
+        matched = {}
+        for requirement in self.requirements:
+            reasons = []
+            for credential in presentation.credentials:
+                reason = requirement.mismatch(credential)
+                if reason is None:
+                    matched[requirement] = credential
+                    break
+                reasons.append(reason)
+            else:
+                why = self._closest(requirement, reasons)
+                raise PolicyNotSatisfied(
+                    f"{presentation.holder} does not meet the requirement {requirement}: {why}")
+        return matched
+
+    @staticmethod
+    def _closest(requirement: Requirement, reasons: list[str]) -> str:
+        if not reasons:
+            return "no credential was presented"
+        typed = [r for r in reasons if "is not a " not in r]
+        if not typed:
+            return f"no credential of type {requirement.credential_type} was presented"
+        return typed[0]
