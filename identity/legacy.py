@@ -17,6 +17,14 @@ from .did_key import Ed25519Key
 from .errors import InvalidProof, MalformedCredential, UnknownContext
 
 
+def _didkit_error() -> type[BaseException]:
+    import didkit
+
+    # didkit's stub declares DIDKitException as an instance; at run time it is a class.
+    error: type[BaseException] = getattr(didkit, "DIDKitException")
+    return error
+
+
 def jwk(key: Ed25519Key) -> str:
     """The private key as the OKP JWK didkit takes (RFC 8037)."""
     return json.dumps({"kty": "OKP", "crv": "Ed25519",
@@ -33,7 +41,7 @@ async def issue_vc11(credential: dict[str, Any], key: Ed25519Key) -> dict[str, A
     try:
         signed = await didkit.issue_credential(json.dumps(credential), json.dumps(options),
                                                jwk(key))
-    except didkit.DIDKitException as exc:
+    except _didkit_error() as exc:
         raise _mapped(str(exc)) from None
     result: dict[str, Any] = json.loads(signed)
     return result
@@ -59,7 +67,7 @@ async def verify_2018(document: dict[str, Any], *, presentation: bool,
     verify = didkit.verify_presentation if presentation else didkit.verify_credential
     try:
         answer = json.loads(await verify(json.dumps(document), json.dumps(options)))
-    except didkit.DIDKitException as exc:
+    except _didkit_error() as exc:
         raise _mapped(str(exc)) from None
     errors = answer.get("errors") or []
     if errors:

@@ -119,7 +119,7 @@ class FileAndHttpStatusSource(StatusSource):
         try:
             async with aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-                async with session.get(url, ssl=context if url.startswith("https") else None
+                async with session.get(url, ssl=context if url.startswith("https") else True
                                        ) as response:
                     if response.status != 200:
                         raise StatusCheckFailed(
