@@ -32,9 +32,17 @@ def home_option(func: F) -> F:
 
 
 def config_from(home: str | None) -> CliConfig:
+    """The command's ``--home`` wins, then the group's (``mpcid --home X cmd``), then
+    $MPCID_HOME, then ~/.mpcid."""
+    from click.core import ParameterSource
+
     ctx = click.get_current_context()
-    root = ctx.find_root().params.get("home")
-    return CliConfig.from_environment(home or root)
+    root = ctx.find_root()
+    explicit = ctx.get_parameter_source("home") == ParameterSource.COMMANDLINE
+    if not explicit and root.params.get("home") is not None and \
+            root.get_parameter_source("home") == ParameterSource.COMMANDLINE:
+        home = root.params["home"]
+    return CliConfig.from_environment(home)
 
 
 def prompt_passphrase(text: str, confirm: bool) -> str | None:

@@ -15,13 +15,13 @@ from mpcid.identity import credentials as vc
 from mpcid.identity.dataintegrity import isoformat, parse_datetime
 from mpcid.identity.did_key import KEY_FORMATS, DIDKey, parse_did
 from mpcid.identity.errors import (CredentialError, KeystoreError, MalformedCredential,
-                                   MpcidError, UsageError)
+                                   MpcidError, StatusCheckFailed, UsageError)
 from mpcid.identity.jsonld import ContextLoader
 from mpcid.identity.keystore import Keystore
 from mpcid.identity.policy import Policy
 from mpcid.identity.resolver import UniversalResolver, WebResolver, WebResolverConfig
 from mpcid.identity.statuslist import (Bitstring, FileAndHttpStatusSource,
-                                       parse_status_reference)
+                                       parse_status_reference, read_index)
 
 from .cli import cli, config_from, home_option, prompt_passphrase, wraps_async
 
@@ -59,10 +59,27 @@ def write_output(value: dict[str, Any], out: str | None) -> None:
     if out:
         from mpcid.identity.keystore import atomic_write
 
-        atomic_write(Path(out), (json.dumps(value, indent=2) + "\n").encode(), mode=0o644)
+        try:
+            atomic_write(Path(out), (json.dumps(value, indent=2) + "\n").encode(), mode=0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot write {out}: {exc.strerror or exc}",
+                             hint="check that the folder exists and is writable") from None
         click.echo(f"wrote {out}", err=True)
     else:
         emit_json(value)
+
+
+def cli_datetime(value: str, option: str) -> dt.datetime:
+    try:
+        return parse_datetime(value, option)
+    except MalformedCredential:
+        raise UsageError(f"{option} {value!r} is not an ISO 8601 date-time",
+                         hint="e.g. 2027-01-31T12:00:00Z") from None
+
+
+def check_ca_file(ca_file: str | None) -> None:
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise UsageError(f"CA file {ca_file} does not exist", hint="give a PEM file")
 
 
 def pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -118,7 +135,8 @@ def make_verify_config(ks: Keystore, contexts: tuple[str, ...], status_files: tu
     overrides.update({u: Path(f) for u, f in pairs(status_files, "--status-file").items()})
     status = None if no_status else FileAndHttpStatusSource(overrides, ca_file=ca_file)
     resolver = UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
-    now = parse_datetime(at, "--at") if at else now_utc()
+    now = cli_datetime(at, "--at") if at else now_utc()
+    check_ca_file(ca_file)
     return vc.VerifyConfig(loader=loader, resolver=resolver, status=status, now=now)
 
 
@@ -204,6 +222,7 @@ async def did_resolve(did: str, key_format: str, ca_file: str | None,
         emit_json(DIDKey.parse(did).document(key_format))
         return
     parse_did(did)
+    check_ca_file(ca_file)
     resolver = UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
     emit_json(await resolver.resolve(did))
 
@@ -236,14 +255,17 @@ def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, .
     """Issue a VC 2.0 credential signed with eddsa-rdfc-2022."""
     ks = keystore(home)
     parse_did(subject)
-    start = parse_datetime(valid_from, "--valid-from") if valid_from else now_utc()
-    end = parse_datetime(expires, "--expires") if expires else None
+    start = cli_datetime(valid_from, "--valid-from") if valid_from else now_utc()
+    end = cli_datetime(expires, "--expires") if expires else None
+    claim_values = pairs(claims, "--claim")
+    if "id" in claim_values:
+        raise UsageError("a claim may not be named 'id': the subject is given with --subject")
     if end is not None and end <= start:
         raise UsageError(f"--expires {expires} is not after the start of validity")
     key = ks.load_identity(issuer)
     status = allocate_status(ks, status_list, key.did.did) if status_list else None
     document = vc.build_credential(issuer=key.did.did, subject=subject, credential_type=ctype,
-                                   claims=pairs(claims, "--claim"), valid_from=start,
+                                   claims=claim_values, valid_from=start,
                                    valid_until=end, status=status)
     write_output(vc.sign_credential(document, key, now=now_utc()), out)
 
@@ -319,7 +341,7 @@ async def credential_import(file: str, contexts: tuple[str, ...], status_files: 
     if holder is None:
         click.echo(f"note: the subject {result.subject} is none of your identities", err=True)
     if as_json:
-        emit_json({"id": doc_id, **credential_summary(result)})
+        emit_json({**credential_summary(result), "localId": doc_id})
     else:
         click.echo(doc_id)
 
@@ -391,7 +413,11 @@ def credential_revoke(credential: str | None, reference: str | None, undo: bool,
             entry = entry[0] if entry else None
         if not isinstance(entry, dict) or "statusListCredential" not in entry:
             raise UsageError(f"{credential} has no credentialStatus: it cannot be revoked")
-        url, index = str(entry["statusListCredential"]), int(str(entry.get("statusListIndex")))
+        try:
+            index = read_index(entry)
+        except StatusCheckFailed as exc:
+            raise UsageError(f"{credential} has a malformed credentialStatus: {exc}") from None
+        url = str(entry["statusListCredential"])
     else:
         try:
             url, index = parse_status_reference(str(reference))
@@ -417,9 +443,9 @@ def publish_status_list(ks: Keystore, record: dict[str, Any], bits: Bitstring) -
     document = vc.status_list_credential(issuer=key.did.did, url=str(record["url"]), bits=bits,
                                          purpose=str(record["purpose"]), valid_from=now_utc())
     record["credential"] = vc.sign_credential(document, key, now=now_utc())
-    ks.put_document("statuslists", status_list_id(str(record["url"])), record)
-    if record.get("publish"):
+    if record.get("publish"):  # first, so a failure leaves the keystore unchanged
         write_output(record["credential"], str(record["publish"]))
+    ks.put_document("statuslists", status_list_id(str(record["url"])), record)
 
 
 @cli.group("status-list")

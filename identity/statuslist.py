@@ -115,7 +115,11 @@ class FileAndHttpStatusSource(StatusSource):
 
         context = ssl.create_default_context()
         if self.ca_file:
-            context.load_verify_locations(cafile=self.ca_file)
+            try:
+                context.load_verify_locations(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise StatusCheckFailed(f"cannot load CA file {self.ca_file}: {exc}",
+                                        hint="pass a PEM file with --ca-file") from None
         try:
             async with aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
