@@ -98,3 +98,4 @@ def wraps_async(func: Callable[..., Any]) -> Callable[..., Any]:
 # Commands register themselves on `cli` when their modules are imported.
 from . import identity_commands  # noqa: E402,F401
 from . import demo  # noqa: E402,F401
+from . import run_command  # noqa: E402,F401

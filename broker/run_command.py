@@ -1,0 +1,49 @@
+"""``mpcid run``: one party of a session described by a session file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import cli, config_from, home_option, prompt_passphrase
+from .errors import SessionFileInvalid
+from .session import SessionSpec
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True,
+                                      "allow_interspersed_args": False})
+@click.option("--session", "session_file", required=True, type=click.Path(dir_okay=False),
+              help="Session file (JSON: session, program_sha256, parties).")
+@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+              help="Local identity; must be one of the session's parties.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=60.0,
+              show_default=True, help="Seconds to wait for every party's channel.")
+@click.option("--idle-timeout", type=click.FloatRange(min=1.0), default=30.0,
+              show_default=True, help="Seconds of silence after which a peer counts as dead.")
+@click.option("--listen-host", default="", help="Address to accept channels on [all].")
+@home_option
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
+def run(session_file: str, name: str, connect_timeout: float, idle_timeout: float,
+        listen_host: str, home: str | None, program: str, program_args: tuple[str, ...]
+        ) -> None:
+    """Run an unmodified MPyC PROGRAM as one party, over authenticated Noise channels.
+
+    Usage: mpcid run --session SESSION.json --as NAME -- PROGRAM.py [ARGS...]
+    MPyC's own options (e.g. -T, --no-prss, --log-level) may be given among ARGS.
+    """
+    from .mpyc_runtime import RunSettings, run_program
+
+    session = SessionSpec.load(Path(session_file))
+    program_path = Path(program)
+    if not program_path.is_file():
+        raise SessionFileInvalid(f"program {program} does not exist",
+                                 hint="give the path of the MPyC program")
+    session.check_program(program_path)
+    key = config_from(home).keystore(prompt_passphrase).load_identity(name)
+    session.index_of(key.did.did)
+    settings = RunSettings(connect_timeout=connect_timeout, idle_timeout=idle_timeout,
+                           keepalive_interval=min(5.0, idle_timeout / 3),
+                           listen_host=listen_host)
+    run_program(session, key, program_path, list(program_args), settings)
