@@ -87,7 +87,7 @@ class _Run:
     def on_failure(self, did: str | None, exc: MpcidError) -> None:
         if not self.started:
             # Before the computation: drop this connection, keep waiting for the real party.
-            log.warning("rejected a connection: %s", exc.one_line())
+            log.warning("channel with %s failed: %s", self.describe(did), exc.one_line())
             return
         if self.fatal is None:
             self.fatal = PeerFailed(f"lost {self.describe(did)} during the computation: "

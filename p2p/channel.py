@@ -21,7 +21,8 @@ from typing import Any
 
 from mpcid.identity.errors import MpcidError
 
-from .errors import ConnectFailed, ConnectionLost, ListenFailed, ProtocolError, TransportError
+from .errors import (ConnectFailed, ConnectionLost, HandshakeFailed, ListenFailed, ProtocolError,
+                     TransportError)
 from .noise import ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel, PeerClosed
 
 log = logging.getLogger("mpcid.channel")
@@ -149,7 +150,7 @@ class ChannelProtocol(asyncio.Protocol):
             return
         try:
             self._channel.connection_lost()
-        except ConnectionLost as lost:
+        except (ConnectionLost, HandshakeFailed) as lost:
             if exc is not None:
                 lost.message += f" ({exc})"
             self._fail(lost)

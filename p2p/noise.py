@@ -270,7 +270,11 @@ class NoiseChannel:
         """The underlying stream ended. Raise unless the channel ended properly."""
         if self.state is State.CLOSED:
             return
+        handshaking = self.state in (State.AWAIT_PREAMBLE, State.AWAIT_HANDSHAKE)
         self.state = State.FAILED
+        if handshaking:
+            raise HandshakeFailed(f"{self._who()} hung up during the handshake: it is not that "
+                                  "party, or it joined another session")
         raise ConnectionLost(self._who() + " closed the connection without ending the channel")
 
     # -- timers ----------------------------------------------------------------------------

@@ -1,0 +1,299 @@
+"""`mpcid run`: unmodified MPyC programs as separate processes over mpcid channels.
+
+Integration tests: real processes on loopback. Every test bounds every wait and kills
+what it started."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MPCID = str(Path(sys.executable).parent / "mpcid")
+SALARY = ROOT / "examples" / "salary_sum.py"
+AUCTION = ROOT / "examples" / "sealed_bid_auction.py"
+ROUNDS = ROOT / "tests" / "programs" / "rounds.py"
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG")}
+    return env
+
+
+class Parties:
+    """N identities in their own keystores, and helpers to write sessions and run them."""
+
+    def __init__(self, root: Path, n: int) -> None:
+        self.root = root
+        self.names = [f"p{i}" for i in range(n)]
+        self.dids = []
+        for name in self.names:
+            out = subprocess.run([MPCID, "create-did", "--home", str(root / name), "--name",
+                                  name], capture_output=True, text=True, env=clean_env(),
+                                 timeout=60, check=True)
+            self.dids.append(out.stdout.strip().splitlines()[-1])
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def session(self, program: Path, ports: list[int], session_id: str = "s-1",
+                dids: list[str] | None = None, name: str = "session.json",
+                hosts: list[str] | None = None) -> Path:
+        digest = hashlib.sha256(program.read_bytes()).hexdigest()
+        parties = [{"did": d, "host": (hosts or ["127.0.0.1"] * len(ports))[i],
+                    "port": ports[i]} for i, d in enumerate(dids or self.dids)]
+        path = self.root / name
+        path.write_text(json.dumps({"session": session_id, "program_sha256": digest,
+                                    "parties": parties}))
+        return path
+
+    def start(self, index: int, session: Path, program: Path, *args: str,
+              timeout: float = 20.0, name: str | None = None) -> subprocess.Popen[str]:
+        who = name or self.names[index]
+        proc = subprocess.Popen(
+            [MPCID, "run", "--home", str(self.root / self.names[index]), "--session",
+             str(session), "--as", who, "--connect-timeout", str(timeout),
+             "--idle-timeout", "6", "--", str(program), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+            cwd=self.root)
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def parties3(tmp_path: Path) -> Iterator[Parties]:
+    group = Parties(tmp_path, 3)
+    yield group
+    group.kill_all()
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def last_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert lines, f"no error line in:\n{err}"
+    assert "Traceback" not in err, err
+    return lines[-1]
+
+
+def test_three_parties_compute_salary_statistics(parties3: Parties) -> None:
+    session = parties3.session(SALARY, free_ports(3))
+    salaries = ["50000,60000", "70000", "40000,45000,55000"]
+    procs = [parties3.start(i, session, SALARY, "--salaries", salaries[i]) for i in range(3)]
+    results = [finish(p) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err
+        assert "total 320000" in out and "count 6" in out and "average 53333.33" in out
+        # MPyC logs to stdout; the connection report is in its log.
+        assert "All 3 parties connected via mpcid channels" in out
+
+
+def test_sealed_bid_auction(parties3: Parties) -> None:
+    session = parties3.session(AUCTION, free_ports(3))
+    bids = ["700", "1200", "950"]
+    procs = [parties3.start(i, session, AUCTION, "--bid", bids[i]) for i in range(3)]
+    for code, out, err in (finish(p) for p in procs):
+        assert code == 0, err
+        assert "winner 1" in out and "price 950" in out
+
+
+def test_program_hash_mismatch_is_refused_before_running(parties3: Parties,
+                                                         tmp_path: Path) -> None:
+    session = parties3.session(SALARY, free_ports(3))
+    changed = tmp_path / "salary_sum.py"
+    changed.write_text(SALARY.read_text() + "\n# changed\n")
+    code, out, err = finish(parties3.start(0, session, changed), timeout=30)
+    assert code == 1
+    assert "SHA-256" in last_error_line(err) and "same program" in last_error_line(err)
+    assert "Start MPyC" not in out + err
+
+
+def test_identity_that_is_not_a_party_is_refused(parties3: Parties, tmp_path: Path) -> None:
+    outsider = Parties(tmp_path / "out", 1)
+    session = parties3.session(SALARY, free_ports(3))
+    proc = subprocess.Popen([MPCID, "run", "--home", str(tmp_path / "out" / "p0"),
+                             "--session", str(session), "--as", "p0", "--", str(SALARY)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())
+    code, _, err = finish(proc, timeout=30)
+    assert code == 1 and "is not a party of session s-1" in last_error_line(err)
+
+
+def test_invalid_session_file_is_a_usage_error(parties3: Parties, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"session": "x", "parties": []}')
+    code, _, err = finish(parties3.start(0, bad, SALARY), timeout=30)
+    assert code == 2 and "program_sha256" in last_error_line(err)
+
+
+def test_party_of_another_session_cannot_connect(parties3: Parties) -> None:
+    ports = free_ports(3)
+    session = parties3.session(SALARY, ports)
+    other = parties3.session(SALARY, ports, session_id="s-2", name="other.json")
+    procs = [parties3.start(0, session, SALARY, timeout=5),
+             parties3.start(1, session, SALARY, timeout=5),
+             parties3.start(2, other, SALARY, timeout=5)]
+    results = [finish(p) for p in procs]
+    for code, _, err in results:
+        assert code == 1, err
+    # Party 0 dials party 2 (wrong session): handshake fails, and it names the party.
+    line0 = last_error_line(results[0][2])
+    assert "no channel within 5 s to: party 2" in line0 and parties3.dids[2] in line0
+    assert f"{parties3.dids[2]} hung up during the handshake" in results[0][1]
+    line1 = last_error_line(results[1][2])
+    assert "party 2" in line1 and "party 0" not in line1
+    # Party 2 (listening for 0 and 1) rejected both and says so.
+    assert "failed the handshake" in results[2][1]
+
+
+def test_unreachable_party_is_named_after_the_connect_timeout(parties3: Parties) -> None:
+    session = parties3.session(SALARY, free_ports(3))
+    started = time.monotonic()
+    code, _, err = finish(parties3.start(0, session, SALARY, timeout=3), timeout=30)
+    assert code == 1 and time.monotonic() - started < 20
+    line = last_error_line(err)
+    assert "party 1" in line and "party 2" in line and "127.0.0.1" in line
+
+
+def test_port_in_use_is_a_clear_error(parties3: Parties) -> None:
+    blocker = socket.socket()
+    blocker.bind(("0.0.0.0", 0))
+    blocker.listen()
+    try:
+        ports = free_ports(3)
+        ports[1] = blocker.getsockname()[1]
+        session = parties3.session(SALARY, ports)
+        code, _, err = finish(parties3.start(1, session, SALARY, timeout=5), timeout=30)
+    finally:
+        blocker.close()
+    assert code == 1
+    assert f"cannot listen on *:{ports[1]}" in last_error_line(err)
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if text in line:
+            return
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"{text!r} never appeared")
+
+
+def test_peer_dying_mid_computation_stops_the_others(parties3: Parties) -> None:
+    session = parties3.session(ROUNDS, free_ports(3))
+    procs = [parties3.start(i, session, ROUNDS, "400", "0.05") for i in range(3)]
+    wait_for_line(procs[0], "round 3 ", timeout=30)
+    procs[2].send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    for proc in procs[:2]:
+        code, _, err = finish(proc, timeout=30)
+        assert code == 1
+        line = last_error_line(err)
+        assert "lost party 2" in line and parties3.dids[2] in line
+    assert time.monotonic() - started < 15
+
+
+class CorruptingProxy:
+    """Forwards TCP both ways and flips one bit in the stream to the server after
+    ``after`` bytes."""
+
+    def __init__(self, target_port: int, after: int) -> None:
+        self.target_port = target_port
+        self.after = after
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        server = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+        self._pump(client, server, self.after)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, corrupt_after: int | None) -> None:
+        seen = 0
+        try:
+            while data := src.recv(65536):
+                if corrupt_after is not None and seen <= corrupt_after < seen + len(data):
+                    data = bytearray(data)
+                    data[corrupt_after - seen] ^= 0x01
+                    data = bytes(data)
+                seen += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_garbled_frame_mid_computation_stops_both_ends(parties3: Parties) -> None:
+    ports = free_ports(3)
+    session = parties3.session(ROUNDS, ports)
+    # Party 0 reaches party 1 through a proxy that flips a bit well after the handshake.
+    proxy = CorruptingProxy(ports[1], after=3000)
+    via_proxy = parties3.session(ROUNDS, [ports[0], proxy.port, ports[2]], name="proxy.json")
+    try:
+        procs = [parties3.start(0, via_proxy, ROUNDS, "400", "0.02"),
+                 parties3.start(1, session, ROUNDS, "400", "0.02"),
+                 parties3.start(2, session, ROUNDS, "400", "0.02")]
+        results = [finish(p, timeout=60) for p in procs]
+    finally:
+        proxy.close()
+    code1, _, err1 = results[1]
+    assert code1 == 1
+    line1 = last_error_line(err1)
+    assert "party 0" in line1 and "corrupted frame" in line1
+    for code, _, err in results:
+        assert code == 1, err
+        last_error_line(err)
