@@ -104,7 +104,7 @@ class SessionSpec:
         if not isinstance(value, dict):
             raise bad("must be a JSON object")
         sid = value.get("session")
-        if not isinstance(sid, str) or not _SESSION_ID.match(sid):
+        if not isinstance(sid, str) or not _SESSION_ID.fullmatch(sid):
             raise bad("'session' must be 1-128 characters of [A-Za-z0-9._:-]")
         digest = value.get("program_sha256")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):

@@ -235,12 +235,11 @@ async def _verify_proof(document: dict[str, Any], config: VerifyConfig, purpose:
         if _version(document) != "1.1":
             raise MalformedCredential("Ed25519Signature2018 proofs are accepted on VC 1.1 "
                                       "documents only")
-        result = await legacy.verify_2018(document, presentation=purpose == "authentication",
-                                          challenge=challenge, domain=domain)
-        if challenge is not None or domain is not None:
-            assert isinstance(first, dict)
-            di.check_proof_binding(first, challenge, domain)
-        return result
+        assert isinstance(first, dict)
+        # Checked first so that a replay says so (didkit would only say "no proof").
+        di.check_proof_binding(first, challenge, domain)
+        return await legacy.verify_2018(document, presentation=purpose == "authentication",
+                                        challenge=challenge, domain=domain)
     assert isinstance(first, dict)
     vm = first.get("verificationMethod")
     if not isinstance(vm, str):

@@ -207,7 +207,7 @@ def x25519_multibase(public_key: bytes) -> str:
 
 def parse_did(did: str) -> str:
     """Check generic DID syntax (any method) and return the DID without fragment/query."""
-    if not isinstance(did, str) or not _DID_SYNTAX.match(did.split("#", 1)[0].split("?", 1)[0]):
+    if not isinstance(did, str) or not _DID_SYNTAX.fullmatch(did.split("#", 1)[0].split("?", 1)[0]):
         raise InvalidDID(f"{_show(did)} is not a DID (expected did:METHOD:ID)")
     return did.split("#", 1)[0].split("?", 1)[0]
 

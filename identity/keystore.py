@@ -115,6 +115,9 @@ class Keystore:
             raise KeystoreError(f"identity {name!r} uses unknown encryption "
                                 f"{sealed.get('encryption')!r}",
                                 hint="it was written by a newer mpcid; upgrade")
+        if len(seed) != 32:
+            raise KeystoreError(f"identity file for {name!r} is damaged (bad seed length)",
+                                hint=f"restore {self._identity_path(name)} from a backup")
         key = Ed25519Key.from_seed(seed)
         if key.did.did != record.get("did"):
             raise KeystoreError(f"identity file for {name!r} is inconsistent: its key does not "
@@ -124,16 +127,18 @@ class Keystore:
 
     def identity(self, name: str = "default") -> IdentityInfo:
         record = self._read_identity(name)
+        sealed = record.get("key")
         return IdentityInfo(name=name, did=str(record.get("did")),
                             created=str(record.get("created")),
-                            encrypted=record.get("key", {}).get("encryption") == ENCRYPTION)
+                            encrypted=isinstance(sealed, dict)
+                            and sealed.get("encryption") == ENCRYPTION)
 
     def identities(self) -> list[IdentityInfo]:
         folder = self.home / "identities"
         if not folder.is_dir():
             return []
         return [self.identity(p.stem) for p in sorted(folder.glob("*.json"))
-                if _NAME.match(p.stem)]
+                if _NAME.fullmatch(p.stem)]
 
     def find_identity_by_did(self, did: str) -> IdentityInfo | None:
         return next((i for i in self.identities() if i.did == did), None)
@@ -160,13 +165,13 @@ class Keystore:
     # -- internals -------------------------------------------------------------------
 
     def _identity_path(self, name: str) -> Path:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise UsageError(f"{name!r} is not a valid identity name",
                              hint="use 1-64 letters, digits, '.', '_' or '-'")
         return self.home / "identities" / f"{name}.json"
 
     def _doc_path(self, kind: str, doc_id: str) -> Path:
-        if kind not in ("credentials", "statuslists") or not _NAME.match(doc_id):
+        if kind not in ("credentials", "statuslists") or not _NAME.fullmatch(doc_id):
             raise UsageError(f"{doc_id!r} is not a valid stored document id")
         return self.home / kind / f"{doc_id}.json"
 
@@ -205,7 +210,11 @@ class Keystore:
     def _write_json(self, path: Path, document: dict[str, Any]) -> None:
         _ensure_private_dir(self.home)
         _ensure_private_dir(path.parent)
-        atomic_write(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+        try:
+            atomic_write(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            raise KeystoreError(f"cannot write {path}: {exc.strerror or exc}",
+                                hint="check free disk space and permissions") from None
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -213,8 +222,14 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     and a crash at any point loses neither."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
+        fh = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        os.fchmod(fh.fileno(), mode)
+        with fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

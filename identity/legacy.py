@@ -83,6 +83,9 @@ async def verify_2018(document: dict[str, Any], *, presentation: bool,
 
 def _mapped(message: str) -> Exception:
     lowered = message.lower()
+    if "no applicable proof" in lowered:
+        # didkit drops proofs whose options (issuer key, challenge, domain) do not match.
+        return InvalidProof()
     if "context" in lowered:
         return UnknownContext(f"didkit refused a context: {message[:160]}")
     if "signature" in lowered or "verif" in lowered or "key" in lowered:

@@ -38,7 +38,7 @@ class Requirement:
     claims: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not _TERM.match(self.credential_type):
+        if not _TERM.fullmatch(self.credential_type):
             raise UsageError(f"{self.credential_type!r} is not a credential type name")
         if not self.issuers:
             raise UsageError("a requirement names at least one issuer DID")
@@ -48,7 +48,7 @@ class Requirement:
             except InvalidDID:
                 raise UsageError(f"requirement issuer {issuer!r} is not a DID") from None
         for key, _ in self.claims:
-            if not _TERM.match(key):
+            if not _TERM.fullmatch(key):
                 raise UsageError(f"{key!r} is not a claim name")
 
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 from . import multibase
 from .did_key import DIDKey, parse_did
 from .errors import DIDResolutionError, InvalidDID, InvalidProof
+from .statuslist import read_body
 
 MAX_DID_DOCUMENT_BYTES = 256 * 1024
 
@@ -97,7 +98,7 @@ class WebResolver(DIDResolver):
                     if response.status != 200:
                         raise DIDResolutionError(
                             f"resolving {base}: {url} answered HTTP {response.status}")
-                    body = await response.content.read(MAX_DID_DOCUMENT_BYTES + 1)
+                    body = await read_body(response, MAX_DID_DOCUMENT_BYTES)
         except DIDResolutionError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -148,10 +149,10 @@ def verification_key(document: dict[str, Any], vm_id: str, purpose: str) -> byte
     relationship = document.get(purpose)
     if not isinstance(relationship, list):
         raise InvalidProof(f"{did} authorises no key for {purpose}")
-    methods = {m.get("id"): m for m in document.get("verificationMethod", [])
+    methods = {_absolute(m.get("id"), did): m for m in document.get("verificationMethod", [])
                if isinstance(m, dict)}
     for entry in relationship:
-        method = methods.get(entry) if isinstance(entry, str) else entry
+        method = methods.get(_absolute(entry, did)) if isinstance(entry, str) else entry
         if isinstance(method, dict) and _absolute(method.get("id"), did) == vm_id:
             return _public_key(method)
     raise InvalidProof(f"{vm_id} is not a {purpose} key of {did}",

@@ -103,7 +103,11 @@ class FileAndHttpStatusSource(StatusSource):
             found = self.overrides[url]
             return found if isinstance(found, dict) else _load_file(Path(found), url)
         if url.startswith("file://"):
-            return _load_file(Path(url[len("file://"):]), url)
+            import urllib.parse
+            import urllib.request
+
+            path = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+            return _load_file(Path(path), url)
         if url.startswith(("http://", "https://")):
             return await self._fetch_http(url)
         raise StatusCheckFailed(f"cannot fetch status list {url}: unsupported URL scheme")
@@ -128,13 +132,24 @@ class FileAndHttpStatusSource(StatusSource):
                     if response.status != 200:
                         raise StatusCheckFailed(
                             f"status list {url} answered HTTP {response.status}")
-                    body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
+                    body = await read_body(response, MAX_DOCUMENT_BYTES)
         except StatusCheckFailed:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise StatusCheckFailed(f"cannot fetch status list {url}: "
                                     f"{type(exc).__name__}: {exc}") from None
         return _parse(body, url)
+
+
+async def read_body(response: Any, limit: int) -> bytes:
+    """The whole body, or ``limit + 1`` bytes of it when it is larger (aiohttp's
+    ``read(n)`` returns only what is buffered, so read in chunks)."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body)
 
 
 def _load_file(path: Path, url: str) -> dict[str, Any]:

@@ -1,0 +1,337 @@
+"""W3C Bitstring Status List v1.0: bitstring, encoding, sources (file, HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import random
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from mpcid.identity import credentials as cred
+from mpcid.identity import multibase
+from mpcid.identity.did_key import Ed25519Key
+from mpcid.identity.errors import CredentialRevoked, StatusCheckFailed
+from mpcid.identity.statuslist import (MIN_BITS, Bitstring, FileAndHttpStatusSource,
+                                       parse_status_reference, read_index)
+
+Doc = dict[str, Any]
+
+#: The encodedList of the example BitstringStatusListCredential in W3C "Bitstring Status
+#: List v1.0" (W3C Recommendation, 15 May 2025, https://www.w3.org/TR/vc-bitstring-status-list/,
+#: example "Example BitstringStatusListCredential"): a 131,072-bit (16 KiB) list, all zero.
+W3C_EXAMPLE_ENCODED_LIST = "uH4sIAAAAAAAAA-3BMQEAAADCoPVPbQwfoAAAAAAAAAAAAAAAAAAAAIC3AYbSVKsAQAAA"
+
+
+# --- Bitstring --------------------------------------------------------------------------------
+
+
+def test_bit_order_index_0_is_msb_of_byte_0() -> None:
+    bits = Bitstring.empty()
+    bits.set(0)
+    assert bits.data[0] == 0x80
+    bits.set(7)
+    assert bits.data[0] == 0x81
+    bits.set(8)
+    assert bits.data[1] == 0x80
+    bits.set(MIN_BITS - 1)
+    assert bits.data[-1] == 0x01
+    assert [bits.get(i) for i in (0, 1, 6, 7, 8, 9, MIN_BITS - 2, MIN_BITS - 1)] == [
+        True, False, False, True, True, False, False, True]
+    bits.set(0, False)
+    assert bits.data[0] == 0x01
+    assert bits.get(0) is False
+
+
+def test_bitstring_from_bytes() -> None:
+    bits = Bitstring(bytes([0b10100000, 0b00000001]))
+    assert len(bits) == 16
+    assert [i for i in range(16) if bits.get(i)] == [0, 2, 15]
+
+
+def test_empty_sizes() -> None:
+    assert len(Bitstring.empty()) == MIN_BITS == 131_072
+    assert len(Bitstring.empty().data) == 16 * 1024
+    assert not any(Bitstring.empty().data)
+    assert len(Bitstring.empty(MIN_BITS + 8)) == MIN_BITS + 8
+    for bad in (0, 8, MIN_BITS - 8, MIN_BITS + 1, MIN_BITS + 7):
+        with pytest.raises(ValueError):
+            Bitstring.empty(bad)
+
+
+@pytest.mark.parametrize("index", [-1, MIN_BITS, MIN_BITS + 100])
+def test_index_outside(index: int) -> None:
+    bits = Bitstring.empty()
+    with pytest.raises(IndexError):
+        bits.get(index)
+    with pytest.raises(IndexError):
+        bits.set(index)
+
+
+def test_encode_decode_round_trip() -> None:
+    rng = random.Random(1234)
+    bits = Bitstring.empty(MIN_BITS * 2)
+    chosen = sorted(rng.sample(range(len(bits)), 500))
+    for i in chosen:
+        bits.set(i)
+    encoded = bits.encode()
+    assert encoded.startswith("u")
+    assert set(encoded[1:]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                   "0123456789-_")
+    assert encoded == bits.encode()  # deterministic (mtime=0)
+    decoded = Bitstring.decode(encoded)
+    assert len(decoded) == len(bits)
+    assert [i for i in range(len(decoded)) if decoded.get(i)] == chosen
+    # the payload is a GZIP stream of the raw bytes
+    assert gzip.decompress(multibase.decode(encoded)) == bytes(bits.data)
+
+
+def test_decode_statuslist2021_form_without_prefix() -> None:
+    bits = Bitstring.empty()
+    bits.set(5)
+    decoded = Bitstring.decode(bits.encode()[1:])
+    assert decoded.get(5) and not decoded.get(4)
+
+
+def test_decode_w3c_spec_example() -> None:
+    bits = Bitstring.decode(W3C_EXAMPLE_ENCODED_LIST)
+    assert len(bits) == 131_072
+    assert bytes(bits.data) == bytes(16 * 1024)
+
+
+def test_gzip_bomb_is_refused() -> None:
+    bomb = gzip.compress(bytes(20 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 64 * 1024
+    encoded = multibase.encode(bomb, "u")
+    started = time.monotonic()
+    with pytest.raises(StatusCheckFailed) as info:
+        Bitstring.decode(encoded)
+    assert "16 MiB" in str(info.value)
+    assert time.monotonic() - started < 5
+
+
+def test_largest_allowed_list_decodes() -> None:
+    encoded = multibase.encode(gzip.compress(bytes(16 * 1024 * 1024)), "u")
+    assert len(Bitstring.decode(encoded)) == 16 * 1024 * 1024 * 8
+
+
+@pytest.mark.parametrize("encoded", [
+    multibase.encode(b"this is not gzip data at all", "u"),
+    multibase.encode(b"\x1f\x8b\x08\x00garbage-after-magic", "u"),
+    "u!!!not-base64!!!",
+    "zNotBase64url",
+    "",
+    None,
+    12345,
+])
+def test_decode_refuses_bad_lists(encoded: Any) -> None:
+    with pytest.raises(StatusCheckFailed):
+        Bitstring.decode(encoded)
+
+
+# --- references -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("https://example.org/status/1#94567", ("https://example.org/status/1", 94567)),
+    ("https://example.org/status/1#0", ("https://example.org/status/1", 0)),
+    ("file:///tmp/list.json#12", ("file:///tmp/list.json", 12)),
+    ("https://example.org/a#b#7", ("https://example.org/a#b", 7)),
+])
+def test_parse_status_reference(text: str, expected: tuple[str, int]) -> None:
+    assert parse_status_reference(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "https://example.org/status/1", "https://example.org/status/1#", "#5",
+    "https://example.org/status/1#-1", "https://example.org/status/1#x1", "",
+    "https://example.org/status/1#1.5"])
+def test_parse_status_reference_bad(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_status_reference(text)
+
+
+def test_read_index() -> None:
+    assert read_index({"statusListIndex": "94567"}) == 94567
+    assert read_index({"statusListIndex": 3}) == 3
+    for bad in ("-1", "abc", None, "1.5"):
+        with pytest.raises(StatusCheckFailed):
+            read_index({"statusListIndex": bad})
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+def fetch(source: FileAndHttpStatusSource, url: str) -> Doc:
+    return asyncio.run(source.fetch(url))
+
+
+def test_override_with_document_and_file(tmp_path: Path, org_key: Ed25519Key,
+                                         make_status_list: Callable[..., Doc]) -> None:
+    status = make_status_list(org_key)
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(status))
+    assert fetch(FileAndHttpStatusSource({"https://a.example/1": status}),
+                 "https://a.example/1") == status
+    assert fetch(FileAndHttpStatusSource({"https://a.example/1": path}),
+                 "https://a.example/1") == status
+
+
+def test_file_url(tmp_path: Path, org_key: Ed25519Key,
+                  make_status_list: Callable[..., Doc]) -> None:
+    status = make_status_list(org_key)
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(status))
+    assert fetch(FileAndHttpStatusSource(), f"file://{path}") == status
+
+
+def test_file_url_from_path_as_uri(tmp_path: Path, org_key: Ed25519Key,
+                                   make_status_list: Callable[..., Doc]) -> None:
+    """A file: URL as Python (and RFC 8089) spell it: percent-encoded."""
+    status = make_status_list(org_key)
+    path = tmp_path / "status lists" / "list 1.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(status))
+    assert fetch(FileAndHttpStatusSource(), path.as_uri()) == status
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2, 3]", b"\xff\xfe"])
+def test_file_not_a_json_object(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "list.json"
+    path.write_bytes(content)
+    with pytest.raises(StatusCheckFailed):
+        fetch(FileAndHttpStatusSource(), f"file://{path}")
+
+
+def test_missing_file_and_unsupported_scheme(tmp_path: Path) -> None:
+    with pytest.raises(StatusCheckFailed):
+        fetch(FileAndHttpStatusSource(), f"file://{tmp_path}/missing.json")
+    with pytest.raises(StatusCheckFailed):
+        fetch(FileAndHttpStatusSource(), "ftp://example.org/list.json")
+
+
+def test_revocation_through_a_file_url(tmp_path: Path, org_key: Ed25519Key,
+                                       make_status_list: Callable[..., Doc],
+                                       make_status_credential: Callable[..., Doc]) -> None:
+    path = tmp_path / "list.json"
+    url = f"file://{path}"
+    path.write_text(json.dumps(make_status_list(org_key, url=url, set_bits=(9,))))
+    config = cred.VerifyConfig(status=FileAndHttpStatusSource())
+    asyncio.run(cred.verify_credential(make_status_credential(8, url=url), config))
+    with pytest.raises(CredentialRevoked):
+        asyncio.run(cred.verify_credential(make_status_credential(9, url=url), config))
+
+
+def _status_app(documents: dict[str, bytes]) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        body = documents.get(request.path)
+        if body is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=body, content_type="application/vc+ld+json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    return app
+
+
+@pytest.mark.integration
+def test_fetch_over_http(org_key: Ed25519Key, make_status_list: Callable[..., Doc],
+                         make_status_credential: Callable[..., Doc],
+                         serve_app: Callable[..., Any]) -> None:
+    async def scenario() -> None:
+        documents: dict[str, bytes] = {}
+        async with serve_app(_status_app(documents)) as port:
+            url = f"http://127.0.0.1:{port}/status/1"
+            status = make_status_list(org_key, url=url, set_bits=(100,))
+            documents["/status/1"] = json.dumps(status).encode()
+            source = FileAndHttpStatusSource(timeout=5)
+            assert await source.fetch(url) == status
+            config = cred.VerifyConfig(status=source)
+            ok = await cred.verify_credential(make_status_credential(99, url=url), config)
+            assert ok.claims == {"organization": "Acme"}
+            with pytest.raises(CredentialRevoked):
+                await cred.verify_credential(make_status_credential(100, url=url), config)
+            with pytest.raises(StatusCheckFailed) as info:
+                await source.fetch(f"http://127.0.0.1:{port}/status/404")
+            assert "404" in str(info.value)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_fetch_a_large_list_over_http(org_key: Ed25519Key,
+                                      make_status_list: Callable[..., Doc],
+                                      make_status_credential: Callable[..., Doc],
+                                      serve_app: Callable[..., Any]) -> None:
+    """A 1 MiB list (8,388,608 entries) whose bits look random does not compress: the
+    credential is about 1.4 MB, well below the 32 MiB document limit, and must be read
+    whole, however the body is split into chunks on the way."""
+    async def scenario() -> None:
+        documents: dict[str, bytes] = {}
+        async with serve_app(_status_app(documents)) as port:
+            url = f"http://127.0.0.1:{port}/status/big"
+            data = bytearray(random.Random(7).randbytes(1024 * 1024))
+            data[0] |= 0x80  # index 0 revoked
+            data[1] &= 0x7F  # index 8 not revoked
+            status = make_status_list(org_key, url=url, bits=Bitstring(data))
+            documents["/status/big"] = json.dumps(status).encode()
+            assert len(documents["/status/big"]) > 1_000_000
+            source = FileAndHttpStatusSource(timeout=10)
+            assert await source.fetch(url) == status
+            config = cred.VerifyConfig(status=source)
+            await cred.verify_credential(make_status_credential(8, url=url), config)
+            with pytest.raises(CredentialRevoked):
+                await cred.verify_credential(make_status_credential(0, url=url), config)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_http_non_json_answer(serve_app: Callable[..., Any]) -> None:
+    async def scenario() -> None:
+        async with serve_app(_status_app({"/x": b"<html>hello</html>"})) as port:
+            with pytest.raises(StatusCheckFailed):
+                await FileAndHttpStatusSource(timeout=5).fetch(f"http://127.0.0.1:{port}/x")
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_unreachable_port_fails_quickly() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nobody listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(StatusCheckFailed) as info:
+        fetch(FileAndHttpStatusSource(timeout=5), f"http://127.0.0.1:{port}/status/1")
+    assert time.monotonic() - started < 3
+    assert str(port) in str(info.value)
+
+
+@pytest.mark.integration
+def test_slow_server_times_out(serve_app: Callable[..., Any]) -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow(request: web.Request) -> web.Response:
+            await release.wait()
+            return web.Response(text="{}")
+
+        app = web.Application()
+        app.router.add_get("/slow", slow)
+        async with serve_app(app) as port:
+            started = time.monotonic()
+            with pytest.raises(StatusCheckFailed):
+                await FileAndHttpStatusSource(timeout=0.5).fetch(
+                    f"http://127.0.0.1:{port}/slow")
+            assert time.monotonic() - started < 3
+            release.set()
+
+    asyncio.run(scenario())
