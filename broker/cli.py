@@ -62,26 +62,41 @@ def cli(home: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map every error to one line and an exit code."""
+    code = _run(argv)
+    if "didkit" in sys.modules:
+        # didkit's Rust runtime can crash while the interpreter finalizes (seen as exit
+        # 134/139 after a successful command); its work is done, so leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="mpcid", standalone_mode=False)
     except MpcidError as exc:
         if os.environ.get("MPCID_DEBUG"):
             raise
         click.echo(f"error: {exc.one_line()}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        return 130
     except BrokenPipeError:
-        sys.exit(1)
+        return 1
+    except SystemExit as exc:
+        # An MPyC program run by `mpcid run` may call sys.exit itself.
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 def wraps_async(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -246,13 +246,20 @@ class CorruptingProxy:
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            client, _ = self.listener.accept()
-        except OSError:
-            return
-        server = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-        self._pump(client, server, self.after)
+        while True:  # party 0 retries until party 1 listens: accept every attempt
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pump, args=(server, client, None),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, self.after),
+                             daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, corrupt_after: int | None) -> None:
         seen = 0
