@@ -6,8 +6,9 @@ runs its timers. Once the handshake has proved the peer, it hands an application
 (MPyC's ``MessageExchanger``, unchanged) a :class:`ChannelTransport`: an ordinary asyncio
 transport whose ``write`` encrypts.
 
-Writes are coalesced: everything written during one event-loop iteration is sealed into
-as few Noise frames as possible and handed to the socket in one call. MPyC writes every
+Writes are coalesced: the first write of an event-loop iteration goes out at once (no
+added latency for a lone message), and everything else written during that iteration is
+sealed into as few Noise frames as possible at the start of the next one. MPyC writes every
 message separately, so this turns thousands of tiny writes into a few frames per round.
 """
 
@@ -46,10 +47,13 @@ class ChannelTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
             return
-        self._pending.append(bytes(data))
         if not self._scheduled:
+            # First write of this loop iteration: send now, batch whatever follows.
             self._scheduled = True
             self._owner.loop.call_soon(self._flush)
+            self._owner.send(data)
+            return
+        self._pending.append(bytes(data))
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -210,11 +214,16 @@ class ChannelProtocol(asyncio.Protocol):
             self._transport.write(data)
 
     def _arm_timer(self) -> None:
-        self._cancel_timer()
+        # Deadlines only move later as traffic flows, so a pending timer that fires early
+        # is harmless (it re-arms); only an earlier deadline needs a new timer. This keeps
+        # timer churn off the per-message path.
         if self._channel is None or self._done:
             return
         deadline = self._channel.get_timer()
-        if deadline is not None:
+        if deadline is None:
+            self._cancel_timer()
+        elif self._timer is None or deadline < self._timer.when():
+            self._cancel_timer()
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
