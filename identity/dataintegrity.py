@@ -205,8 +205,11 @@ def parse_datetime(value: object, what: str) -> dt.datetime:
 def _isoformat(value: dt.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace(
-        "+00:00", "Z")
+    try:
+        value = value.astimezone(dt.timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC form in datetime
+        return value.replace(microsecond=0).isoformat()
+    return value.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def isoformat(value: dt.datetime) -> str:

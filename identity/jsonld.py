@@ -102,20 +102,49 @@ def canonicalize(document: dict[str, Any], loader: ContextLoader) -> str:
             document, options)
     except UnknownContext:
         raise
-    except jsonld.JsonLdError as exc:
+    except _PYLD_ERRORS as exc:
         _raise_mapped(exc, loader)
     if dropped:
+        names = sorted({d for d in dropped if d != "None"} | _keyword_like_keys(document))
         raise MalformedCredential(
-            f"the document uses terms no @context defines: {', '.join(sorted(set(dropped)))}",
+            "the document uses terms no @context defines: "
+            f"{', '.join(names) or 'a key mapped to null'}",
             hint="add a context that defines them (e.g. https://w3id.org/mpcid/v1)")
     _check_types(expanded)
     try:
         result = jsonld.normalize(expanded, {"algorithm": "URDNA2015",
                                              "format": "application/n-quads",
                                              "documentLoader": loader})
-    except jsonld.JsonLdError as exc:
+    except _PYLD_ERRORS as exc:
         _raise_mapped(exc, loader)
     return str(result)
+
+
+#: pyld raises JsonLdError for most bad input, but plain ValueError/KeyError/... for some
+#: (a relative @context IRI, {"@vocab": null}); none of them may escape as a traceback.
+_PYLD_ERRORS = (jsonld.JsonLdError, ValueError, KeyError, TypeError, AttributeError,
+                IndexError, RecursionError)
+
+_KEYWORDS = {"@context", "@id", "@type", "@value", "@language", "@list", "@set", "@graph",
+             "@index", "@reverse", "@base", "@vocab", "@container", "@direction", "@included",
+             "@json", "@nest", "@none", "@prefix", "@propagate", "@protected", "@version",
+             "@import"}
+
+
+def _keyword_like_keys(node: Any) -> set[str]:
+    """Keys that look like JSON-LD keywords but are none (expansion drops them silently)."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= _keyword_like_keys(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "@context":
+                continue
+            if isinstance(key, str) and key.startswith("@") and key not in _KEYWORDS:
+                found.add(key)
+            found |= _keyword_like_keys(value)
+    return found
 
 
 def _check_types(node: Any) -> None:
