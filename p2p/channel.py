@@ -24,7 +24,8 @@ from mpcid.identity.errors import MpcidError
 
 from .errors import (ConnectFailed, ConnectionLost, HandshakeFailed, ListenFailed, ProtocolError,
                      TransportError)
-from .noise import ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel, PeerClosed
+from .noise import (ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel, PeerClosed,
+                    State)
 
 log = logging.getLogger("mpcid.channel")
 
@@ -164,8 +165,8 @@ class ChannelProtocol(asyncio.Protocol):
     # -- used by ChannelTransport ----------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        if self._channel is None or self._done:
-            return
+        if self._channel is None or self._done or self._channel.state is State.CLOSED:
+            return  # e.g. an answer to the peer's last message, racing its CLOSE
         try:
             self._write(self._channel.send(data, self.loop.time()))
         except ProtocolError as exc:
@@ -181,10 +182,14 @@ class ChannelProtocol(asyncio.Protocol):
         self._finish(None)
 
     def abort(self) -> None:
+        if self._done:
+            return
         self._done = True
         self._cancel_timer()
         if self._transport is not None:
             self._transport.abort()
+        if self.app is not None:  # asyncio's contract: connection_lost(None) follows abort()
+            self.loop.call_soon(self.app.connection_lost, None)
 
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport else 0
@@ -296,7 +301,8 @@ async def connect(host: str, port: int, protocol_factory: Callable[[], ChannelPr
         remaining = deadline - loop.time()
         if remaining <= 0:
             reason = f": {last.strerror or last}" if last is not None else ""
-            raise ConnectFailed(f"could not connect to {what or ''} at {host}:{port}{reason}")
+            raise ConnectFailed(f"could not connect to {what or 'the peer'} at {host}:{port}"
+                                f"{reason}")
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(protocol_factory, host, port), timeout=remaining)

@@ -194,6 +194,8 @@ class NoiseChannel:
         self.config = config
         self.state = State.AWAIT_PREAMBLE
         self.peer_did: str | None = None
+        self._start_called = False
+        self._peer_closed = False
         self._buffer = bytearray()
         self._started = now
         self._last_received = now
@@ -218,8 +220,9 @@ class NoiseChannel:
 
     def start(self) -> bytes:
         """The first bytes to send: the preamble, and for the initiator its handshake."""
-        if self.state is not State.AWAIT_PREAMBLE or self._last_sent != self._started:
+        if self._start_called:
             raise LocalProtocolError("start() is called once, first")
+        self._start_called = True
         out = PREAMBLE
         if self.config.initiator:
             out += self._frame_handshake(bytes(self._noise.write_message(b"")))
@@ -229,6 +232,8 @@ class NoiseChannel:
         """Encrypt application data into one or more frames."""
         if self.state is not State.OPEN:
             self._step("send")  # raises: the table allows "send" only when OPEN
+        if not data:
+            return b""
         self._last_sent = now
         if len(data) <= MAX_CHUNK:  # the common case, without slicing
             ciphertext = self._encrypt.encrypt(b"\x00" + data)  # type: ignore[union-attr]
@@ -254,6 +259,10 @@ class NoiseChannel:
         break the protocol (the channel is then unusable)."""
         if self.state is State.FAILED:
             raise LocalProtocolError("the channel has failed")
+        if self._peer_closed or (self.state is State.CLOSED and self._decrypt is None):
+            # Nothing follows the peer's CLOSE; and a channel we closed during the handshake
+            # has no keys: whatever is still in flight is discarded.
+            return []
         self._last_received = now
         if self._buffer:
             self._buffer += data
@@ -311,13 +320,14 @@ class NoiseChannel:
             pos = stop
             kind = plaintext[0]
             if kind == FRAME_DATA:
-                if self.state is State.OPEN:
+                if self.state is State.OPEN and len(plaintext) > 1:
                     bodies.append(plaintext[1:])
             elif kind == FRAME_PING:
                 pass
             elif kind == FRAME_CLOSE:
                 was_open = self.state is State.OPEN
                 self._step("close")
+                self._peer_closed = True
                 if bodies:
                     events.append(DataReceived(b"".join(bodies)))
                     bodies = []
@@ -382,11 +392,12 @@ class NoiseChannel:
         try:
             self.state = TRANSITIONS[(self.state, what)]
         except KeyError:
+            previous = self.state
             if what in ("send", "local-close"):
-                raise LocalProtocolError(f"cannot {what} in state {self.state.value}") from None
+                raise LocalProtocolError(f"cannot {what} in state {previous.value}") from None
             self.state = State.FAILED
             raise RemoteProtocolError(f"{self._who()} sent {what} in state "
-                                      f"{self.state.value}") from None
+                                      f"{previous.value}") from None
 
     def _read_preamble(self) -> bool:
         if len(self._buffer) < len(PREAMBLE):

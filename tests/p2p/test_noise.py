@@ -1,0 +1,772 @@
+"""The sans-IO channel in memory: handshake, framing, close, failures, timers, transitions.
+
+No sockets and no clock: two :class:`NoiseChannel` objects exchange bytes through explicit
+``receive_data`` calls, and time is the ``now`` argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mpcid.identity.did_key import Ed25519Key
+from mpcid.identity.errors import MpcidError
+from mpcid.p2p.errors import (ConnectionLost, HandshakeFailed, LocalProtocolError,
+                              PeerTimeout, ProtocolError, RemoteProtocolError)
+from mpcid.p2p.noise import (FRAME_CLOSE, FRAME_DATA, FRAME_PING, MAGIC, MAX_CHUNK,
+                             MAX_NOISE_MESSAGE, PREAMBLE, TAG_LEN, TRANSITIONS, VERSION,
+                             ChannelConfig, DataReceived, Event, HandshakeComplete, NoiseChannel, PeerClosed,
+                             State, establish_pair, session_prologue)
+
+Pair = tuple[NoiseChannel, NoiseChannel]
+MakeConfig = Callable[..., ChannelConfig]
+RawPair = tuple[NoiseChannel, Any]  # (alice's channel, conftest.RawPeer playing bob)
+MakePair = Callable[..., Pair]
+
+REMOTE_INPUTS = ("preamble", "handshake", "data", "ping", "close")
+LOCAL_INPUTS = ("send", "local-close")
+
+
+def split_frames(wire: bytes) -> list[bytes]:
+    """The Noise messages of a stream of ``u16be length || message`` frames (all complete)."""
+    out = []
+    offset = 0
+    while offset < len(wire):
+        assert len(wire) - offset >= 2
+        (length,) = struct.unpack_from(">H", wire, offset)
+        assert length <= MAX_NOISE_MESSAGE
+        body = wire[offset + 2:offset + 2 + length]
+        assert len(body) == length, "incomplete frame"
+        out.append(body)
+        offset += 2 + length
+    return out
+
+
+def received(events: list[Event]) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, DataReceived))
+
+
+def feed(channel: NoiseChannel, wire: bytes, chunk: int, now: float = 0.0) -> list[Event]:
+    events: list[Event] = []
+    for i in range(0, len(wire), chunk):
+        events += channel.receive_data(wire[i:i + chunk], now)
+    return events
+
+
+def handshake_bytes(a: NoiseChannel, b: NoiseChannel) -> tuple[bytes, bytes]:
+    """(initiator's first bytes, responder's preamble + handshake reply), handshake done."""
+    to_b = a.start()
+    to_a = b.start()
+    b.receive_data(to_b, 0)
+    return to_b, to_a + b.take_handshake_reply()
+
+
+# --- handshake -----------------------------------------------------------------------------
+
+
+def test_handshake_completes_with_peer_dids(make_pair: MakePair, alice: Ed25519Key,
+                                            bob: Ed25519Key) -> None:
+    a, b = make_pair()
+    assert a.state is b.state is State.AWAIT_PREAMBLE
+    events_a, events_b = establish_pair(a, b)
+    assert len(events_a) == len(events_b) == 1
+    (done_a,), (done_b,) = events_a, events_b
+    assert isinstance(done_a, HandshakeComplete) and isinstance(done_b, HandshakeComplete)
+    assert done_a.peer_did == bob.did.did
+    assert done_b.peer_did == alice.did.did
+    assert done_a.handshake_hash == done_b.handshake_hash
+    assert len(done_a.handshake_hash) == 32
+    assert a.handshake_hash == b.handshake_hash == done_a.handshake_hash
+    assert (a.peer_did, b.peer_did) == (bob.did.did, alice.did.did)
+    assert a.state is b.state is State.OPEN
+
+
+def test_handshake_hashes_differ_between_channels(make_pair: MakePair) -> None:
+    a, b = make_pair()
+    establish_pair(a, b)
+    c, d = make_pair()
+    establish_pair(c, d)
+    assert a.handshake_hash != c.handshake_hash  # fresh ephemeral keys every time
+
+
+def test_responder_learns_which_of_several_peers_connected(
+        alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key, make_config: MakeConfig
+) -> None:
+    # carol (index 2) is the responder for both alice and bob.
+    for caller in (alice, bob):
+        a = NoiseChannel(make_config(caller, [carol], initiator=True), 0)
+        c = NoiseChannel(make_config(carol, [alice, bob], initiator=False), 0)
+        events_a, events_c = establish_pair(a, c)
+        assert events_c == [HandshakeComplete(caller.did.did, a.handshake_hash)]
+        assert events_a == [HandshakeComplete(carol.did.did, c.handshake_hash)]
+
+
+def test_handshake_fed_one_byte_at_a_time(make_pair: MakePair, bob: Ed25519Key) -> None:
+    a, b = make_pair()
+    first = a.start()
+    reply = b.start()
+    events_b = feed(b, first, 1)
+    assert [type(e) for e in events_b] == [HandshakeComplete]
+    reply += b.take_handshake_reply()
+    events_a = feed(a, reply, 1)
+    assert events_a == [HandshakeComplete(bob.did.did, b.handshake_hash)]
+
+
+def test_config_checks(alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key,
+                       make_config: MakeConfig) -> None:
+    with pytest.raises(LocalProtocolError, match="exactly one"):
+        NoiseChannel(make_config(alice, [bob, carol], initiator=True), 0)
+    with pytest.raises(LocalProtocolError, match="at least one"):
+        NoiseChannel(make_config(bob, [], initiator=False), 0)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def test_data_both_ways(open_pair: Pair) -> None:
+    a, b = open_pair
+    assert b.receive_data(a.send(b"hello bob", 1), 1) == [DataReceived(b"hello bob")]
+    assert a.receive_data(b.send(b"hello alice", 1), 1) == [DataReceived(b"hello alice")]
+    # several sends in one chunk are delivered as one event, in order
+    wire = a.send(b"one ", 2) + a.send(bytearray(b"two "), 2) + a.send(memoryview(b"three"), 2)
+    assert b.receive_data(wire, 2) == [DataReceived(b"one two three")]
+
+
+def test_empty_send_delivers_nothing(open_pair: Pair) -> None:
+    """asyncio never calls ``data_received(b"")``; neither may the channel's events."""
+    a, b = open_pair
+    assert b.receive_data(a.send(b"", 3), 3) == []
+    assert b.receive_data(a.send(b"", 3) + a.send(b"x", 3), 3) == [DataReceived(b"x")]
+
+
+@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+def test_one_mebibyte_message(open_pair: Pair, direction: str) -> None:
+    a, b = open_pair
+    sender, receiver = (a, b) if direction == "a->b" else (b, a)
+    data = os.urandom(1 << 20)
+    wire = sender.send(data, 1)
+    frames = split_frames(wire)  # asserts every length prefix <= 65535
+    n = -(-len(data) // MAX_CHUNK)
+    assert len(frames) == n > 1
+    assert all(len(f) <= MAX_NOISE_MESSAGE for f in frames)
+    assert len(frames[0]) == MAX_NOISE_MESSAGE  # full frames use the whole Noise limit
+    assert len(wire) == len(data) + n * (2 + 1 + TAG_LEN)
+    assert received(receiver.receive_data(wire, 1)) == data
+    # and in uneven chunks, including some that cut length prefixes in half
+    wire = sender.send(data, 2)
+    assert received(feed(receiver, wire, 65537)) == data
+
+
+def test_one_mebibyte_fed_one_byte_at_a_time(open_pair: Pair) -> None:
+    a, b = open_pair
+    data = os.urandom(1 << 20)
+    wire = a.send(data, 1)
+    out = bytearray()
+    for i in range(len(wire)):
+        for event in b.receive_data(wire[i:i + 1], 1):
+            assert isinstance(event, DataReceived)
+            out += event.data
+    assert out == data
+    # the stream stays in sync afterwards
+    assert b.receive_data(a.send(b"after", 2), 2) == [DataReceived(b"after")]
+
+
+# --- close and connection loss -------------------------------------------------------------
+
+
+def test_close_gives_peer_closed(open_pair: Pair) -> None:
+    a, b = open_pair
+    wire = a.send(b"last words", 1) + a.close(1)
+    assert a.state is State.CLOSED
+    assert b.receive_data(wire, 1) == [DataReceived(b"last words"), PeerClosed()]
+    assert b.state is State.CLOSED
+    assert b.close(2) == b""  # nothing more to say: the channel is closed
+    a.connection_lost()
+    b.connection_lost()
+    assert a.state is b.state is State.CLOSED
+
+
+def test_close_frame_is_authenticated(open_pair: Pair) -> None:
+    a, b = open_pair
+    (frame,) = split_frames(a.close(1))
+    assert len(frame) == 1 + TAG_LEN
+    forged = struct.pack(">H", len(frame)) + bytes(len(frame))
+    with pytest.raises(RemoteProtocolError):
+        b.receive_data(forged, 1)
+
+
+def test_frames_after_close_are_not_delivered(raw_pair: RawPair) -> None:
+    a, raw = raw_pair
+    wire = raw.frame(b"\x00before") + raw.frame(bytes([FRAME_CLOSE])) + raw.frame(b"\x00late")
+    assert a.receive_data(wire, 1) == [DataReceived(b"before"), PeerClosed()]
+    assert a.state is State.CLOSED
+    assert a.close(2) == b""
+    a.connection_lost()
+
+
+def test_in_flight_data_after_local_close_is_discarded(open_pair: Pair) -> None:
+    a, b = open_pair
+    closing = a.close(1)
+    in_flight = b.send(b"x" * 100_000, 1) + b.handle_timer(10)  # data and a PING
+    assert a.receive_data(in_flight, 2) == []
+    assert b.receive_data(closing, 2) == [PeerClosed()]
+    a.connection_lost()
+    b.connection_lost()
+
+
+def test_connection_lost_before_close_raises(open_pair: Pair, bob: Ed25519Key) -> None:
+    a, b = open_pair
+    b.receive_data(a.send(b"some", 1), 1)
+    with pytest.raises(ConnectionLost) as info:
+        a.connection_lost()
+    assert bob.did.did in str(info.value)
+    assert a.state is State.FAILED
+    with pytest.raises(LocalProtocolError):
+        a.receive_data(b.send(b"more", 2), 2)
+
+
+def test_connection_lost_during_handshake(make_pair: MakePair, bob: Ed25519Key) -> None:
+    """A peer that hangs up before proving its key failed the handshake."""
+    a, b = make_pair()
+    a.start()
+    with pytest.raises(HandshakeFailed, match="during the handshake") as info:
+        a.connection_lost()
+    assert bob.did.did in str(info.value)
+    assert a.state is State.FAILED
+    b.start()
+    b.receive_data(PREAMBLE, 0)
+    with pytest.raises(HandshakeFailed):
+        b.connection_lost()
+    assert b.state is State.FAILED
+
+
+def test_truncated_frame_then_connection_lost(open_pair: Pair) -> None:
+    a, b = open_pair
+    wire = a.send(b"a message that will be cut short", 1) + a.close(1)
+    cut = wire[:-5]  # the CLOSE frame never fully arrives
+    assert b.receive_data(cut, 1) == [DataReceived(b"a message that will be cut short")]
+    assert b.state is State.OPEN
+    with pytest.raises(ConnectionLost, match="without ending the channel"):
+        b.connection_lost()
+
+
+def test_local_close_during_handshake(make_pair: MakePair) -> None:
+    a, b = make_pair()
+    a.start()
+    assert a.close(1) == b""  # no keys yet, so no CLOSE frame
+    assert a.state is State.CLOSED
+    assert a.get_timer() is None
+    a.connection_lost()  # a closed channel may lose its connection
+
+
+def test_peer_reply_after_local_close_during_handshake_is_discarded(make_pair: MakePair
+                                                                    ) -> None:
+    """We closed while the peer's handshake reply and its first data were in flight: the
+    bytes are discarded (TRANSITIONS: "after we closed, frames already in flight are
+    discarded"), and in no case may a non-mpcid exception escape."""
+    a, b = make_pair()
+    first = a.start()
+    reply = b.start()
+    b.receive_data(first, 0)
+    reply += b.take_handshake_reply() + b.send(b"x" * 30_000, 0)
+    a.close(0)
+    try:
+        events = a.receive_data(reply, 1)
+    except MpcidError:
+        return
+    assert events == []
+
+
+# --- handshake failures --------------------------------------------------------------------
+
+
+def test_wrong_static_key(alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key,
+                          make_config: MakeConfig) -> None:
+    """alice believes carol is at the other end, but bob answers."""
+    def copy_of_wrong() -> NoiseChannel:
+        channel = NoiseChannel(make_config(alice, [carol], initiator=True), 0)
+        channel.start()
+        return channel
+
+    wrong = NoiseChannel(make_config(alice, [carol], initiator=True), 0)
+    b = NoiseChannel(make_config(bob, [alice], initiator=False), 0)
+    first = wrong.start()
+    b.start()
+    # bob cannot decrypt what alice encrypted to carol's key
+    with pytest.raises(HandshakeFailed):
+        b.receive_data(first, 0)
+    assert b.state is State.FAILED and b.take_handshake_reply() == b""
+    # bob gives up and hangs up: alice learns that the party she expected did not answer
+    with pytest.raises(HandshakeFailed) as info:
+        copy_of_wrong().connection_lost()
+    assert carol.did.did in str(info.value)
+    # Whatever reply bob could give (here: his genuine reply to alice in another channel,
+    # replayed) does not prove carol's key to alice.
+    genuine = NoiseChannel(make_config(alice, [bob], initiator=True), 0)
+    b2 = NoiseChannel(make_config(bob, [alice], initiator=False), 0)
+    _, replay = handshake_bytes(genuine, b2)
+    with pytest.raises(HandshakeFailed) as info:
+        wrong.receive_data(replay, 0)
+    assert carol.did.did in str(info.value)
+    assert "did not prove" in str(info.value)
+    assert wrong.state is State.FAILED
+
+
+def test_unexpected_initiator(alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key,
+                              make_config: MakeConfig) -> None:
+    dave = Ed25519Key.generate()
+    c = NoiseChannel(make_config(carol, [bob], initiator=True), 0)
+    b = NoiseChannel(make_config(bob, [alice, dave], initiator=False), 0)
+    b.start()
+    with pytest.raises(HandshakeFailed) as info:
+        b.receive_data(c.start(), 0)
+    message = str(info.value)
+    assert alice.did.did in message and dave.did.did in message
+    assert carol.did.did not in message
+    assert b.state is State.FAILED
+    assert b.peer_did is None
+    assert b.take_handshake_reply() == b""
+
+
+def _prologue_variants(sid: str, program: bytes, dids: list[str]) -> dict[str, bytes]:
+    return {
+        "other session id": session_prologue(sid + "-2", program, dids),
+        "other party order": session_prologue(sid, program, [dids[1], dids[0], dids[2]]),
+        "other program": session_prologue(sid, hashlib.sha256(b"other").digest(), dids),
+        "fewer parties": session_prologue(sid, program, dids[:2]),
+    }
+
+
+@pytest.mark.parametrize("variant", ["other session id", "other party order", "other program",
+                                     "fewer parties"])
+@pytest.mark.parametrize("who", ["initiator", "responder"])
+def test_different_prologue_fails(variant: str, who: str, alice: Ed25519Key, bob: Ed25519Key,
+                                  party_dids: list[str], prologue: bytes, session_id: str,
+                                  program_sha256: bytes, make_config: MakeConfig) -> None:
+    assert prologue == session_prologue(session_id, program_sha256, party_dids)
+    other = _prologue_variants(session_id, program_sha256, party_dids)[variant]
+    assert other != prologue
+    a = NoiseChannel(make_config(alice, [bob], initiator=True,
+                                 prologue=other if who == "initiator" else prologue), 0)
+    b = NoiseChannel(make_config(bob, [alice], initiator=False,
+                                 prologue=other if who == "responder" else prologue), 0)
+    b.start()
+    with pytest.raises(HandshakeFailed) as info:
+        b.receive_data(a.start(), 0)
+    assert "session" in str(info.value)
+    assert alice.did.did in str(info.value)  # the responder names whom it expected
+    with pytest.raises(LocalProtocolError):
+        b.receive_data(b"", 0)
+
+
+def test_session_prologue_is_injective_in_its_fields(party_dids: list[str], prologue: bytes,
+                                                     session_id: str, program_sha256: bytes
+                                                     ) -> None:
+    variants = list(_prologue_variants(session_id, program_sha256, party_dids).values())
+    assert len(set(variants + [prologue])) == len(variants) + 1
+    # length prefixes keep field boundaries apart
+    assert session_prologue("ab", program_sha256, ["c"]) != \
+        session_prologue("a", program_sha256, ["bc"])
+    with pytest.raises(ValueError):
+        session_prologue(session_id, b"short", party_dids)
+
+
+# --- preamble ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("junk", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"MPCIDxx\x01",
+                                  b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"G",
+                                  b"MPCIDc\x00"])
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+def test_wrong_preamble_magic(make_pair: MakePair, junk: bytes, side: str) -> None:
+    a, b = make_pair()
+    a.start()
+    b.start()
+    channel = a if side == "initiator" else b
+    with pytest.raises(RemoteProtocolError, match="does not speak") as info:
+        channel.receive_data(junk, 0)
+    assert not isinstance(info.value, HandshakeFailed)
+    assert channel.state is State.FAILED
+
+
+def test_partial_preamble_waits(make_pair: MakePair) -> None:
+    _, b = make_pair()
+    b.start()
+    for byte in PREAMBLE[:-1]:
+        assert b.receive_data(bytes([byte]), 0) == []
+    assert b.state is State.AWAIT_PREAMBLE
+    assert b.receive_data(PREAMBLE[-1:], 0) == []
+    assert b.state is State.AWAIT_HANDSHAKE
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_wrong_version_byte(make_pair: MakePair, version: int) -> None:
+    a, b = make_pair()
+    first = a.start()
+    b.start()
+    with pytest.raises(RemoteProtocolError) as info:
+        b.receive_data(MAGIC + bytes([version]) + first[len(PREAMBLE):], 0)
+    assert f"version {version}" in str(info.value)
+    assert str(VERSION) in str(info.value)
+    assert "upgrade" in info.value.hint
+    assert b.state is State.FAILED
+
+
+# --- frames --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "tag"])
+def test_garbled_frame(open_pair: Pair, position: str, bob: Ed25519Key) -> None:
+    a, b = open_pair
+    wire = bytearray(b.send(b"x" * 100, 1))
+    index = {"first": 2, "middle": 2 + 50, "tag": len(wire) - 1}[position]
+    wire[index] ^= 0x01
+    with pytest.raises(RemoteProtocolError, match="corrupted") as info:
+        a.receive_data(bytes(wire), 1)
+    assert bob.did.did in str(info.value)
+    assert a.state is State.FAILED
+
+
+def test_reordered_frames_are_rejected(open_pair: Pair) -> None:
+    a, b = open_pair
+    first, second = a.send(b"first", 1), a.send(b"second", 1)
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        b.receive_data(second + first, 1)
+
+
+def test_replayed_frame_is_rejected(open_pair: Pair) -> None:
+    a, b = open_pair
+    frame = a.send(b"pay 10", 1)
+    assert b.receive_data(frame, 1) == [DataReceived(b"pay 10")]
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        b.receive_data(frame, 1)
+
+
+@pytest.mark.parametrize("length", [0, 1, TAG_LEN - 1, TAG_LEN])
+def test_frame_below_minimum_when_open(open_pair: Pair, length: int) -> None:
+    _, b = open_pair
+    with pytest.raises(RemoteProtocolError, match="too short"):
+        b.receive_data(struct.pack(">H", length) + bytes(length), 1)
+    assert b.state is State.FAILED
+
+
+@pytest.mark.parametrize("length", [0, TAG_LEN - 1])
+def test_frame_below_minimum_during_handshake(make_pair: MakePair, length: int) -> None:
+    _, b = make_pair()
+    b.start()
+    # the length prefix alone is enough to reject it
+    with pytest.raises(RemoteProtocolError, match="too short"):
+        b.receive_data(PREAMBLE + struct.pack(">H", length), 0)
+
+
+@pytest.mark.parametrize("kind", [3, 7, 255])
+def test_unknown_frame_type(raw_pair: RawPair, kind: int) -> None:
+    a, raw = raw_pair
+    with pytest.raises(RemoteProtocolError, match=f"unknown frame type {kind}"):
+        a.receive_data(raw.frame(bytes([kind]) + b"?"), 1)
+    assert a.state is State.FAILED
+
+
+def test_short_handshake_message(make_pair: MakePair) -> None:
+    a, b = make_pair()
+    first = a.start()
+    b.start()
+    frame = first[len(PREAMBLE):]
+    truncated = struct.pack(">H", 40) + frame[2:42]
+    with pytest.raises(HandshakeFailed):
+        b.receive_data(PREAMBLE + truncated, 0)
+
+
+# --- local misuse --------------------------------------------------------------------------
+
+
+def test_send_before_handshake(make_pair: MakePair) -> None:
+    a, b = make_pair()
+    with pytest.raises(LocalProtocolError):
+        a.send(b"too early", 0)
+    first = a.start()
+    with pytest.raises(LocalProtocolError):
+        a.send(b"too early", 0)
+    b.start()
+    b.receive_data(first[:len(PREAMBLE)], 0)
+    assert b.state is State.AWAIT_HANDSHAKE
+    with pytest.raises(LocalProtocolError, match="await-handshake"):
+        b.send(b"too early", 0)
+    # the misuse did not break the channels
+    b.receive_data(first[len(PREAMBLE):], 0)
+    a.receive_data(PREAMBLE + b.take_handshake_reply(), 0)
+    assert b.receive_data(a.send(b"now", 1), 1) == [DataReceived(b"now")]
+
+
+def test_send_after_close(open_pair: Pair) -> None:
+    a, _ = open_pair
+    a.close(1)
+    with pytest.raises(LocalProtocolError, match="closed"):
+        a.send(b"x", 2)
+
+
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+def test_start_twice(make_pair: MakePair, side: str) -> None:
+    a, b = make_pair()
+    channel = a if side == "initiator" else b
+    channel.start()
+    with pytest.raises(LocalProtocolError, match="once"):
+        channel.start()
+
+
+def test_start_after_handshake(open_pair: Pair) -> None:
+    a, b = open_pair
+    for channel in (a, b):
+        with pytest.raises(LocalProtocolError):
+            channel.start()
+
+
+# --- timers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", ["initiator", "responder"])
+def test_handshake_timeout(make_pair: MakePair, side: str, bob: Ed25519Key) -> None:
+    a, b = make_pair(handshake_timeout=10.0)
+    a.start()
+    b.start()
+    channel = a if side == "initiator" else b
+    assert channel.get_timer() == 10.0
+    assert channel.handle_timer(9.99) == b""
+    assert channel.state is State.AWAIT_PREAMBLE
+    with pytest.raises(HandshakeFailed, match="within 10 s") as info:
+        channel.handle_timer(10.0)
+    if side == "initiator":
+        assert bob.did.did in str(info.value)
+    assert channel.state is State.FAILED
+    with pytest.raises(LocalProtocolError):
+        channel.receive_data(b"late", 11)
+
+
+def test_handshake_timeout_after_preamble(make_pair: MakePair) -> None:
+    a, b = make_pair(handshake_timeout=10.0)
+    first = a.start()
+    b.start()
+    b.receive_data(first[:len(PREAMBLE) + 5], 3)  # preamble and part of the handshake
+    assert b.state is State.AWAIT_HANDSHAKE
+    assert b.get_timer() == 10.0  # counted from the start, not from the last bytes
+    with pytest.raises(HandshakeFailed):
+        b.handle_timer(10.5)
+
+
+def test_keepalive_ping(make_pair: MakePair) -> None:
+    a, b = make_pair(keepalive_interval=5.0, idle_timeout=30.0)
+    establish_pair(a, b)
+    assert a.get_timer() == 5.0
+    assert a.handle_timer(4.9) == b""
+    ping = a.handle_timer(5.0)
+    (frame,) = split_frames(ping)
+    assert len(frame) == 1 + TAG_LEN  # type byte only
+    assert b.receive_data(ping, 5.0) == []  # accepted, no event
+    assert b.state is State.OPEN
+    assert a.get_timer() == 10.0
+    assert a.handle_timer(6.0) == b""  # not due again yet
+    # sending data also counts as activity: no PING needed
+    wire = a.send(b"x", 9.0)
+    assert a.get_timer() == 14.0
+    assert b.receive_data(wire, 9.0) == [DataReceived(b"x")]
+    # the stream is still in sync after the PING
+    assert b.receive_data(a.send(b"after ping", 9.5), 9.5) == [DataReceived(b"after ping")]
+
+
+def test_frame_types_on_the_wire(raw_pair: RawPair) -> None:
+    """DATA is type 0, PING 1, CLOSE 2, as the noise package sees them."""
+    a, raw = raw_pair
+    assert raw.open(a.send(b"abc", 1)) == [bytes([FRAME_DATA]) + b"abc"]
+    assert raw.open(a.handle_timer(10.0)) == [bytes([FRAME_PING])]
+    assert raw.open(a.close(11.0)) == [bytes([FRAME_CLOSE])]
+    assert a.receive_data(raw.frame(bytes([FRAME_PING])), 12.0) == []
+    assert a.receive_data(raw.frame(bytes([FRAME_DATA]) + b"in flight"), 12.0) == []
+
+
+def test_idle_timeout(make_pair: MakePair, alice: Ed25519Key) -> None:
+    a, b = make_pair(keepalive_interval=5.0, idle_timeout=30.0)
+    establish_pair(a, b)
+    pings = 0
+    with pytest.raises(PeerTimeout) as info:
+        while True:
+            due = b.get_timer()
+            assert due is not None
+            if b.handle_timer(due):  # b keeps pinging, but alice never answers
+                pings += 1
+    assert due == 30.0
+    assert pings == 5  # at 5, 10, 15, 20, 25
+    assert alice.did.did in str(info.value)
+    assert b.state is State.FAILED
+    with pytest.raises(LocalProtocolError):
+        b.receive_data(a.send(b"too late", 31), 31)
+
+
+def test_keepalives_keep_both_sides_alive(make_pair: MakePair) -> None:
+    a, b = make_pair(keepalive_interval=5.0, idle_timeout=12.0)
+    establish_pair(a, b)
+    now = 0.0
+    while now < 200:
+        now = min(a.get_timer(), b.get_timer())  # type: ignore[type-var]
+        for me, peer in ((a, b), (b, a)):
+            out = me.handle_timer(now)
+            if out:
+                assert peer.receive_data(out, now) == []
+    assert a.state is b.state is State.OPEN
+
+
+def test_received_data_resets_idle_timer(make_pair: MakePair) -> None:
+    a, b = make_pair(keepalive_interval=100.0, idle_timeout=30.0)
+    establish_pair(a, b)
+    b.receive_data(a.send(b"x", 20.0), 20.0)
+    assert b.get_timer() == 50.0
+    assert b.handle_timer(49.0) == b""
+    with pytest.raises(PeerTimeout):
+        b.handle_timer(50.0)
+
+
+def test_no_timer_when_closed(open_pair: Pair) -> None:
+    a, b = open_pair
+    b.receive_data(a.close(1), 1)
+    assert a.get_timer() is None and b.get_timer() is None
+    assert a.handle_timer(1000.0) == b"" and b.handle_timer(1000.0) == b""
+
+
+# --- failure is final ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["corrupted", "preamble", "timeout", "lost"])
+def test_after_failure_everything_is_refused(open_pair: Pair, make_pair: MakePair,
+                                             failure: str) -> None:
+    a, b = open_pair
+    if failure == "corrupted":
+        with pytest.raises(RemoteProtocolError):
+            b.receive_data(struct.pack(">H", 20) + bytes(20), 1)
+    elif failure == "preamble":
+        _, b = make_pair()
+        with pytest.raises(RemoteProtocolError):
+            b.receive_data(b"HELLO!!!", 1)
+    elif failure == "timeout":
+        with pytest.raises(PeerTimeout):
+            b.handle_timer(1000.0)
+    else:
+        with pytest.raises(ConnectionLost):
+            b.connection_lost()
+    assert b.state is State.FAILED
+    with pytest.raises(LocalProtocolError, match="failed"):
+        b.receive_data(a.send(b"x", 2) if a.state is State.OPEN else b"x", 2)
+    with pytest.raises(LocalProtocolError):
+        b.receive_data(b"", 2)
+    with pytest.raises(LocalProtocolError):
+        b.send(b"x", 2)
+    with pytest.raises(LocalProtocolError):
+        b.close(2)
+
+
+# --- the transition table ------------------------------------------------------------------
+
+MISSING = [(state, what) for state in State for what in REMOTE_INPUTS + LOCAL_INPUTS
+           if (state, what) not in TRANSITIONS]
+
+
+def test_transition_table_inputs() -> None:
+    assert {what for _, what in TRANSITIONS} <= set(REMOTE_INPUTS + LOCAL_INPUTS)
+    assert not any(state is State.FAILED for state, _ in TRANSITIONS)
+    assert len(MISSING) == len(State) * 7 - len(TRANSITIONS)
+
+
+@pytest.mark.parametrize(("state", "what"), list(TRANSITIONS),
+                         ids=[f"{s.value}-{w}" for s, w in TRANSITIONS])
+def test_allowed_transitions(open_pair: Pair, state: State, what: str) -> None:
+    a, _ = open_pair
+    a.state = state
+    a._step(what)
+    assert a.state is TRANSITIONS[(state, what)]
+
+
+@pytest.mark.parametrize(("state", "what"), MISSING, ids=[f"{s.value}-{w}" for s, w in MISSING])
+def test_missing_transitions_raise(open_pair: Pair, state: State, what: str) -> None:
+    a, _ = open_pair
+    a.state = state
+    if what in LOCAL_INPUTS:
+        with pytest.raises(LocalProtocolError):
+            a._step(what)
+        assert a.state is state  # our own misuse does not break the channel
+    else:
+        with pytest.raises(RemoteProtocolError):
+            a._step(what)
+        assert a.state is State.FAILED
+
+
+def test_missing_remote_transition_names_the_state(open_pair: Pair) -> None:
+    """The error says in which state the peer's input arrived (not "failed", the state the
+    channel is in afterwards)."""
+    a, _ = open_pair
+    for state, what in MISSING:
+        if what not in REMOTE_INPUTS:
+            continue
+        a.state = state
+        with pytest.raises(RemoteProtocolError) as info:
+            a._step(what)
+        assert f"sent {what} in state {state.value}" in str(info.value)
+
+
+# The missing transitions that bytes from the peer can reach, through the public API.
+
+
+def test_peer_frame_before_handshake(open_pair: Pair, make_pair: MakePair) -> None:
+    """(await-handshake, data / ping / close): a transport frame where the handshake is due."""
+    a, _ = open_pair
+    for frame in (a.send(b"x" * 100, 1), a.handle_timer(10.0), a.close(11)):
+        _, fresh = make_pair()
+        fresh.start()
+        with pytest.raises(RemoteProtocolError):
+            fresh.receive_data(PREAMBLE + frame, 1)
+        assert fresh.state is State.FAILED
+
+
+def test_handshake_again_when_open(make_pair: MakePair) -> None:
+    """(open, preamble) and (open, handshake): a second handshake is not a frame."""
+    a, b = make_pair()
+    first = a.start()
+    b.start()
+    b.receive_data(first, 0)
+    a.receive_data(PREAMBLE + b.take_handshake_reply(), 0)
+    with pytest.raises(RemoteProtocolError):
+        b.receive_data(first[len(PREAMBLE):], 1)  # handshake message replayed
+    c, d = make_pair()
+    establish_pair(c, d)
+    # a second preamble reads as a 0x4d50-byte frame; it cannot authenticate
+    with pytest.raises(RemoteProtocolError):
+        d.receive_data(PREAMBLE + bytes(0x4D50), 1)
+
+
+def test_peer_close_twice(raw_pair: RawPair) -> None:
+    """(closed, close) is allowed: a CLOSE, and whatever follows it, is reported once."""
+    a, raw = raw_pair
+    close = bytes([FRAME_CLOSE])
+    wire = raw.frame(close) + raw.frame(close) + raw.frame(b"\x00late")
+    assert a.receive_data(wire, 1) == [PeerClosed()]
+    assert a.state is State.CLOSED
+
+
+def test_crossing_closes(open_pair: Pair) -> None:
+    """Both sides close at the same time: each gets the other's CLOSE while CLOSED."""
+    a, b = open_pair
+    to_b, to_a = a.close(1), b.close(1)
+    assert a.receive_data(to_a, 1) == [] and b.receive_data(to_b, 1) == []
+    assert a.state is b.state is State.CLOSED
+    a.connection_lost()
+    b.connection_lost()
+
+
+def test_errors_are_mpcid_errors() -> None:
+    for cls in (ConnectionLost, HandshakeFailed, LocalProtocolError, PeerTimeout,
+                RemoteProtocolError):
+        assert issubclass(cls, MpcidError)
+    assert issubclass(HandshakeFailed, RemoteProtocolError)
+    assert issubclass(RemoteProtocolError, ProtocolError)
