@@ -20,8 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pyld import jsonld
-
 from .errors import MalformedCredential, UnknownContext, UsageError
 
 #: URL -> file shipped in mpcid/identity/contexts (W3C and W3C-CCG published contexts).
@@ -91,6 +89,11 @@ class ContextLoader:
 
 def canonicalize(document: dict[str, Any], loader: ContextLoader) -> str:
     """Return the RDFC-1.0 canonical N-Quads of ``document`` (safe mode, offline)."""
+    # pyld (and the HTTP stack it imports) costs ~0.2 s to import: only when needed, so
+    # that commands that never canonicalize (e.g. `mpcid run`) start fast.
+    from pyld import jsonld
+
+    pyld_errors = (jsonld.JsonLdError, *_PYTHON_ERRORS)
     dropped: list[str] = []
 
     def on_dropped(prop: str | None) -> None:
@@ -102,7 +105,7 @@ def canonicalize(document: dict[str, Any], loader: ContextLoader) -> str:
             document, options)
     except UnknownContext:
         raise
-    except _PYLD_ERRORS as exc:
+    except pyld_errors as exc:
         _raise_mapped(exc, loader)
     if dropped:
         names = sorted({d for d in dropped if d != "None"} | _keyword_like_keys(document))
@@ -115,15 +118,14 @@ def canonicalize(document: dict[str, Any], loader: ContextLoader) -> str:
         result = jsonld.normalize(expanded, {"algorithm": "URDNA2015",
                                              "format": "application/n-quads",
                                              "documentLoader": loader})
-    except _PYLD_ERRORS as exc:
+    except pyld_errors as exc:
         _raise_mapped(exc, loader)
     return str(result)
 
 
 #: pyld raises JsonLdError for most bad input, but plain ValueError/KeyError/... for some
 #: (a relative @context IRI, {"@vocab": null}); none of them may escape as a traceback.
-_PYLD_ERRORS = (jsonld.JsonLdError, ValueError, KeyError, TypeError, AttributeError,
-                IndexError, RecursionError)
+_PYTHON_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
 
 _KEYWORDS = {"@context", "@id", "@type", "@value", "@language", "@list", "@set", "@graph",
              "@index", "@reverse", "@base", "@vocab", "@container", "@direction", "@included",

@@ -139,9 +139,8 @@ class ChannelProtocol(asyncio.Protocol):
             self._fail(exc)
             return
         for event in events:
-            if isinstance(event, DataReceived):
-                if isinstance(self.app, asyncio.Protocol):
-                    self.app.data_received(event.data)
+            if type(event) is DataReceived:
+                self.app.data_received(event.data)  # type: ignore[union-attr]
             elif isinstance(event, HandshakeComplete):
                 self._write(self._channel.take_handshake_reply())
                 self._opened(event)
@@ -165,12 +164,16 @@ class ChannelProtocol(asyncio.Protocol):
     # -- used by ChannelTransport ----------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        if self._channel is None or self._done or self._channel.state is State.CLOSED:
+        channel = self._channel
+        if channel is None or self._done or channel.state is State.CLOSED:
             return  # e.g. an answer to the peer's last message, racing its CLOSE
         try:
-            self._write(self._channel.send(data, self.loop.time()))
+            frames = channel.send(data, self.loop.time())
         except ProtocolError as exc:
             self._fail(exc)
+            return
+        self.bytes_sent += len(frames)
+        self._transport.write(frames)  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Authenticated close: CLOSE frame, then the underlying transport."""
@@ -224,6 +227,8 @@ class ChannelProtocol(asyncio.Protocol):
         # timer churn off the per-message path.
         if self._channel is None or self._done:
             return
+        if self._timer is not None and self._channel.state is State.OPEN:
+            return  # the pending timer re-arms itself when it fires
         deadline = self._channel.get_timer()
         if deadline is None:
             self._cancel_timer()

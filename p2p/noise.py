@@ -35,6 +35,7 @@ import enum
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -115,8 +116,10 @@ class HandshakeComplete:
     handshake_hash: bytes
 
 
-@dataclass(frozen=True)
-class DataReceived:
+class DataReceived(NamedTuple):
+    """Application bytes from the peer (a NamedTuple: immutable, and cheap on the hot
+    path where a frozen dataclass costs a microsecond per message)."""
+
     data: bytes
 
 
