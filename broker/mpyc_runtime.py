@@ -25,6 +25,7 @@ import runpy
 import sys
 import time
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,8 @@ class _Run:
 
 
 def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_args: list[str],
-                settings: RunSettings = RunSettings(), extra_mpyc_args: list[str] = ()
-                ) -> None:
+                settings: RunSettings = RunSettings(),
+                extra_mpyc_args: Sequence[str] = ()) -> None:
     """Run ``program`` as this party of ``session``; raises an :class:`MpcidError` on any
     session failure. The caller has checked the program's hash."""
     state = _Run(session, key, settings)
@@ -136,12 +137,12 @@ def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_ar
 def _import_mpyc_runtime() -> Any:
     if "mpyc.runtime" in sys.modules:
         # Already set up by an earlier import in this process: set up again from sys.argv.
-        module = sys.modules["mpyc.runtime"]
+        module: Any = sys.modules["mpyc.runtime"]
         module.mpc = module.setup()
         return module
     import mpyc.runtime
 
-    return mpyc.runtime
+    return sys.modules["mpyc.runtime"]
 
 
 def _make_start(state: _Run) -> Any:

@@ -163,7 +163,7 @@ class ChannelProtocol(asyncio.Protocol):
 
     # -- used by ChannelTransport ----------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray | memoryview) -> None:
         channel = self._channel
         if channel is None or self._done or channel.state is State.CLOSED:
             return  # e.g. an answer to the peer's last message, racing its CLOSE
