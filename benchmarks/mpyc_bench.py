@@ -4,8 +4,8 @@
 
 Runs every (demo, transport) combination ``--runs`` times, interleaved (run 1 of every
 combination, then run 2, ...), each party a separate process, and reports medians: wall time
-of the slowest party, MPyC's own elapsed time (from start() to shutdown), bytes each party
-sent, and peak memory per party; ratios are against plain TCP.
+of the slowest party, MPyC's own elapsed time (from start() to shutdown) with its range,
+CPU seconds per party, bytes each party sent, and peak memory per party; ratios are against plain TCP.
 
 MPyC's demos are not part of its PyPI package: pass a checkout's ``demos`` folder (tag
 v0.11). It is copied to a temporary folder first. If ``data/cnn/W_fc1.npy`` is missing or
@@ -118,6 +118,7 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
             elapsed.append(int(h) * 3600 + int(m) * 60 + float(s))
     return {"wall": wall, "elapsed": max(elapsed) if elapsed else float("nan"),
             "bytes": statistics.mean(m["sent"] for m in measured),
+            "cpu": statistics.mean(m["cpu"] for m in measured),
             "rss_mib": max(m["maxrss_kib"] for m in measured) / 1024}
 
 
@@ -157,16 +158,20 @@ def main() -> None:
     for note in notes:
         print(f"# note: {note}")
     header = (f"{'demo':<13}{'transport':<11}{'wall s':>8}{'MPyC s':>8}{'x plain':>9}"
-              f"{'MB/party':>10}{'peak MiB':>10}")
+              f"{'range s':>14}{'CPU s':>8}{'x plain':>9}{'MB/party':>10}{'peak MiB':>10}")
     print(header)
     for demo in chosen:
         base = statistics.median(r["elapsed"] for r in results[demo]["plain"])
+        base_cpu = statistics.median(r["cpu"] for r in results[demo]["plain"])
         base_wall = statistics.median(r["wall"] for r in results[demo]["plain"])
         for mode in MODES:
             rows = results[demo][mode]
             elapsed = statistics.median(r["elapsed"] for r in rows)
             wall = statistics.median(r["wall"] for r in rows)
+            cpu = statistics.median(r["cpu"] for r in rows)
+            spread = f"{min(r['elapsed'] for r in rows):.2f}-{max(r['elapsed'] for r in rows):.2f}"
             print(f"{demo:<13}{mode:<11}{wall:>8.2f}{elapsed:>8.2f}{elapsed / base:>8.2f}x"
+                  f"{spread:>14}{cpu:>8.2f}{cpu / base_cpu:>8.2f}x"
                   f"{statistics.median(r['bytes'] for r in rows) / 1e6:>10.2f}"
                   f"{statistics.median(r['rss_mib'] for r in rows):>10.1f}")
         print(f"{'':<13}{'':<11}(wall time ratio mpcid/plain "

@@ -5,7 +5,7 @@
 
 The report holds ``sent`` (bytes this process handed to its sockets: the party's traffic,
 TLS or Noise framing included, TCP/IP headers not), ``maxrss_kib`` (peak resident memory)
-and the exit code. Sent bytes are counted by wrapping ``socket.socket``'s send methods,
+CPU seconds (user + system) and the exit code. Sent bytes are counted by wrapping ``socket.socket``'s send methods,
 which every asyncio transport (plain, SSL, mpcid) ends in.
 """
 
@@ -42,6 +42,15 @@ def count_socket_sends() -> None:
         wrap(name)
 
 
+def peak_rss_kib() -> int:
+    """VmHWM of this process image. (ru_maxrss would not do: Linux carries it across
+    execve, so it reports the benchmark parent's size for small parties.)"""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> None:
     report, mode, *args = sys.argv[1:]
     count_socket_sends()
@@ -58,9 +67,10 @@ def main() -> None:
         code = exc.code
     finally:
         sys.stdout.flush()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         with open(report, "w") as fh:
-            json.dump({"sent": SENT[0],
-                       "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            json.dump({"sent": SENT[0], "cpu": usage.ru_utime + usage.ru_stime,
+                       "maxrss_kib": peak_rss_kib(),
                        "exit": code if isinstance(code, int) else 1}, fh)
     sys.exit(code if isinstance(code, int) else 1)
 
