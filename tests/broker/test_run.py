@@ -304,3 +304,33 @@ def test_garbled_frame_mid_computation_stops_both_ends(parties3: Parties) -> Non
     for code, _, err in results:
         assert code == 1, err
         last_error_line(err)
+
+
+def test_mpyc_options_from_session_and_arguments_pass_through(parties3: Parties) -> None:
+    session = parties3.session(SALARY, free_ports(3))
+    spec = json.loads(session.read_text())
+    spec["mpyc"] = {"threshold": 0, "no_prss": True}
+    session.write_text(json.dumps(spec))
+    procs = [parties3.start(i, session, SALARY, "--salaries", "1000", "--log-level", "debug")
+             for i in range(3)]
+    for code, out, err in (finish(p) for p in procs):
+        assert code == 0, err
+        assert "PRSS (pseudorandom secret sharing) disabled" in out
+        assert "total 3000" in out and "count 3" in out
+
+
+def test_demo_runs_an_example_as_separate_processes(tmp_path: Path) -> None:
+    result = subprocess.run([MPCID, "demo", "--parties", "2", "--program",
+                             "sealed_bid_auction"], capture_output=True, text=True,
+                            env=clean_env(), timeout=180, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "former   refused" in result.stdout and "revoked" in result.stdout
+    assert "result (identical at all 2 parties)" in result.stdout
+    assert "winner" in result.stdout and "price" in result.stdout
+
+
+def test_demo_refuses_a_missing_program(tmp_path: Path) -> None:
+    result = subprocess.run([MPCID, "demo", "--program", str(tmp_path / "nope.py")],
+                            capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert result.returncode == 2
+    assert "is neither an example" in last_error_line(result.stderr)

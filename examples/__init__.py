@@ -1,0 +1,1 @@
+"""MPyC programs written for mpcid: run as scripts by MPyC parties, never imported."""
