@@ -18,6 +18,7 @@ Nothing here opens a socket; the asyncio tests build their own servers inside ea
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -140,18 +141,25 @@ class RawPeer:
         self.conn.read_message(reply[len(PREAMBLE) + 2:])
         assert self.conn.handshake_finished
 
-    def frame(self, plaintext: bytes) -> bytes:
-        """``u16be length || Noise transport message`` for any plaintext."""
-        ciphertext = bytes(self.conn.encrypt(plaintext))
-        return len(ciphertext).to_bytes(2, "big") + ciphertext
+    def frame(self, kind: int, body: bytes = b"") -> bytes:
+        """A transport frame of any type: ``header || ciphertext`` with
+        ``header = u16be len(ciphertext) || u8 kind`` and the ciphertext the Noise
+        CipherState's ``EncryptWithAd(ad=header, body)`` (``specs/channel.md`` 4.3)."""
+        header = struct.pack(">HB", len(body) + 16, kind)
+        cipher = self.conn.noise_protocol.cipher_state_encrypt
+        return header + bytes(cipher.encrypt_with_ad(header, body))
 
-    def open(self, wire: bytes) -> list[bytes]:
-        """Decrypt a stream of whole frames from the channel."""
+    def open(self, wire: bytes) -> list[tuple[int, bytes]]:
+        """Decrypt a stream of whole frames from the channel: ``[(type, body), ...]``."""
         out = []
+        cipher = self.conn.noise_protocol.cipher_state_decrypt
         while wire:
-            length = int.from_bytes(wire[:2], "big")
-            out.append(bytes(self.conn.decrypt(wire[2:2 + length])))
-            wire = wire[2 + length:]
+            assert len(wire) >= 3, "incomplete header"
+            length, kind = struct.unpack_from(">HB", wire)
+            assert len(wire) >= 3 + length, "incomplete frame"
+            header, ciphertext = bytes(wire[:3]), bytes(wire[3:3 + length])
+            out.append((kind, bytes(cipher.decrypt_with_ad(header, ciphertext))))
+            wire = wire[3 + length:]
         return out
 
 

@@ -18,8 +18,9 @@ from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError
 from mpcid.p2p.errors import (ConnectionLost, HandshakeFailed, LocalProtocolError,
                               PeerTimeout, ProtocolError, RemoteProtocolError)
-from mpcid.p2p.noise import (FRAME_CLOSE, FRAME_DATA, FRAME_PING, MAGIC, MAX_CHUNK,
-                             MAX_NOISE_MESSAGE, PREAMBLE, TAG_LEN, TRANSITIONS, VERSION,
+from mpcid.p2p.noise import (FRAME_CLOSE, FRAME_DATA, FRAME_PING, HEADER_LEN, MAGIC,
+                             MAX_CHUNK, MAX_NOISE_MESSAGE, PREAMBLE, TAG_LEN, TRANSITIONS,
+                             VERSION,
                              ChannelConfig, DataReceived, Event, HandshakeComplete, NoiseChannel, PeerClosed,
                              State, establish_pair, session_prologue)
 
@@ -32,19 +33,25 @@ REMOTE_INPUTS = ("preamble", "handshake", "data", "ping", "close")
 LOCAL_INPUTS = ("send", "local-close")
 
 
-def split_frames(wire: bytes) -> list[bytes]:
-    """The Noise messages of a stream of ``u16be length || message`` frames (all complete)."""
+def split_frames(wire: bytes) -> list[tuple[int, bytes]]:
+    """``[(type, ciphertext), ...]`` of a stream of transport frames
+    ``u16be len(ciphertext) || u8 type || ciphertext`` (all complete)."""
     out = []
     offset = 0
     while offset < len(wire):
-        assert len(wire) - offset >= 2
-        (length,) = struct.unpack_from(">H", wire, offset)
-        assert length <= MAX_NOISE_MESSAGE
-        body = wire[offset + 2:offset + 2 + length]
-        assert len(body) == length, "incomplete frame"
-        out.append(body)
-        offset += 2 + length
+        assert len(wire) - offset >= HEADER_LEN, "incomplete header"
+        length, kind = struct.unpack_from(">HB", wire, offset)
+        assert TAG_LEN <= length <= MAX_NOISE_MESSAGE
+        ciphertext = wire[offset + HEADER_LEN:offset + HEADER_LEN + length]
+        assert len(ciphertext) == length, "incomplete frame"
+        out.append((kind, bytes(ciphertext)))
+        offset += HEADER_LEN + length
     return out
+
+
+def frame_header(length: int, kind: int) -> bytes:
+    """``u16be length || u8 type``, built by hand (``specs/channel.md`` 4.3)."""
+    return struct.pack(">HB", length, kind)
 
 
 def received(events: list[Event]) -> bytes:
@@ -150,12 +157,13 @@ def test_one_mebibyte_message(open_pair: Pair, direction: str) -> None:
     sender, receiver = (a, b) if direction == "a->b" else (b, a)
     data = os.urandom(1 << 20)
     wire = sender.send(data, 1)
-    frames = split_frames(wire)  # asserts every length prefix <= 65535
+    frames = split_frames(wire)  # asserts every length field is in [16, 65535]
     n = -(-len(data) // MAX_CHUNK)
     assert len(frames) == n > 1
-    assert all(len(f) <= MAX_NOISE_MESSAGE for f in frames)
-    assert len(frames[0]) == MAX_NOISE_MESSAGE  # full frames use the whole Noise limit
-    assert len(wire) == len(data) + n * (2 + 1 + TAG_LEN)
+    assert all(kind == FRAME_DATA for kind, _ in frames)
+    assert all(len(ct) == MAX_NOISE_MESSAGE for _, ct in frames[:-1])  # the whole Noise limit
+    assert len(frames[-1][1]) == len(data) - (n - 1) * MAX_CHUNK + TAG_LEN
+    assert len(wire) == len(data) + n * (HEADER_LEN + TAG_LEN)
     assert received(receiver.receive_data(wire, 1)) == data
     # and in uneven chunks, including some that cut length prefixes in half
     wire = sender.send(data, 2)
@@ -194,15 +202,17 @@ def test_close_gives_peer_closed(open_pair: Pair) -> None:
 def test_close_frame_is_authenticated(open_pair: Pair) -> None:
     a, b = open_pair
     (frame,) = split_frames(a.close(1))
-    assert len(frame) == 1 + TAG_LEN
-    forged = struct.pack(">H", len(frame)) + bytes(len(frame))
-    with pytest.raises(RemoteProtocolError):
+    assert frame[0] == FRAME_CLOSE and len(frame[1]) == TAG_LEN  # empty body
+    forged = frame_header(TAG_LEN, FRAME_CLOSE) + bytes(TAG_LEN)
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
         b.receive_data(forged, 1)
+    assert b.state is State.FAILED
 
 
 def test_frames_after_close_are_not_delivered(raw_pair: RawPair) -> None:
     a, raw = raw_pair
-    wire = raw.frame(b"\x00before") + raw.frame(bytes([FRAME_CLOSE])) + raw.frame(b"\x00late")
+    wire = (raw.frame(FRAME_DATA, b"before") + raw.frame(FRAME_CLOSE)
+            + raw.frame(FRAME_DATA, b"late"))
     assert a.receive_data(wire, 1) == [DataReceived(b"before"), PeerClosed()]
     assert a.state is State.CLOSED
     assert a.close(2) == b""
@@ -424,7 +434,7 @@ def test_wrong_version_byte(make_pair: MakePair, version: int) -> None:
 def test_garbled_frame(open_pair: Pair, position: str, bob: Ed25519Key) -> None:
     a, b = open_pair
     wire = bytearray(b.send(b"x" * 100, 1))
-    index = {"first": 2, "middle": 2 + 50, "tag": len(wire) - 1}[position]
+    index = {"first": HEADER_LEN, "middle": HEADER_LEN + 50, "tag": len(wire) - 1}[position]
     wire[index] ^= 0x01
     with pytest.raises(RemoteProtocolError, match="corrupted") as info:
         a.receive_data(bytes(wire), 1)
@@ -447,28 +457,90 @@ def test_replayed_frame_is_rejected(open_pair: Pair) -> None:
         b.receive_data(frame, 1)
 
 
-@pytest.mark.parametrize("length", [0, 1, TAG_LEN - 1, TAG_LEN])
-def test_frame_below_minimum_when_open(open_pair: Pair, length: int) -> None:
+@pytest.mark.parametrize("length", [0, 1, TAG_LEN - 1])
+@pytest.mark.parametrize("kind", [FRAME_DATA, FRAME_PING, FRAME_CLOSE, 7])
+def test_frame_below_minimum_when_open(open_pair: Pair, length: int, kind: int) -> None:
+    """The length is checked first, whatever the type, and the header alone suffices."""
     _, b = open_pair
-    with pytest.raises(RemoteProtocolError, match="too short"):
-        b.receive_data(struct.pack(">H", length) + bytes(length), 1)
+    with pytest.raises(RemoteProtocolError, match=f"frame of {length} bytes from .* is too short"):
+        b.receive_data(frame_header(length, kind), 1)
     assert b.state is State.FAILED
 
 
-@pytest.mark.parametrize("length", [0, TAG_LEN - 1])
-def test_frame_below_minimum_during_handshake(make_pair: MakePair, length: int) -> None:
-    _, b = make_pair()
-    b.start()
-    # the length prefix alone is enough to reject it
-    with pytest.raises(RemoteProtocolError, match="too short"):
-        b.receive_data(PREAMBLE + struct.pack(">H", length), 0)
+def test_frame_of_tag_length_is_not_too_short(open_pair: Pair) -> None:
+    """A length of exactly 16 is a well-formed (empty) frame; zeros in place of the tag
+    fail authentication."""
+    _, b = open_pair
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        b.receive_data(frame_header(TAG_LEN, FRAME_DATA) + bytes(TAG_LEN), 1)
+    assert b.state is State.FAILED
+
+
+def test_empty_data_frame_delivers_nothing(raw_pair: RawPair) -> None:
+    """An empty DATA frame (length 16, the channel never sends one) is accepted, yields no
+    event, and consumes a nonce like any frame."""
+    a, raw = raw_pair
+    empty = raw.frame(FRAME_DATA)
+    assert empty[:HEADER_LEN] == frame_header(TAG_LEN, FRAME_DATA)
+    assert len(empty) == HEADER_LEN + TAG_LEN
+    assert a.receive_data(empty, 1) == []
+    assert a.state is State.OPEN
+    wire = raw.frame(FRAME_DATA, b"x") + raw.frame(FRAME_DATA) + raw.frame(FRAME_DATA, b"y")
+    assert a.receive_data(wire, 1) == [DataReceived(b"xy")]
+
+
+@pytest.mark.parametrize(("sent", "relabelled"), [
+    (FRAME_DATA, FRAME_PING), (FRAME_DATA, FRAME_CLOSE), (FRAME_PING, FRAME_DATA),
+    (FRAME_PING, FRAME_CLOSE), (FRAME_CLOSE, FRAME_DATA), (FRAME_CLOSE, FRAME_PING)])
+def test_frame_type_is_authenticated(open_pair: Pair, sent: int, relabelled: int) -> None:
+    """The header is the associated data: a genuine frame given another type fails
+    authentication (a DATA frame cannot be turned into a PING or a CLOSE, nor back)."""
+    a, b = open_pair
+    wire = {FRAME_DATA: lambda: a.send(b"x" * 100, 1), FRAME_PING: lambda: a.handle_timer(10.0),
+            FRAME_CLOSE: lambda: a.close(1)}[sent]()
+    frame = bytearray(wire)
+    assert frame[2] == sent
+    frame[2] = relabelled
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        b.receive_data(bytes(frame), 1)
+    assert b.state is State.FAILED
+
+
+def test_frame_length_is_authenticated(open_pair: Pair) -> None:
+    """A frame whose length field claims one byte more (and gets it) fails authentication."""
+    a, b = open_pair
+    wire = bytearray(a.send(b"x" * 100, 1))
+    assert bytes(wire[:HEADER_LEN]) == frame_header(100 + TAG_LEN, FRAME_DATA)
+    wire[:2] = struct.pack(">H", 100 + TAG_LEN + 1)
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        b.receive_data(bytes(wire) + b"\x00", 1)
+    assert b.state is State.FAILED
 
 
 @pytest.mark.parametrize("kind", [3, 7, 255])
-def test_unknown_frame_type(raw_pair: RawPair, kind: int) -> None:
+@pytest.mark.parametrize("tag", ["valid", "garbage"])
+def test_unknown_frame_type(raw_pair: RawPair, kind: int, tag: str) -> None:
+    """A frame of an unknown type is refused once it is complete, whether or not it carries
+    a valid tag for its header (the type comes from the header, not from the plaintext)."""
     a, raw = raw_pair
+    if tag == "valid":
+        frame = raw.frame(kind, b"?")
+    else:
+        frame = frame_header(1 + TAG_LEN, kind) + os.urandom(1 + TAG_LEN)
+    assert frame[:HEADER_LEN] == frame_header(1 + TAG_LEN, kind)
+    assert a.receive_data(frame[:-1], 1) == []  # incomplete: waits for the rest
+    assert a.state is State.OPEN
     with pytest.raises(RemoteProtocolError, match=f"unknown frame type {kind}"):
-        a.receive_data(raw.frame(bytes([kind]) + b"?"), 1)
+        a.receive_data(frame[-1:], 1)
+    assert a.state is State.FAILED
+
+
+def test_unknown_frame_type_after_data(raw_pair: RawPair) -> None:
+    """Valid frames before an unknown one do not make it acceptable."""
+    a, raw = raw_pair
+    wire = raw.frame(FRAME_DATA, b"ok") + raw.frame(FRAME_PING) + raw.frame(3)
+    with pytest.raises(RemoteProtocolError, match="unknown frame type 3"):
+        a.receive_data(wire, 1)
     assert a.state is State.FAILED
 
 
@@ -565,7 +637,7 @@ def test_keepalive_ping(make_pair: MakePair) -> None:
     assert a.handle_timer(4.9) == b""
     ping = a.handle_timer(5.0)
     (frame,) = split_frames(ping)
-    assert len(frame) == 1 + TAG_LEN  # type byte only
+    assert frame[0] == FRAME_PING and len(frame[1]) == TAG_LEN  # empty body
     assert b.receive_data(ping, 5.0) == []  # accepted, no event
     assert b.state is State.OPEN
     assert a.get_timer() == 10.0
@@ -581,11 +653,34 @@ def test_keepalive_ping(make_pair: MakePair) -> None:
 def test_frame_types_on_the_wire(raw_pair: RawPair) -> None:
     """DATA is type 0, PING 1, CLOSE 2, as the noise package sees them."""
     a, raw = raw_pair
-    assert raw.open(a.send(b"abc", 1)) == [bytes([FRAME_DATA]) + b"abc"]
-    assert raw.open(a.handle_timer(10.0)) == [bytes([FRAME_PING])]
-    assert raw.open(a.close(11.0)) == [bytes([FRAME_CLOSE])]
-    assert a.receive_data(raw.frame(bytes([FRAME_PING])), 12.0) == []
-    assert a.receive_data(raw.frame(bytes([FRAME_DATA]) + b"in flight"), 12.0) == []
+    assert (FRAME_DATA, FRAME_PING, FRAME_CLOSE) == (0, 1, 2)
+    data = a.send(b"abc", 1)
+    assert data[:HEADER_LEN] == b"\x00\x13\x00"  # length 3 + 16, type 0
+    assert raw.open(data) == [(FRAME_DATA, b"abc")]
+    ping = a.handle_timer(10.0)
+    assert ping[:HEADER_LEN] == b"\x00\x10\x01"
+    assert raw.open(ping) == [(FRAME_PING, b"")]
+    close = a.close(11.0)
+    assert close[:HEADER_LEN] == b"\x00\x10\x02"
+    assert raw.open(close) == [(FRAME_CLOSE, b"")]
+    assert a.receive_data(raw.frame(FRAME_PING), 12.0) == []
+    assert a.receive_data(raw.frame(FRAME_DATA, b"in flight"), 12.0) == []
+
+
+def test_max_chunk_fills_one_frame(raw_pair: RawPair) -> None:
+    """MAX_CHUNK = 65535 - 16: the largest body whose ciphertext length fits the u16."""
+    a, raw = raw_pair
+    assert MAX_CHUNK == MAX_NOISE_MESSAGE - TAG_LEN == 65519
+    data = os.urandom(MAX_CHUNK + 1)
+    one = a.send(data[:MAX_CHUNK], 1)
+    assert one[:HEADER_LEN] == frame_header(MAX_NOISE_MESSAGE, FRAME_DATA)
+    assert len(one) == HEADER_LEN + MAX_NOISE_MESSAGE
+    assert raw.open(one) == [(FRAME_DATA, data[:MAX_CHUNK])]
+    two = a.send(data, 2)
+    assert raw.open(two) == [(FRAME_DATA, data[:MAX_CHUNK]), (FRAME_DATA, data[-1:])]
+    # and the peer's frames of that size are accepted
+    assert a.receive_data(raw.frame(FRAME_DATA, data[:MAX_CHUNK]), 3) == \
+        [DataReceived(data[:MAX_CHUNK])]
 
 
 def test_idle_timeout(make_pair: MakePair, alice: Ed25519Key) -> None:
@@ -645,7 +740,7 @@ def test_after_failure_everything_is_refused(open_pair: Pair, make_pair: MakePai
     a, b = open_pair
     if failure == "corrupted":
         with pytest.raises(RemoteProtocolError):
-            b.receive_data(struct.pack(">H", 20) + bytes(20), 1)
+            b.receive_data(frame_header(20, FRAME_DATA) + bytes(20), 1)
     elif failure == "preamble":
         _, b = make_pair()
         with pytest.raises(RemoteProtocolError):
@@ -736,20 +831,27 @@ def test_handshake_again_when_open(make_pair: MakePair) -> None:
     b.start()
     b.receive_data(first, 0)
     a.receive_data(PREAMBLE + b.take_handshake_reply(), 0)
-    with pytest.raises(RemoteProtocolError):
-        b.receive_data(first[len(PREAMBLE):], 1)  # handshake message replayed
+    # The replayed handshake message (u16be 96 || 96 bytes) reads as the header of a frame
+    # of 96 bytes (its type the first byte of the ephemeral key) of which 95 follow ...
+    replay = first[len(PREAMBLE):]
+    assert b.receive_data(replay, 1) == []
+    assert b.state is State.OPEN
+    # ... and whatever completes it, it is refused: unknown type or failed authentication.
+    with pytest.raises(RemoteProtocolError, match="unknown frame type|corrupted"):
+        b.receive_data(a.send(b"x", 1), 1)
+    assert b.state is State.FAILED
     c, d = make_pair()
     establish_pair(c, d)
-    # a second preamble reads as a 0x4d50-byte frame; it cannot authenticate
-    with pytest.raises(RemoteProtocolError):
+    # a second preamble reads as the header of a 0x4d50-byte frame of type 0x43 ("C")
+    with pytest.raises(RemoteProtocolError, match="unknown frame type 67"):
         d.receive_data(PREAMBLE + bytes(0x4D50), 1)
+    assert d.state is State.FAILED
 
 
 def test_peer_close_twice(raw_pair: RawPair) -> None:
     """(closed, close) is allowed: a CLOSE, and whatever follows it, is reported once."""
     a, raw = raw_pair
-    close = bytes([FRAME_CLOSE])
-    wire = raw.frame(close) + raw.frame(close) + raw.frame(b"\x00late")
+    wire = raw.frame(FRAME_CLOSE) + raw.frame(FRAME_CLOSE) + raw.frame(FRAME_DATA, b"late")
     assert a.receive_data(wire, 1) == [PeerClosed()]
     assert a.state is State.CLOSED
 
@@ -770,3 +872,20 @@ def test_errors_are_mpcid_errors() -> None:
         assert issubclass(cls, MpcidError)
     assert issubclass(HandshakeFailed, RemoteProtocolError)
     assert issubclass(RemoteProtocolError, ProtocolError)
+
+
+@pytest.mark.parametrize("kind", [FRAME_PING, FRAME_CLOSE])
+def test_ping_and_close_with_a_body_are_refused(raw_pair: Any, kind: int) -> None:
+    """specs/channel.md 4.3: PING and CLOSE carry no body."""
+    channel, peer = raw_pair
+    with pytest.raises(RemoteProtocolError, match="with a body"):
+        channel.receive_data(peer.frame(kind, b"x"), 1.0)
+
+
+def test_send_counts_bytes_of_wide_buffers(open_pair: Any) -> None:
+    import array
+
+    a, b = open_pair
+    data = array.array("I", range(50_000))  # 200,000 bytes in 50,000 items
+    events = b.receive_data(a.send(memoryview(data), 1.0), 1.0)
+    assert b"".join(e.data for e in events) == data.tobytes()

@@ -15,12 +15,18 @@ checked:
 
 1. the ``noise`` package the channel is built on, configured exactly as the channel
    configures it (protocol name, prologue, static and fixed ephemeral keys), reproduces every
-   handshake and transport ciphertext and the handshake hash of each vector;
+   handshake and transport ciphertext and the handshake hash of each vector; and the
+   transport ciphertexts are also reproduced by ``cryptography``'s ChaCha20Poly1305 with the
+   transport keys the ``noise`` package derives (``cipher_state_encrypt.k``) and the Noise
+   nonce (4 zero bytes || u64le counter), which validates that way of checking frames;
 2. the channel, given each vector's prologue, static and ephemeral keys on both sides,
    completes a handshake whose messages and handshake hash are exactly those the ``noise``
    package computes for the same keys with empty payloads (and the vector's own first
-   ciphertext where its payload is empty), and whose transport frames are the vector
-   session's ChaChaPoly encryptions of ``type byte || data``.
+   ciphertext where its payload is empty), and whose transport frames are exactly
+   ``header || ChaChaPoly(k, n, ad=header, data)`` with ``header = u16be len(ciphertext) ||
+   u8 type``, ``k`` the transport key the ``noise`` package derives for that handshake and
+   ``n`` counting from 0 in each direction. The vectors' own transport messages use empty
+   associated data, so the channel's frames cannot be compared to them byte for byte.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from typing import Any
 
 import nacl.bindings
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
 
-from mpcid.p2p.errors import HandshakeFailed
-from mpcid.p2p.noise import (FRAME_DATA, PREAMBLE, PROTOCOL_NAME, ChannelConfig,
-                             DataReceived, HandshakeComplete, NoiseChannel, State,
-                             establish_pair)
+from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
+from mpcid.p2p.noise import (FRAME_CLOSE, FRAME_DATA, FRAME_PING, PREAMBLE, PROTOCOL_NAME,
+                             ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel,
+                             PeerClosed, State, establish_pair)
 
 VECTOR_FILE = Path(__file__).parent.parent / "vectors" / "noise-ik-25519-chachapoly-sha256.json"
 DATA = json.loads(VECTOR_FILE.read_text())
@@ -60,6 +67,24 @@ def h(value: str) -> bytes:
 
 def public(private: bytes) -> bytes:
     return nacl.bindings.crypto_scalarmult_base(private)
+
+
+def nonce(n: int) -> bytes:
+    """The Noise ChaChaPoly nonce: 32 zero bits || 64-bit little-endian counter."""
+    return bytes(4) + n.to_bytes(8, "little")
+
+
+def transport_keys(conn: NoiseConnection) -> tuple[bytes, bytes]:
+    """(sending key, receiving key) the ``noise`` package derived (``Split()``)."""
+    state = conn.noise_protocol
+    return bytes(state.cipher_state_encrypt.k), bytes(state.cipher_state_decrypt.k)
+
+
+def expected_frame(key: bytes, n: int, kind: int, body: bytes) -> bytes:
+    """A transport frame built independently of the channel: ``header ||
+    ChaChaPoly(key, n, ad=header, body)``, ``header = u16be len(ciphertext) || u8 kind``."""
+    header = (len(body) + 16).to_bytes(2, "big") + bytes([kind])
+    return header + ChaCha20Poly1305(key).encrypt(nonce(n), body, header)
 
 
 def raw_pair(v: dict[str, Any]) -> tuple[NoiseConnection, NoiseConnection]:
@@ -113,6 +138,7 @@ def test_remote_static_is_the_responder_public_key(v: dict[str, Any]) -> None:
 @pytest.mark.parametrize("v", VECTORS, ids=_id)
 def test_noise_package_reproduces_vector(v: dict[str, Any]) -> None:
     init, resp = raw_pair(v)
+    sent = {id(init): 0, id(resp): 0}
     for i, message in enumerate(v["messages"]):
         sender, receiver = (init, resp) if i % 2 == 0 else (resp, init)
         payload, ciphertext = h(message["payload"]), h(message["ciphertext"])
@@ -120,6 +146,14 @@ def test_noise_package_reproduces_vector(v: dict[str, Any]) -> None:
             assert bytes(sender.write_message(payload)) == ciphertext, f"handshake message {i}"
             assert bytes(receiver.read_message(ciphertext)) == payload
         else:
+            # The keys and nonces that test_channel_handshake_with_vector_keys uses to check
+            # the channel's frames reproduce the published ciphertexts (empty AD).
+            key, _ = transport_keys(sender)
+            assert transport_keys(receiver)[1] == key
+            n = sent[id(sender)]
+            assert ChaCha20Poly1305(key).encrypt(nonce(n), payload, b"") == ciphertext, \
+                f"transport message {i} with the noise package's key"
+            sent[id(sender)] = n + 1
             assert bytes(sender.encrypt(payload)) == ciphertext, f"transport message {i}"
             assert bytes(receiver.decrypt(ciphertext)) == payload
         if i == 1:
@@ -166,18 +200,47 @@ def test_channel_handshake_with_vector_keys(v: dict[str, Any]) -> None:
     assert init.handshake_hash == resp.handshake_hash == expected_hash
     assert init.state is resp.state is State.OPEN
 
-    # Transport frames are the session's ChaChaPoly encryptions of type byte || data, with
-    # nonces counting from 0 in each direction.
+    # Transport frames are header || ChaChaPoly(k, n, ad=header, data), k the transport keys
+    # the noise package derives for this handshake, n counting from 0 in each direction.
+    init_send, init_receive = transport_keys(raw_init)
+    resp_send, resp_receive = transport_keys(raw_resp)
+    assert (init_send, init_receive) == (resp_receive, resp_send)
+    assert init_send != init_receive
+    keys = {id(init): init_send, id(resp): resp_send}
+    sent = {id(init): 0, id(resp): 0}
     for i, message in enumerate(v["messages"][2:]):
         payload = h(message["payload"])
-        sender, receiver, raw_sender, raw_receiver = (
-            (init, resp, raw_init, raw_resp) if i % 2 == 0
-            else (resp, init, raw_resp, raw_init))
+        sender, receiver = (init, resp) if i % 2 == 0 else (resp, init)
+        key, n = keys[id(sender)], sent[id(sender)]
         frame = sender.send(payload, 0)
-        ciphertext = bytes(raw_sender.encrypt(bytes([FRAME_DATA]) + payload))
-        assert frame == len(ciphertext).to_bytes(2, "big") + ciphertext
-        assert raw_receiver.decrypt(ciphertext) == bytes([FRAME_DATA]) + payload
+        assert frame == expected_frame(key, n, FRAME_DATA, payload), f"transport message {i}"
+        sent[id(sender)] = n + 1
         assert receiver.receive_data(frame, 0) == [DataReceived(payload)]
+    # The receiver opens frames built independently with the same keys, of every type.
+    key, n = keys[id(resp)], sent[id(resp)]
+    assert init.receive_data(expected_frame(key, n, FRAME_DATA, b"from outside"), 0) == \
+        [DataReceived(b"from outside")]
+    assert init.receive_data(expected_frame(key, n + 1, FRAME_PING, b""), 0) == []
+    # PING and CLOSE have empty bodies and the same layout.
+    key, n = keys[id(init)], sent[id(init)]
+    ping = init.handle_timer(init.config.keepalive_interval)
+    assert ping == expected_frame(key, n, FRAME_PING, b"")
+    assert resp.receive_data(ping, 5) == []
+    close = init.close(6)
+    assert close == expected_frame(key, n + 1, FRAME_CLOSE, b"")
+    assert resp.receive_data(close, 6) == [PeerClosed()]
+
+    # The header is the associated data: the same frame sealed the vectors' way (empty AD)
+    # is refused. A fresh pair with the same keys derives the same transport keys.
+    again_init, again_resp = channel_pair(v)
+    establish_pair(again_init, again_resp)
+    body = b"sealed without the header"
+    header = expected_frame(resp_send, 0, FRAME_DATA, body)[:3]
+    empty_ad = header + ChaCha20Poly1305(resp_send).encrypt(nonce(0), body, b"")
+    assert again_resp.send(body, 0) == header + ChaCha20Poly1305(resp_send).encrypt(
+        nonce(0), body, header)
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        again_init.receive_data(empty_ad, 0)
 
 
 @pytest.mark.parametrize("v", VECTORS, ids=_id)
