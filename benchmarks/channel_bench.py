@@ -1,10 +1,17 @@
 """Channel alone on loopback: mpcid Noise channel against raw asyncio TCP, side by side.
 
-    .venv/bin/python benchmarks/channel_bench.py [--mib 64] [--round-trips 5000] [--reps 5]
+    .venv/bin/python benchmarks/channel_bench.py [--mib 64] [--round-trips 5000] [--reps 7]
 
-Measures, interleaved rep by rep in one process: one-way throughput of a bulk transfer
-(the receiver acknowledges the last byte) and the round-trip time of 16-byte messages.
-Reports medians and the ratios mpcid / raw.
+Two layouts, both reported: the two ends in two processes, as two parties would be (this
+process is the client, a child process running this script with --serve accepts raw TCP
+and mpcid channels), and both ends in one process and one event loop (the layout of the
+measurements in ARCHITECTURE.md, where a single core does both sides' work). Interleaved
+rep by rep, it measures one-way throughput of a bulk transfer (the receiver acknowledges
+the last byte) and the round-trip time of 16-byte messages, and reports medians and the
+ratios mpcid / raw for each layout.
+
+App protocol on either path: the first byte of a connection picks the mode, ``S`` + an
+8-byte length (sink: reply one byte after that many bytes) or ``E`` (echo).
 """
 
 from __future__ import annotations
@@ -14,43 +21,66 @@ import asyncio
 import hashlib
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from typing import Any
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.p2p.channel import ChannelProtocol, connect, listen
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
+SERVER_SEED = bytes(range(32))
+CLIENT_SEED = bytes(range(32, 64))
+KEYS = [Ed25519Key.from_seed(CLIENT_SEED), Ed25519Key.from_seed(SERVER_SEED)]
+PROLOGUE = session_prologue("bench", hashlib.sha256(b"bench").digest(),
+                            [k.did.did for k in KEYS])
 
-class Sink(asyncio.Protocol):
-    """Counts bulk bytes and answers 1 byte when ``expect`` have arrived; echoes when in
-    echo mode."""
 
+def channel_config(me: int) -> ChannelConfig:
+    other = KEYS[1 - me]
+    return ChannelConfig(KEYS[me].x25519_private_key, PROLOGUE, me == 0,
+                         {other.did.did: other.did.x25519_public_key})
+
+
+class Server(asyncio.Protocol):
     def __init__(self) -> None:
+        self.mode = b""
+        self.header = bytearray()
         self.expect = 0
         self.got = 0
-        self.echo = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.echo:
-            self.transport.write(data)  # type: ignore[attr-defined]
+        if self.mode == b"E":
+            self.transport.write(data)
             return
+        if not self.mode:
+            self.header += data
+            if self.header[:1] == b"E":
+                self.mode = b"E"
+                if len(self.header) > 1:
+                    self.transport.write(bytes(self.header[1:]))
+                return
+            if len(self.header) < 9:
+                return
+            self.mode = b"S"
+            self.expect = int.from_bytes(self.header[1:9], "big")
+            data = bytes(self.header[9:])
         self.got += len(data)
-        if self.expect and self.got >= self.expect:
-            self.got = 0
-            self.transport.write(b"!")  # type: ignore[attr-defined]
+        if self.got >= self.expect:
+            self.transport.write(b"!")
 
 
-class Source(asyncio.Protocol):
+class Client(asyncio.Protocol):
     def __init__(self) -> None:
         self.waiter: asyncio.Future[None] | None = None
         self.need = 0
         self.got = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -66,84 +96,109 @@ class Source(asyncio.Protocol):
         self.got -= n
 
 
-async def measure(client: Source, server: Sink, mib: int, round_trips: int
-                  ) -> tuple[float, float]:
+async def start_servers() -> tuple[asyncio.Server, asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    raw = await loop.create_server(Server, "127.0.0.1", 0)
+    channel = await listen("127.0.0.1", 0,
+                           lambda: ChannelProtocol(channel_config(1), lambda _: Server()))
+    return raw, channel
+
+
+async def serve() -> None:
+    raw, channel = await start_servers()
+    print(raw.sockets[0].getsockname()[1], channel.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+
+
+async def open_client(kind: str, port: int) -> Client:
+    loop = asyncio.get_running_loop()
+    client = Client()
+    if kind == "raw TCP":
+        await loop.create_connection(lambda: client, "127.0.0.1", port)
+    else:
+        protocol = await connect("127.0.0.1", port,
+                                 lambda: ChannelProtocol(channel_config(0), lambda _: client),
+                                 deadline=loop.time() + 10)
+        await protocol.ready
+    return client
+
+
+async def measure(kind: str, port: int, mib: int, round_trips: int) -> tuple[float, float]:
+    sink = await open_client(kind, port)
+    total = mib << 20
     chunk = b"\0" * (1 << 20)
-    server.echo, server.expect = False, mib << 20
     start = time.perf_counter()
+    sink.transport.write(b"S" + total.to_bytes(8, "big"))
     for _ in range(mib):
-        client.transport.write(chunk)  # type: ignore[attr-defined]
+        sink.transport.write(chunk)
         await asyncio.sleep(0)
-    await client.wait_for(1)
+    await sink.wait_for(1)
     throughput = mib / (time.perf_counter() - start)
-    server.echo = True
+    sink.transport.close()
+    echo = await open_client(kind, port)
+    echo.transport.write(b"E")
     message = b"0123456789abcdef"
+    for _ in range(100):  # warm up
+        echo.transport.write(message)
+        await echo.wait_for(16)
     start = time.perf_counter()
     for _ in range(round_trips):
-        client.transport.write(message)  # type: ignore[attr-defined]
-        await client.wait_for(16)
+        echo.transport.write(message)
+        await echo.wait_for(16)
     rtt_us = (time.perf_counter() - start) / round_trips * 1e6
+    echo.transport.close()
+    await asyncio.sleep(0.05)
     return throughput, rtt_us
 
 
-async def raw_pair() -> tuple[Source, Sink, Callable[[], None]]:
-    loop = asyncio.get_running_loop()
-    sink = Sink()
-    server = await loop.create_server(lambda: sink, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    _, source = await loop.create_connection(Source, "127.0.0.1", port)
-    await asyncio.sleep(0.05)
-    return source, sink, lambda: (source.transport.close(), server.close())
-
-
-async def channel_pair() -> tuple[Source, Sink, Callable[[], None]]:
-    loop = asyncio.get_running_loop()
-    keys = [Ed25519Key.generate() for _ in range(2)]
-    dids = [k.did.did for k in keys]
-    prologue = session_prologue("bench", hashlib.sha256(b"bench").digest(), dids)
-    sink, source = Sink(), Source()
-
-    def config(i: int) -> ChannelConfig:
-        other = keys[1 - i]
-        return ChannelConfig(keys[i].x25519_private_key, prologue, i == 0,
-                             {other.did.did: other.did.x25519_public_key})
-
-    server = await listen("127.0.0.1", 0, lambda: ChannelProtocol(config(1), lambda _: sink))
-    port = server.sockets[0].getsockname()[1]
-    protocol = await connect("127.0.0.1", port,
-                             lambda: ChannelProtocol(config(0), lambda _: source),
-                             deadline=loop.time() + 5)
-    await protocol.ready
-    await asyncio.sleep(0.05)
-    return source, sink, lambda: (source.transport.close(), server.close())
-
-
 async def main(args: argparse.Namespace) -> None:
-    results: dict[str, list[tuple[float, float]]] = {"raw TCP": [], "mpcid channel": []}
-    for _ in range(args.reps):
-        for name, make in (("raw TCP", raw_pair), ("mpcid channel", channel_pair)):
-            source, sink, close = await make()
-            results[name].append(await measure(source, sink, args.mib, args.round_trips))
-            close()
-            await asyncio.sleep(0.05)
-    print(f"# channel benchmark: {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, {args.mib} MiB one way, "
-          f"{args.round_trips} round trips of 16 bytes, median of {args.reps} interleaved reps")
-    print(f"{'path':<16}{'MiB/s':>10}{'RTT µs':>10}")
-    medians = {}
-    for name, values in results.items():
-        mbps = statistics.median(v[0] for v in values)
-        rtt = statistics.median(v[1] for v in values)
-        medians[name] = (mbps, rtt)
-        print(f"{name:<16}{mbps:>10.0f}{rtt:>10.1f}")
-    raw, ch = medians["raw TCP"], medians["mpcid channel"]
-    print(f"ratio mpcid/raw: throughput {ch[0] / raw[0]:.2f}x (target >= 0.5), "
-          f"round trip {ch[1] / raw[1]:.2f}x (target <= 1.5)")
+    server = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    local_raw, local_channel = await start_servers()
+    try:
+        assert server.stdout is not None
+        raw_port, channel_port = map(int, server.stdout.readline().split())
+        layouts = {
+            "two processes": {"raw TCP": raw_port, "mpcid channel": channel_port},
+            "one process": {"raw TCP": local_raw.sockets[0].getsockname()[1],
+                            "mpcid channel": local_channel.sockets[0].getsockname()[1]},
+        }
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {
+            (layout, kind): [] for layout, ports in layouts.items() for kind in ports}
+        for _ in range(args.reps):
+            for layout, ports in layouts.items():
+                for kind, port in ports.items():
+                    results[(layout, kind)].append(
+                        await measure(kind, port, args.mib, args.round_trips))
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+        local_raw.close()
+        local_channel.close()
+    print(f"# channel benchmark: {platform.machine()}, Python {platform.python_version()}, "
+          f"{args.mib} MiB one way, {args.round_trips} round trips of 16 bytes, "
+          f"median of {args.reps} interleaved reps")
+    print(f"{'layout':<15}{'path':<16}{'MiB/s':>10}{'RTT µs':>10}{'RTT range µs':>16}")
+    for layout in layouts:
+        medians = {}
+        for kind in layouts[layout]:
+            values = results[(layout, kind)]
+            mbps = statistics.median(v[0] for v in values)
+            rtt = statistics.median(v[1] for v in values)
+            medians[kind] = (mbps, rtt)
+            spread = f"{min(v[1] for v in values):.1f}-{max(v[1] for v in values):.1f}"
+            print(f"{layout:<15}{kind:<16}{mbps:>10.0f}{rtt:>10.1f}{spread:>16}")
+        raw, ch = medians["raw TCP"], medians["mpcid channel"]
+        print(f"{layout:<15}ratio mpcid/raw: throughput {ch[0] / raw[0]:.2f}x (target >= 0.5), "
+              f"round trip {ch[1] / raw[1]:.2f}x (target <= 1.5)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64)
     parser.add_argument("--round-trips", type=int, default=5000)
-    parser.add_argument("--reps", type=int, default=5)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    asyncio.run(serve() if options.serve else main(options))

@@ -295,16 +295,12 @@ class NoiseChannel:
             # has no keys: whatever is still in flight is discarded.
             return []
         self._last_received = now
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
-            self._buffer.clear()
         events: list[Event] = []
         try:
             if self.state is State.AWAIT_PREAMBLE or self.state is State.AWAIT_HANDSHAKE:
                 data = self._receive_handshake(data, events)
             if data:
-                self._receive_frames(data, events)
+                self._receive_transport(data, events)
         except Exception:
             self.state = State.FAILED
             raise
@@ -313,6 +309,7 @@ class NoiseChannel:
     def _receive_handshake(self, data: bytes, events: list[Event]) -> bytes:
         """Consume the preamble and the handshake message; return the bytes after them."""
         self._buffer += data
+        data = b""
         if self.state is State.AWAIT_PREAMBLE and not self._read_preamble():
             return b""
         if len(self._buffer) < 2:
@@ -328,25 +325,60 @@ class NoiseChannel:
         events.append(self._read_handshake(message))
         return rest
 
-    def _receive_frames(self, data: bytes, events: list[Event]) -> None:
-        """The transport hot path: whole frames are opened, a partial one is kept.
-        Inline equivalents of the table's (OPEN|CLOSED, data|ping|close) entries."""
+    def _receive_transport(self, data: bytes, events: list[Event]) -> None:
+        """Transport frames. Bytes are copied only to complete a frame that straddles two
+        reads; everything else is opened where it lies."""
+        view = memoryview(data)
+        bodies: list[bytes] = []
+        if self._buffer:
+            pending = self._buffer
+            if len(pending) < HEADER_LEN:
+                take = HEADER_LEN - len(pending)
+                pending += view[:take]
+                view = view[take:]
+                if len(pending) < HEADER_LEN:
+                    return
+            frame_end = HEADER_LEN + ((pending[0] << 8) | pending[1])
+            take = frame_end - len(pending)
+            pending += view[:take]
+            view = view[take:]
+            if len(pending) < frame_end:
+                if (pending[0] << 8 | pending[1]) < TAG_LEN:
+                    self._frames(memoryview(pending), bodies, events)  # raises "too short"
+                return
+            self._buffer = bytearray()
+            if self._frames(memoryview(pending), bodies, events):
+                return
+        if len(view):
+            self._frames(view, bodies, events)
+        if len(bodies) == 1:
+            events.append(DataReceived(bodies[0]))
+        elif bodies:
+            # Small bodies are joined (fewer calls into the application); large ones are
+            # handed over as they are, since joining would copy every byte once more.
+            if sum(map(len, bodies)) <= MAX_CHUNK:
+                events.append(DataReceived(b"".join(bodies)))
+            else:
+                events.extend(DataReceived(body) for body in bodies)
+
+    def _frames(self, view: memoryview, bodies: list[bytes], events: list[Event]) -> bool:
+        """Open the whole frames in ``view`` (keeping a trailing partial one), collecting
+        DATA bodies; return True after the peer's CLOSE. Inline equivalents of the table's
+        (OPEN|CLOSED, data|ping|close) entries."""
         cipher = self._decrypt
         assert cipher is not None
-        view = memoryview(data)
-        end = len(data)
+        end = len(view)
         pos = 0
-        bodies: list[bytes] = []
         try:
             while end - pos >= HEADER_LEN:
-                length, kind = _HEADER.unpack_from(data, pos)
+                length, kind = _HEADER.unpack_from(view, pos)
                 if length < TAG_LEN:
                     raise RemoteProtocolError(f"frame of {length} bytes from {self._who()} "
                                               "is too short")
                 stop = pos + HEADER_LEN + length
                 if stop > end:
                     break
-                header = data[pos:pos + HEADER_LEN]
+                header = bytes(view[pos:pos + HEADER_LEN])
                 ciphertext = view[pos + HEADER_LEN:stop]
                 pos = stop
                 if kind == FRAME_DATA:
@@ -364,21 +396,18 @@ class NoiseChannel:
                     self._peer_closed = True
                     if bodies:
                         events.append(DataReceived(b"".join(bodies)))
-                        bodies = []
+                        bodies.clear()
                     if was_open:
                         events.append(PeerClosed())
-                    return  # nothing follows a CLOSE
+                    return True  # nothing follows a CLOSE
                 else:
                     raise RemoteProtocolError(f"unknown frame type {kind} from {self._who()}")
         except InvalidTag:
             raise RemoteProtocolError(f"corrupted frame from {self._who()}: it failed "
                                       "authentication") from None
-        finally:
-            view.release()
         if pos < end:
-            self._buffer += data[pos:]
-        if bodies:
-            events.append(DataReceived(bodies[0] if len(bodies) == 1 else b"".join(bodies)))
+            self._buffer += view[pos:]
+        return False
 
     def connection_lost(self) -> None:
         """The underlying stream ended. Raise unless the channel ended properly."""
