@@ -114,3 +114,4 @@ def wraps_async(func: Callable[..., Any]) -> Callable[..., Any]:
 from . import identity_commands  # noqa: E402,F401
 from . import demo  # noqa: E402,F401
 from . import run_command  # noqa: E402,F401
+from . import discovery_commands  # noqa: E402,F401

@@ -1,0 +1,176 @@
+"""``mpcid node``, ``mpcid online`` and ``mpcid resolve``: the discovery DHT from the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mpcid.identity.did_key import Ed25519Key, parse_did
+from mpcid.identity.errors import IdentityNotFound
+
+from .cli import cli, config_from, home_option, prompt_passphrase, wraps_async
+
+
+def bootstrap_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
+                        envvar="MPCID_BOOTSTRAP", show_envvar=True,
+                        help="DHT node to join through, /ip4/.../tcp/.../p2p/12D3KooW... "
+                             "(repeatable; in the variable, separated by spaces).")(func)
+
+
+def listen_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--listen", "listen", multiple=True, default=(default,),
+                        show_default=True, metavar="MULTIADDR",
+                        help="libp2p listen address (repeatable).")
+
+
+def quiet_libp2p() -> None:
+    """py-libp2p logs failures it also raises (which mpcid reports in one line) and many
+    harmless ones; show them only with MPCID_DEBUG."""
+    import logging
+    import os
+
+    if not os.environ.get("MPCID_DEBUG"):
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+
+
+def split_env(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part for value in values for part in value.split())
+
+
+async def wait_for_interrupt() -> None:
+    """Until Ctrl-C or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def node_key(home: str | None, name: str) -> Ed25519Key:
+    """A node's identity: a keystore identity, created on first use (a bootstrap node's
+    multiaddr must not change between restarts)."""
+    keystore = config_from(home).keystore(prompt_passphrase)
+    try:
+        return keystore.load_identity(name)
+    except IdentityNotFound:
+        key = keystore.create_identity(name, encrypt=False)
+        click.echo(f"created node identity {name!r} in {keystore.home}", err=True)
+        return key
+
+
+@cli.command("node")
+@listen_option("/ip4/0.0.0.0/tcp/4001")
+@bootstrap_option
+@click.option("--as", "name", default="node", show_default=True, metavar="NAME",
+              help="Keystore identity of the node (created if missing).")
+@home_option
+@wraps_async
+async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
+               home: str | None) -> None:
+    """Run a DHT bootstrap node until interrupted; print its multiaddrs."""
+    from mpcid.p2p.discovery import Discovery, DiscoveryConfig
+
+    quiet_libp2p()
+    discovery = Discovery(node_key(home, name),
+                          DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap)))
+    addrs = await discovery.start()
+    try:
+        for addr in addrs:
+            click.echo(addr)
+        click.echo("node running; Ctrl-C to stop", err=True)
+        await wait_for_interrupt()
+    finally:
+        await discovery.stop()
+
+
+@cli.command("online")
+@listen_option("/ip4/0.0.0.0/tcp/0")
+@bootstrap_option
+@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+              help="Local identity to publish.")
+@click.option("--endpoint", "endpoints", multiple=True, metavar="HOST:PORT",
+              help="Direct TCP endpoint of this party's Noise channel (repeatable).")
+@click.option("--ttl", type=click.IntRange(60, 86400), default=3600, show_default=True,
+              help="Record lifetime in seconds; republished at half of it.")
+@home_option
+@wraps_async
+async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
+                 endpoints: tuple[str, ...], ttl: int, home: str | None) -> None:
+    """Keep this DID reachable: publish and refresh its endpoint record until interrupted,
+    then withdraw it."""
+    from mpcid.p2p.discovery import Discovery, DiscoveryConfig
+    from mpcid.p2p.peerid import peer_id_from_did
+    from mpcid.p2p.records import parse_endpoint
+
+    quiet_libp2p()
+    for endpoint in endpoints:
+        parse_endpoint(endpoint)
+    key = config_from(home).keystore(prompt_passphrase).load_identity(name)
+    discovery = Discovery(key, DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap),
+                                               ttl=ttl))
+    await discovery.start()
+    try:
+        record = await discovery.publish(endpoints)
+        click.echo(f"did {key.did.did}")
+        click.echo(f"peer {peer_id_from_did(key.did.did)}")
+        for addr in discovery.addrs:
+            click.echo(f"addr {addr}")
+        click.echo(f"published seq {record.seq}, expires in {ttl} s; Ctrl-C to withdraw",
+                   err=True)
+        while True:
+            refresh = max(1.0, record.refresh_at - discovery.clock())
+            try:
+                await asyncio.wait_for(wait_for_interrupt(), refresh)
+                break
+            except asyncio.TimeoutError:
+                record = await discovery.publish(endpoints)
+        await discovery.withdraw()
+        click.echo("withdrawn", err=True)
+    finally:
+        await discovery.stop()
+
+
+@cli.command("resolve")
+@click.argument("did")
+@bootstrap_option
+@click.option("--timeout", type=click.FloatRange(min=0.5), default=20.0, show_default=True,
+              help="Seconds for the whole lookup.")
+@wraps_async
+async def resolve(did: str, bootstrap: tuple[str, ...], timeout: float) -> None:
+    """Print DID's current endpoint record from the DHT (signature checked), or exit 1."""
+    from mpcid.identity.errors import UsageError
+    from mpcid.p2p.discovery import Discovery, DiscoveryConfig
+
+    quiet_libp2p()
+    parse_did(did)
+    if not split_env(bootstrap):
+        raise UsageError("resolve needs a DHT node to ask",
+                         hint="pass --bootstrap MULTIADDR or set MPCID_BOOTSTRAP")
+    discovery = Discovery(Ed25519Key.generate(),  # a throwaway identity: it only reads
+                          DiscoveryConfig(listen=("/ip4/127.0.0.1/tcp/0",),
+                                          bootstrap=split_env(bootstrap), server=False))
+    try:
+        await asyncio.wait_for(discovery.start(), timeout)
+        record = await asyncio.wait_for(discovery.resolve(did), timeout)
+    except asyncio.TimeoutError:
+        from mpcid.p2p.errors import ConnectFailed
+
+        raise ConnectFailed(f"the DHT did not answer within {timeout:g} s") from None
+    finally:
+        await discovery.stop()
+    if record is None or (not record.tcp and not record.addrs):
+        click.echo(f"not found: {did} has no current endpoint record", err=True)
+        raise SystemExit(1)
+    click.echo(json.dumps({"did": record.did, "seq": record.seq, "issued": record.issued,
+                           "expires": record.expires, "tcp": list(record.tcp),
+                           "addrs": list(record.addrs)}, indent=2))

@@ -1,0 +1,112 @@
+"""Discovery from asyncio: a libp2p host and DHT node in the trio thread, publishing and
+resolving DID-signed endpoint records (``specs/discovery.md``).
+
+This is the asyncio face of :mod:`mpcid.p2p.host`, :mod:`mpcid.p2p.dht` and
+:mod:`mpcid.p2p.records`; all libp2p work happens in a :class:`~mpcid.p2p.bridge.TrioThread`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mpcid.identity.did_key import Ed25519Key, parse_did
+
+from .bridge import TrioThread
+from .dht import DHTNode
+from .host import host_addrs, running_host
+from .records import DEFAULT_TTL, EndpointRecord, decode_and_verify, dht_key
+
+#: How long a withdrawal record stays valid: long enough to replace the last real record
+#: everywhere, short enough to vanish soon after.
+WITHDRAW_TTL = 60
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/0",)
+    """libp2p listen multiaddrs of this node."""
+    bootstrap: tuple[str, ...] = ()
+    """Multiaddrs (with /p2p/PeerID) of DHT nodes to join through."""
+    ttl: int = DEFAULT_TTL
+    """Lifetime of a published record in seconds; it is republished at half of it."""
+    connect_timeout: float = 10.0
+    """Seconds to reach each bootstrap node."""
+    server: bool = True
+    """Serve the DHT to others (False for one-off lookups)."""
+
+
+class Discovery:
+    """One party's (or node's) presence in the DHT."""
+
+    def __init__(self, key: Ed25519Key, config: DiscoveryConfig = DiscoveryConfig(), *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.key = key
+        self.config = config
+        self.clock = clock
+        self.bridge = TrioThread()
+        self.node: DHTNode | None = None
+        self.addrs: list[str] = []
+        self.record: EndpointRecord | None = None
+        self._seq = 0
+
+    async def start(self) -> list[str]:
+        """Start the host and the DHT, join through the bootstrap nodes; return this node's
+        multiaddrs. Raises :class:`ListenFailed` or :class:`ConnectFailed`."""
+        await self.bridge.start()
+        try:
+            host = await self.bridge.enter_context(
+                running_host(self.key, list(self.config.listen)))
+            node = DHTNode(host, clock=self.clock, server=self.config.server)
+            await self.bridge.enter_context(node.running())
+            self.node = node
+            await self.bridge.call(functools.partial(
+                node.bootstrap, list(self.config.bootstrap),
+                timeout=self.config.connect_timeout))
+            self.addrs = await self.bridge.call(_addrs, host)
+        except BaseException:
+            await self.bridge.stop()
+            raise
+        return self.addrs
+
+    async def publish(self, tcp: Sequence[str], addrs: Sequence[str] | None = None,
+                      ttl: int | None = None) -> EndpointRecord:
+        """Sign and publish this party's current record (a higher seq every time)."""
+        node = self._require_node()
+        now = self.clock()
+        self._seq = max(self._seq + 1, int(now * 1000))  # survives restarts without state
+        record, value = EndpointRecord.create(
+            self.key, self._seq, now, ttl=ttl or self.config.ttl, tcp=tcp,
+            addrs=self.addrs if addrs is None else addrs)
+        await self.bridge.call(node.put, dht_key(self.key.did.did), value)
+        self.record = record
+        return record
+
+    async def withdraw(self) -> None:
+        """Replace the record by one without endpoints that expires soon."""
+        if self.record is not None:
+            await self.publish(tcp=(), addrs=(), ttl=WITHDRAW_TTL)
+
+    async def resolve(self, did: str) -> EndpointRecord | None:
+        """The current valid record of ``did``, or None if the DHT has none."""
+        node = self._require_node()
+        key = dht_key(parse_did(did))
+        value = await self.bridge.call(node.get, key)
+        if value is None:
+            return None
+        return decode_and_verify(key, value, self.clock())
+
+    async def stop(self) -> None:
+        await self.bridge.stop()
+        self.node = None
+
+    def _require_node(self) -> DHTNode:
+        if self.node is None:
+            raise RuntimeError("Discovery.start() first")
+        return self.node
+
+
+async def _addrs(host: object) -> list[str]:
+    return host_addrs(host)  # type: ignore[arg-type]

@@ -1,0 +1,402 @@
+"""DID-signed endpoint records: where a party can be reached, published in the DHT.
+
+Theory of operation
+-------------------
+A party publishes, under the DHT key ``/mpcid/<its did:key>``, a small JSON object that
+lists its direct TCP endpoints (for the Noise channel, ``specs/channel.md``) and its libp2p
+multiaddrs (possibly relay circuits), signed with its DID key. Anyone can store such a
+record, so every reader and every DHT node checks it in full: the key names the DID, the
+DID is the signing key, and the record is fresh. Among several valid records the highest
+``seq`` wins, so a node that replays an old record loses to the current one.
+
+The value is canonical JSON (RFC 8785, JCS) of the whole object, signature included; the
+signature covers ``DOMAIN || JCS(object without "sig")``. One signed content therefore has
+exactly one byte string, which keeps DHT deduplication and selection deterministic. Unknown
+fields are kept, signed and returned in :attr:`EndpointRecord.extra`: a later version can
+add fields that version 1 readers carry along. Wire format: ``specs/discovery.md`` 2.
+
+This module is sans-IO: no sockets, no event loop, no clock. Time comes in as ``now``
+(Unix seconds); :class:`MpcidValidator` is the one place that reads a clock, given to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from mpcid.identity.did_key import DIDKey, Ed25519Key
+from mpcid.identity.errors import InvalidDID, InvalidProof
+
+from .errors import ProtocolError
+
+VERSION = 1
+KEY_PREFIX = "/mpcid/"
+#: Domain separation: these signatures can never be mistaken for any other mpcid signature.
+DOMAIN = b"mpcid-endpoint-record/1\n"
+
+MAX_RECORD_BYTES = 4096
+MAX_TCP = 16
+MAX_ADDRS = 16
+MAX_STRING = 256
+MAX_TTL = 86400
+DEFAULT_TTL = 3600
+#: A record may be issued this far in the future (clock skew between publisher and reader).
+MAX_CLOCK_SKEW = 300
+#: Integers must survive a round trip through an IEEE double (JavaScript, JCS).
+MAX_INT = 2**53 - 1
+#: Deepest nesting of arrays and objects inside unknown fields.
+MAX_DEPTH = 16
+
+_FIELDS = ("v", "did", "seq", "issued", "expires", "tcp", "addrs", "sig")
+_SIG = re.compile(r"[A-Za-z0-9_-]{86}")  # 64 bytes, base64url without padding
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_MULTIADDR = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces
+
+
+class RecordError(ProtocolError):
+    """An endpoint record from the DHT was not accepted."""
+
+    hint = "the party's published record is unusable; it will be ignored"
+
+
+class InvalidRecord(RecordError):
+    """The record is malformed: not canonical JSON, a wrong field or type, a broken limit,
+    or stored under the key of another DID."""
+
+
+class RecordExpired(RecordError):
+    """The record's ``expires`` time has passed: the party stopped refreshing it."""
+
+    hint = "the party is probably offline; ask it to start again, or wait for a new record"
+
+
+class RecordNotYetValid(RecordError):
+    """The record was issued more than :data:`MAX_CLOCK_SKEW` seconds in the future."""
+
+    hint = "check this machine's clock (and the publisher's)"
+
+
+def dht_key(did: str) -> str:
+    """The DHT key of a party's record: ``"/mpcid/" + did``. Raises :class:`InvalidDID`."""
+    parsed = DIDKey.parse(did)
+    if parsed.did != did:
+        raise InvalidDID(f"{did} has a fragment or query; a DHT key names the bare DID")
+    return KEY_PREFIX + did
+
+
+def did_from_key(key: str) -> str:
+    """The DID a DHT key names; raise :class:`InvalidRecord` for any other key."""
+    if not isinstance(key, str) or not key.startswith(KEY_PREFIX):
+        raise InvalidRecord(f"DHT key {_show(key)} is not in the /mpcid/ namespace")
+    did = key[len(KEY_PREFIX):]
+    try:
+        if DIDKey.parse(did).did == did:
+            return did
+    except InvalidDID as exc:
+        raise InvalidRecord(f"DHT key {_show(key)} does not name a did:key: {exc}") from None
+    raise InvalidRecord(f"DHT key {_show(key)} names a DID URL, not a bare DID")
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """Split ``"host:port"`` into ``(host, port)``; IPv6 addresses come in brackets
+    (``"[2001:db8::1]:7000"``) and are returned without them.
+
+    Hosts are IPv4 addresses, bracketed IPv6 addresses (no zone) or DNS names; ports are
+    1-65535 in plain decimal. Raises :class:`InvalidRecord` saying what is wrong.
+    """
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_STRING:
+        raise InvalidRecord(f"endpoint {_show(text)} is not a host:port string")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise InvalidRecord(f"endpoint {_show(text)} has no host:port")
+    if not _PORT.fullmatch(port) or int(port) > 65535:
+        raise InvalidRecord(f"endpoint {_show(text)}: the port must be 1-65535")
+    if host.startswith("["):
+        try:
+            if not host.endswith("]") or "%" in host:  # no zones: they mean nothing remotely
+                raise ValueError
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        except ValueError:
+            raise InvalidRecord(f"endpoint {_show(text)}: bad IPv6 address") from None
+    if ":" in host:
+        raise InvalidRecord(f"endpoint {_show(text)}: write an IPv6 address in brackets, "
+                            "[addr]:port")
+    if host.replace(".", "").isdigit():
+        try:
+            return str(ipaddress.IPv4Address(host)), int(port)
+        except ValueError:
+            raise InvalidRecord(f"endpoint {_show(text)}: bad IPv4 address") from None
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise InvalidRecord(f"endpoint {_show(text)}: bad host name")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """The signed content of one endpoint record (``specs/discovery.md`` 2)."""
+
+    did: str
+    """The publishing party; the record is valid only under ``dht_key(did)``."""
+    seq: int
+    """Sequence number, 0 <= seq < 2**53; every republication increases it."""
+    issued: int
+    """Unix seconds when the record was made."""
+    expires: int
+    """Unix seconds after which the record is void (at most a day after ``issued``)."""
+    tcp: tuple[str, ...] = ()
+    """Direct endpoints of the Noise channel, ``"host:port"`` / ``"[v6]:port"``."""
+    addrs: tuple[str, ...] = ()
+    """libp2p multiaddrs, relay circuits included (``/.../p2p-circuit/p2p/...``)."""
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}),
+                                     hash=False)
+    """Fields this version does not know, kept and signed for forward compatibility."""
+
+    @classmethod
+    def create(cls, key: Ed25519Key, seq: int, now: float, ttl: int = DEFAULT_TTL,
+               tcp: Iterable[str] = (), addrs: Iterable[str] = (),
+               extra: Mapping[str, Any] | None = None) -> tuple[EndpointRecord, bytes]:
+        """Make and sign this party's record, valid from ``now`` for ``ttl`` seconds.
+
+        Returns the record and the bytes to publish under ``dht_key(key.did.did)``. The
+        bytes are checked exactly as a reader would check them, so this raises
+        :class:`InvalidRecord` (a limit broken, ``ttl`` not in 1..86400) rather than
+        publish anything a reader would refuse.
+        """
+        issued = int(now)
+        record = cls(did=key.did.did, seq=seq, issued=issued, expires=issued + ttl,
+                     tcp=tuple(tcp), addrs=tuple(addrs),
+                     extra=MappingProxyType(dict(extra or {})))
+        value = record.sign(key)
+        return decode_and_verify(dht_key(record.did), value, now), value
+
+    def content(self) -> dict[str, Any]:
+        """The JSON object without ``"sig"``."""
+        known = {"v": VERSION, "did": self.did, "seq": self.seq, "issued": self.issued,
+                 "expires": self.expires, "tcp": list(self.tcp), "addrs": list(self.addrs)}
+        clash = set(self.extra) & set(_FIELDS)
+        if clash:
+            raise InvalidRecord(f"extra fields may not be named {', '.join(sorted(clash))}")
+        return {**self.extra, **known}
+
+    def signing_input(self) -> bytes:
+        """``DOMAIN || JCS(content())``: the bytes the Ed25519 signature covers."""
+        return DOMAIN + canonical_json(self.content())
+
+    def sign(self, key: Ed25519Key) -> bytes:
+        """The encoded record (the DHT value), signed with ``key``, which must be the
+        key of :attr:`did`. Does not check limits; :meth:`create` does."""
+        if key.did.did != self.did:
+            raise InvalidRecord(f"a record of {self.did} cannot be signed by {key.did.did}")
+        signature = key.sign(self.signing_input())
+        sig = base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii")
+        return canonical_json({**self.content(), "sig": sig})
+
+    @property
+    def refresh_at(self) -> int:
+        """When to publish the next record: half-way through this one's lifetime."""
+        return self.issued + (self.expires - self.issued) // 2
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """:attr:`tcp` parsed by :func:`parse_endpoint`."""
+        return [parse_endpoint(text) for text in self.tcp]
+
+
+def canonical_json(obj: Any) -> bytes:
+    """RFC 8785 (JCS) for the values a record may hold: objects, arrays, strings,
+    integers with ``|n| <= 2**53 - 1``, booleans and null (no floats).
+
+    ``json.dumps`` writes strings and integers exactly as JCS does; object members are
+    sorted here by UTF-16 code units, as JCS requires (plain ``sort_keys`` sorts by code
+    points, which differs above U+FFFF).
+    """
+    return json.dumps(_sorted(obj), separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _sorted(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _sorted(obj[k]) for k in sorted(obj, key=lambda k: k.encode("utf-16-be"))}
+    if isinstance(obj, (list, tuple)):
+        return [_sorted(item) for item in obj]
+    return obj
+
+
+def decode_and_verify(key: str, value: bytes, now: float) -> EndpointRecord:
+    """Check a DHT value found under ``key`` at time ``now``, and return its content.
+
+    Raises :class:`InvalidRecord` (malformed, a limit broken, wrong key), the opaque
+    :class:`~mpcid.identity.errors.InvalidProof` (the signature is not the DID's over
+    this content: forged or altered), :class:`RecordNotYetValid` or :class:`RecordExpired`.
+    Checks run in that order, so a time error is only ever reported for an authentic record.
+    """
+    did = did_from_key(key)
+    if not isinstance(value, bytes):
+        raise InvalidRecord(f"a record is bytes, not {type(value).__name__}")
+    if len(value) > MAX_RECORD_BYTES:
+        raise InvalidRecord(f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}")
+    obj = _parse_json(value)
+    if not isinstance(obj, dict):
+        raise InvalidRecord("a record is a JSON object")
+    version = obj.get("v")
+    if type(version) is not int:
+        raise InvalidRecord("record has no integer version \"v\"")
+    if version != VERSION:
+        raise InvalidRecord(f"record version {version} is not supported (this is version "
+                            f"{VERSION})")
+    record, signature = _check_fields(obj)
+    try:
+        canonical = canonical_json(obj)
+    except (ValueError, UnicodeError):  # e.g. an unpaired surrogate: "\ud800"
+        raise InvalidRecord("record contains a string that is not valid Unicode") from None
+    if canonical != value:
+        raise InvalidRecord("record is not in canonical JSON form (RFC 8785)")
+    if record.did != did:
+        raise InvalidRecord(f"record of {_show(record.did)} is stored under the key of {did}")
+    DIDKey.parse(did).verify(record.signing_input(), signature)  # raises InvalidProof
+    if record.issued > now + MAX_CLOCK_SKEW:
+        raise RecordNotYetValid(f"record of {did} was issued {record.issued - now:.0f} s "
+                                "in the future")
+    if record.expires <= now:
+        raise RecordExpired(f"record of {did} expired {now - record.expires:.0f} s ago")
+    return record
+
+
+def select(key: str, values: Sequence[bytes], now: float) -> int:
+    """Index of the best valid record among ``values`` (all found under ``key``).
+
+    Best: highest ``seq``, then latest ``issued``, then the larger encoded bytes
+    (lexicographically); among identical byte strings the first. Invalid, forged and
+    expired values never win. Raises :class:`InvalidRecord` if none is valid.
+    """
+    best: tuple[int, int, bytes] | None = None
+    index = -1
+    last: Exception | None = None
+    for i, value in enumerate(values):
+        try:
+            record = decode_and_verify(key, value, now)
+        except (RecordError, InvalidProof) as exc:
+            last = exc
+            continue
+        rank = (record.seq, record.issued, value)
+        if best is None or rank > best:
+            best, index = rank, i
+    if best is None:
+        raise InvalidRecord(f"none of {len(values)} values under {_show(key)} is a valid "
+                            "record") from last
+    return index
+
+
+class MpcidValidator:
+    """The DHT validator of the ``/mpcid/`` namespace, duck-typed to py-libp2p's
+    ``libp2p.records.validator.Validator`` (``validate`` and ``select``), without
+    importing libp2p. ``clock`` gives the current Unix time (``time.time`` in use)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+
+    def validate(self, key: str, value: bytes) -> None:
+        """Raise unless ``value`` is a valid, current record for ``key``."""
+        decode_and_verify(key, value, self._clock())
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        """Index of the best valid value (see :func:`select`)."""
+        return select(key, values, self._clock())
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _parse_json(value: bytes) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):
+            raise InvalidRecord("record has a duplicate JSON member name")
+        return obj
+
+    def no_float(text: str) -> Any:
+        raise InvalidRecord(f"record contains the number {_show(text)}; only integers are "
+                            "allowed")
+
+    try:
+        return json.loads(value.decode("utf-8"), object_pairs_hook=pairs,
+                          parse_float=no_float, parse_constant=no_float)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
+        raise InvalidRecord("record is not UTF-8 JSON") from None
+
+
+def _check_fields(obj: dict[str, Any]) -> tuple[EndpointRecord, bytes]:
+    missing = [name for name in _FIELDS if name not in obj]
+    if missing:
+        raise InvalidRecord(f"record lacks {', '.join(missing)}")
+    if not isinstance(obj["did"], str):
+        raise InvalidRecord("record \"did\" is not a string")
+    seq, issued, expires = (_integer(obj, name) for name in ("seq", "issued", "expires"))
+    if expires <= issued:
+        raise InvalidRecord("record \"expires\" is not after \"issued\"")
+    if expires - issued > MAX_TTL:
+        raise InvalidRecord(f"record lifetime {expires - issued} s exceeds {MAX_TTL} s")
+    tcp = _strings(obj, "tcp", MAX_TCP)
+    for endpoint in tcp:
+        parse_endpoint(endpoint)
+    addrs = _strings(obj, "addrs", MAX_ADDRS)
+    for addr in addrs:
+        if not _MULTIADDR.fullmatch(addr):
+            raise InvalidRecord(f"record address {_show(addr)} is not a multiaddr")
+    sig = obj["sig"]
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise InvalidRecord("record \"sig\" is not a 64-byte base64url signature")
+    signature = base64.urlsafe_b64decode(sig + "==")
+    if base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii") != sig:
+        raise InvalidRecord("record \"sig\" is not canonical base64url")
+    extra = {k: v for k, v in obj.items() if k not in _FIELDS}
+    _check_extra(extra)
+    return EndpointRecord(did=obj["did"], seq=seq, issued=issued, expires=expires, tcp=tcp,
+                          addrs=addrs, extra=MappingProxyType(extra)), signature
+
+
+def _integer(obj: dict[str, Any], name: str) -> int:
+    value = obj[name]
+    if type(value) is not int:  # bool is an int subclass, and not a number here
+        raise InvalidRecord(f"record \"{name}\" is not an integer")
+    if not 0 <= value <= MAX_INT:
+        raise InvalidRecord(f"record \"{name}\" is out of range 0..2^53-1")
+    return value
+
+
+def _strings(obj: dict[str, Any], name: str, limit: int) -> tuple[str, ...]:
+    items = obj[name]
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise InvalidRecord(f"record \"{name}\" is not a list of strings")
+    if len(items) > limit:
+        raise InvalidRecord(f"record has {len(items)} \"{name}\" entries, at most {limit}")
+    if any(len(s) > MAX_STRING for s in items):
+        raise InvalidRecord(f"a record \"{name}\" entry exceeds {MAX_STRING} characters")
+    return tuple(items)
+
+
+def _check_extra(value: Any, depth: int = 0) -> None:
+    """Integers in unknown fields must be exact in JCS too (|n| <= 2^53 - 1), and nesting
+    is bounded so that no later step can run out of stack."""
+    if depth > MAX_DEPTH:
+        raise InvalidRecord(f"record nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_extra(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_extra(item, depth + 1)
+    elif type(value) is int and abs(value) > MAX_INT:
+        raise InvalidRecord("record contains an integer beyond 2^53-1")
+
+
+def _show(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,107 @@
+"""`mpcid node`, `mpcid online`, `mpcid resolve` as real processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MPCID = str(Path(sys.executable).parent / "mpcid")
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
+
+
+def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return line.strip()
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"no line starting with {prefix!r}")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[str]:
+    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
+                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        yield read_line(proc, "/ip4/127.0.0.1/tcp/")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            stream.close()
+
+
+def resolve(did: str, bootstrap: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MPCID, "resolve", did, "--bootstrap", bootstrap],
+                          capture_output=True, text=True, env=env(), timeout=60)
+
+
+def test_online_publishes_resolve_finds_and_ctrl_c_withdraws(node: str, tmp_path: Path
+                                                             ) -> None:
+    home = str(tmp_path / "alice")
+    did = subprocess.run([MPCID, "create-did", "--home", home, "--name", "alice"],
+                         capture_output=True, text=True, env=env(), timeout=60,
+                         check=True).stdout.split()[-1]
+    online = subprocess.Popen([MPCID, "online", "--home", home, "--as", "alice",
+                               "--bootstrap", node, "--listen", "/ip4/127.0.0.1/tcp/0",
+                               "--endpoint", "127.0.0.1:7001"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env())
+    try:
+        assert read_line(online, "did ") == f"did {did}"
+        peer = read_line(online, "peer ").split()[1]
+        assert peer.startswith("12D3KooW")
+        found = resolve(did, node)
+        assert found.returncode == 0, found.stderr
+        record = json.loads(found.stdout)
+        assert record["did"] == did and record["tcp"] == ["127.0.0.1:7001"]
+        assert any(addr.endswith(f"/p2p/{peer}") for addr in record["addrs"])
+        assert found.stderr == ""  # libp2p's own log noise stays hidden
+        online.send_signal(signal.SIGINT)
+        _, err = online.communicate(timeout=30)
+        assert online.returncode == 0 and "withdrawn" in err
+        gone = resolve(did, node)
+        assert gone.returncode == 1 and "not found" in gone.stderr
+    finally:
+        if online.poll() is None:
+            online.kill()
+            online.communicate()
+
+
+def test_resolve_unknown_did_and_bad_input(node: str) -> None:
+    unknown = resolve("did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp", node)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr
+    bad = resolve("did:key:zNotAKey", node)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    nobody = subprocess.run([MPCID, "resolve",
+                             "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"],
+                            capture_output=True, text=True, env=env(), timeout=60)
+    assert nobody.returncode == 2 and "--bootstrap" in nobody.stderr
+    unreachable = resolve("did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp",
+                          "/ip4/127.0.0.1/tcp/9/p2p/"
+                          "12D3KooWGHFcGHDZmEdfS5eu2ScLm33fodTKk3vnGqtnFjVyzAAX")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.count("\n") == 1 and "bootstrap" in unreachable.stderr
