@@ -8,7 +8,7 @@ purpose (``assertionMethod`` for credentials, ``authentication`` for presentatio
 from __future__ import annotations
 
 import abc
-import ssl
+import json
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from typing import Any
 from . import multibase
 from .did_key import DIDKey, parse_did
 from .errors import DIDResolutionError, InvalidDID, InvalidProof
-from .statuslist import read_body
+from .http import FetchFailed, fetch
 
 MAX_DID_DOCUMENT_BYTES = 256 * 1024
 
@@ -75,39 +75,14 @@ class WebResolver(DIDResolver):
     def __init__(self, config: WebResolverConfig = WebResolverConfig()) -> None:
         self.config = config
 
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if self.config.ca_file:
-            try:
-                context.load_verify_locations(cafile=self.config.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise DIDResolutionError(f"cannot load CA file {self.config.ca_file}: {exc}",
-                                         hint="pass a PEM file with --ca-file") from None
-        return context
-
     async def resolve(self, did: str) -> dict[str, Any]:
-        import aiohttp  # imported here: only did:web needs the HTTP client
-
         base = parse_did(did)
         url = did_web_url(base)
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                async with session.get(url, ssl=self.ssl_context(),
-                                       allow_redirects=False) as response:
-                    if response.status != 200:
-                        raise DIDResolutionError(
-                            f"resolving {base}: {url} answered HTTP {response.status}")
-                    body = await read_body(response, MAX_DID_DOCUMENT_BYTES)
-        except DIDResolutionError:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise DIDResolutionError(f"resolving {base}: cannot fetch {url}: "
-                                     f"{type(exc).__name__}: {exc}") from None
-        if len(body) > MAX_DID_DOCUMENT_BYTES:
-            raise DIDResolutionError(f"resolving {base}: the document at {url} is too large")
-        import json
-
+            body = await fetch(url, limit=MAX_DID_DOCUMENT_BYTES, timeout=self.config.timeout,
+                               ca_file=self.config.ca_file)
+        except FetchFailed as exc:
+            raise DIDResolutionError(f"resolving {base}: {exc}") from None
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):

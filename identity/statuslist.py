@@ -113,43 +113,14 @@ class FileAndHttpStatusSource(StatusSource):
         raise StatusCheckFailed(f"cannot fetch status list {url}: unsupported URL scheme")
 
     async def _fetch_http(self, url: str) -> dict[str, Any]:
-        import ssl
+        from .http import FetchFailed, fetch
 
-        import aiohttp
-
-        context = ssl.create_default_context()
-        if self.ca_file:
-            try:
-                context.load_verify_locations(cafile=self.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise StatusCheckFailed(f"cannot load CA file {self.ca_file}: {exc}",
-                                        hint="pass a PEM file with --ca-file") from None
         try:
-            async with aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-                async with session.get(url, ssl=context if url.startswith("https") else True
-                                       ) as response:
-                    if response.status != 200:
-                        raise StatusCheckFailed(
-                            f"status list {url} answered HTTP {response.status}")
-                    body = await read_body(response, MAX_DOCUMENT_BYTES)
-        except StatusCheckFailed:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise StatusCheckFailed(f"cannot fetch status list {url}: "
-                                    f"{type(exc).__name__}: {exc}") from None
+            body = await fetch(url, limit=MAX_DOCUMENT_BYTES, timeout=self.timeout,
+                               ca_file=self.ca_file)
+        except FetchFailed as exc:
+            raise StatusCheckFailed(f"cannot fetch status list: {exc}") from None
         return _parse(body, url)
-
-
-async def read_body(response: Any, limit: int) -> bytes:
-    """The whole body, or ``limit + 1`` bytes of it when it is larger (aiohttp's
-    ``read(n)`` returns only what is buffered, so read in chunks)."""
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            break
-    return bytes(body)
 
 
 def _load_file(path: Path, url: str) -> dict[str, Any]:
