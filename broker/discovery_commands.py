@@ -73,16 +73,34 @@ def node_key(home: str | None, name: str) -> Ed25519Key:
 @bootstrap_option
 @click.option("--as", "name", default="node", show_default=True, metavar="NAME",
               help="Keystore identity of the node (created if missing).")
+@click.option("--relay/--no-relay", default=True, show_default=True,
+              help="Also serve as a circuit relay v2 hop for parties behind NAT.")
+@click.option("--max-reservations", type=click.IntRange(1, 100_000), default=128,
+              show_default=True, help="Relay: parties that may hold a reservation.")
+@click.option("--max-circuits", type=click.IntRange(1, 10_000), default=64,
+              show_default=True, help="Relay: open circuits per reserved party.")
+@click.option("--circuit-mib", type=click.IntRange(0), default=1024, show_default=True,
+              help="Relay: MiB a circuit may carry (0: no limit).")
+@click.option("--circuit-seconds", type=click.IntRange(0), default=3600, show_default=True,
+              help="Relay: seconds a circuit may last (0: no limit).")
 @home_option
 @wraps_async
-async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
-               home: str | None) -> None:
-    """Run a DHT bootstrap node until interrupted; print its multiaddrs."""
+async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, relay: bool,
+               max_reservations: int, max_circuits: int, circuit_mib: int,
+               circuit_seconds: int, home: str | None) -> None:
+    """Run a DHT bootstrap node (and relay) until interrupted; print its multiaddrs.
+
+    It needs no configuration and keeps nothing anyone must trust: records are signed by
+    the DIDs they describe and channels through the relay are end-to-end encrypted."""
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
+    from mpcid.p2p.relay import RelayLimits
 
     quiet_libp2p()
+    limits = RelayLimits(duration=circuit_seconds, data=circuit_mib << 20,
+                         max_reservations=max_reservations, max_circuits=max_circuits)
     discovery = Discovery(node_key(home, name),
-                          DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap)))
+                          DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap),
+                                          relay=limits if relay else None))
     addrs = await discovery.start()
     try:
         for addr in addrs:
@@ -100,12 +118,16 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
               help="Local identity to publish.")
 @click.option("--endpoint", "endpoints", multiple=True, metavar="HOST:PORT",
               help="Direct TCP endpoint of this party's Noise channel (repeatable).")
+@click.option("--relay", "relays", multiple=True, metavar="MULTIADDR",
+              help="Hold a reservation on this relay and publish its circuit address, "
+                   "for peers that cannot reach this party directly (repeatable).")
 @click.option("--ttl", type=click.IntRange(60, 86400), default=3600, show_default=True,
               help="Record lifetime in seconds; republished at half of it.")
 @home_option
 @wraps_async
 async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
-                 endpoints: tuple[str, ...], ttl: int, home: str | None) -> None:
+                 endpoints: tuple[str, ...], relays: tuple[str, ...], ttl: int,
+                 home: str | None) -> None:
     """Keep this DID reachable: publish and refresh its endpoint record until interrupted,
     then withdraw it."""
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
@@ -117,7 +139,7 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
         parse_endpoint(endpoint)
     key = config_from(home).keystore(prompt_passphrase).load_identity(name)
     discovery = Discovery(key, DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap),
-                                               ttl=ttl))
+                                               ttl=ttl, relays=relays))
     await discovery.start()
     try:
         record = await discovery.publish(endpoints)

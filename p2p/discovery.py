@@ -18,6 +18,7 @@ from .bridge import TrioThread
 from .dht import DHTNode
 from .host import host_addrs, running_host
 from .records import DEFAULT_TTL, EndpointRecord, decode_and_verify, dht_key
+from .relay import RelayLimits, relay_service, reservation
 
 #: How long a withdrawal record stays valid: long enough to replace the last real record
 #: everywhere, short enough to vanish soon after.
@@ -36,6 +37,11 @@ class DiscoveryConfig:
     """Seconds to reach each bootstrap node."""
     server: bool = True
     """Serve the DHT to others (False for one-off lookups)."""
+    relay: RelayLimits | None = None
+    """Also be a circuit relay v2 hop with these limits (bootstrap/relay nodes)."""
+    relays: tuple[str, ...] = ()
+    """Relays to hold reservations on; their circuit addresses are published, so that
+    peers that cannot reach this party directly (NAT) can still open channels to it."""
 
 
 class Discovery:
@@ -62,10 +68,15 @@ class Discovery:
             node = DHTNode(host, clock=self.clock, server=self.config.server)
             await self.bridge.enter_context(node.running())
             self.node = node
+            if self.config.relay is not None:
+                await self.bridge.enter_context(relay_service(host, self.config.relay))
             await self.bridge.call(functools.partial(
                 node.bootstrap, list(self.config.bootstrap),
                 timeout=self.config.connect_timeout))
             self.addrs = await self.bridge.call(_addrs, host)
+            for relay in self.config.relays:
+                self.addrs += await self.bridge.enter_context(reservation(
+                    host, relay, timeout=self.config.connect_timeout))
         except BaseException:
             await self.bridge.stop()
             raise

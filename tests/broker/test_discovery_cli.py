@@ -67,7 +67,7 @@ def test_online_publishes_resolve_finds_and_ctrl_c_withdraws(node: str, tmp_path
                          check=True).stdout.split()[-1]
     online = subprocess.Popen([MPCID, "online", "--home", home, "--as", "alice",
                                "--bootstrap", node, "--listen", "/ip4/127.0.0.1/tcp/0",
-                               "--endpoint", "127.0.0.1:7001"],
+                               "--endpoint", "127.0.0.1:7001", "--relay", node],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=env())
     try:
@@ -79,6 +79,8 @@ def test_online_publishes_resolve_finds_and_ctrl_c_withdraws(node: str, tmp_path
         record = json.loads(found.stdout)
         assert record["did"] == did and record["tcp"] == ["127.0.0.1:7001"]
         assert any(addr.endswith(f"/p2p/{peer}") for addr in record["addrs"])
+        # The node is also a relay: the party holds a reservation and publishes the circuit.
+        assert f"{node}/p2p-circuit/p2p/{peer}" in record["addrs"]
         assert found.stderr == ""  # libp2p's own log noise stays hidden
         online.send_signal(signal.SIGINT)
         _, err = online.communicate(timeout=30)

@@ -1,0 +1,394 @@
+"""Circuit relay v2: the fallback path when two parties have no direct connection.
+
+A node with a public address runs :func:`relay_service`; a party behind a NAT keeps a
+:func:`reservation` on such a relay and publishes the circuit addresses it yields
+(``<relay addr>/p2p-circuit/p2p/<own PeerID>``); another party reaches it with
+:func:`dial_circuit`. The relayed connection is then an ordinary libp2p connection:
+libp2p's Noise runs end to end over the circuit (the relay cannot pose as the target,
+whose PeerID the handshake checks), ``host.new_stream`` and
+:meth:`~mpcid.p2p.bridge.TrioThread.open_stream` reuse it, and mpcid's own Noise channel
+runs inside its streams (``ARCHITECTURE.md`` section 1), so the relay only forwards
+ciphertext.
+
+Trio code: run it in the libp2p thread of :mod:`mpcid.p2p.bridge`, e.g.
+``await bridge.enter_context(reservation(host, relay_addr))`` or
+``await bridge.call(dial_circuit, host, circuit_addr)``. Everything raised is an
+:class:`~mpcid.identity.errors.MpcidError`; py-libp2p's exceptions are mapped here.
+
+py-libp2p 0.8.1 behaviours handled here, each in one place:
+
+* ``host.connect`` drops ``/p2p-circuit`` addresses, so :func:`dial_circuit` goes through
+  ``CircuitV2Transport.dial``, which also upgrades the circuit (Noise, yamux) and adds the
+  connection to the swarm.
+* ``CircuitV2Transport.reserve`` reports a refusal only as ``False`` (the relay's status
+  code is logged, not returned), and its refresher lives in a nursery the caller must own.
+  :func:`reserve` speaks the two-message RESERVE exchange itself (with py-libp2p's
+  message types and framing) to tell the user *why* a relay said no, and
+  :func:`reservation` owns its refresher.
+* A relay accepts a circuit only while the reserved peer is connected to it; the
+  refresher reconnects and reserves again when that connection drops.
+* py-libp2p's relay reserves for the peer named *inside* a RESERVE message when there is
+  one, so one client could fill a relay with reservations for made-up PeerIDs. The relay
+  of :func:`relay_service` ignores that field: a reservation is always for the peer the
+  connection authenticated (which is what the spec says: RESERVE carries no peer).
+* A relay counts a reservation against ``max_reservations`` until it expires, even after
+  its peer disconnected: on a small relay a gone peer holds its slot for the TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.peer.id import ID
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.exceptions import RelayConnectionError
+from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
+from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
+from libp2p.relay.circuit_v2.protocol import STOP_PROTOCOL_ID, CircuitV2Protocol
+from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
+from libp2p.relay.circuit_v2.resources import RelayLimits as Libp2pRelayLimits
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
+from libp2p.tools.anyio_service import background_trio_service
+
+from mpcid.identity.errors import MpcidError, UsageError
+
+from .errors import ConnectFailed
+from .host import CONNECT_TIMEOUT, connect, parse_multiaddrs
+
+__all__ = ["HOP_PROTOCOL_ID", "STOP_PROTOCOL_ID", "RelayLimits", "circuit_addr",
+           "dial_circuit", "libp2p_limits", "relay_service", "reservation", "reserve"]
+
+log = logging.getLogger("mpcid.relay")
+
+#: py-libp2p relay loggers turned down to CRITICAL (unless configured by the application),
+#: and why: both log at ERROR or WARNING what mpcid raises as :class:`ConnectFailed`
+#: anyway, and the relay logs "Error reading from hop stream" each time a client closes
+#: its RESERVE stream, which is the normal end of that exchange.
+QUIET_LOGGERS = ("libp2p.relay.circuit_v2.transport", "libp2p.relay.circuit_v2.protocol")
+
+#: How often :func:`reservation` checks that the connection to the relay is still up.
+CHECK_INTERVAL = 5.0
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    """What a relay (:func:`relay_service`) grants; the defaults suit a public node."""
+
+    duration: int = 3600
+    """Seconds a circuit may stay open; the relay resets it then (0: no limit)."""
+    data: int = 1 << 30
+    """Bytes a circuit may carry, both directions together (0: no limit). 1 GiB carries a
+    CNN MNIST session many times over."""
+    max_reservations: int = 128
+    """Peers that may hold a reservation at once. A reservation counts until it expires,
+    even after its peer went away."""
+    max_circuits: int = 64
+    """Circuits open at once to one reserved peer (py-libp2p counts per reservation)."""
+    reservation_ttl: int = 3600
+    """Seconds a reservation lasts; clients renew it before then."""
+
+    def __post_init__(self) -> None:
+        for name in ("duration", "data"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"relay limit {name} must be 0 (no limit) or positive")
+        for name in ("max_reservations", "max_circuits", "reservation_ttl"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"relay limit {name} must be at least 1")
+
+
+def libp2p_limits(limits: RelayLimits) -> Libp2pRelayLimits:
+    """py-libp2p's ``RelayLimits`` for ours."""
+    return Libp2pRelayLimits(duration=limits.duration, data=limits.data,
+                             max_circuit_conns=limits.max_circuits,
+                             max_reservations=limits.max_reservations,
+                             reservation_ttl=limits.reservation_ttl)
+
+
+def circuit_addr(relay_addr: str, peer_id: str) -> str:
+    """The address at which ``peer_id`` is reached through the relay at ``relay_addr``."""
+    return f"{relay_addr}/p2p-circuit/p2p/{peer_id}"
+
+
+# -- the relay -----------------------------------------------------------------------------
+
+
+class _HopProtocol(CircuitV2Protocol):
+    """py-libp2p's relay, reserving only for the peer its connection authenticated."""
+
+    async def _handle_reserve(self, stream: INetStream, msg: HopMessage) -> None:
+        msg.ClearField("peer")  # py-libp2p would reserve for whoever this names
+        await super()._handle_reserve(stream, msg)
+
+
+@asynccontextmanager
+async def relay_service(host: IHost, limits: RelayLimits | None = None
+                        ) -> AsyncIterator[None]:
+    """Trio: make ``host`` a circuit relay v2 hop (and let it accept relayed connections
+    itself) until exit."""
+    _quiet_libp2p_logging()
+    protocol = _HopProtocol(host, limits=libp2p_limits(limits or RelayLimits()),
+                            allow_hop=True)
+    async with background_trio_service(protocol):
+        yield
+
+
+# -- reservations --------------------------------------------------------------------------
+
+
+async def reserve(host: IHost, relay_addr: str, *, timeout: float = CONNECT_TIMEOUT
+                  ) -> list[str]:
+    """Trio: connect to the relay at ``relay_addr`` (ending in ``/p2p/<PeerID>``), reserve
+    a slot there and return the circuit addresses at which ``host`` can now be reached.
+
+    One-shot: the reservation lasts the relay's TTL and only while the connection to the
+    relay stays up, and ``host`` must accept relayed connections. :func:`reservation`
+    does all of that; use this one to check a relay. Raises :class:`ConnectFailed` saying
+    why the relay could not be reached or refused, :class:`UsageError` for a bad address."""
+    addrs, _ = await _reserve(host, relay_addr, timeout)
+    return addrs
+
+
+@asynccontextmanager
+async def reservation(host: IHost, relay_addr: str, *, timeout: float = CONNECT_TIMEOUT,
+                      check_interval: float = CHECK_INTERVAL) -> AsyncIterator[list[str]]:
+    """Trio: hold a reservation on the relay at ``relay_addr`` while the context is
+    entered, and yield the circuit addresses of ``host`` (:func:`circuit_addr`).
+
+    ``host`` accepts relayed connections meanwhile. A task renews the reservation before it
+    expires, and reconnects and reserves again when the connection to the relay drops
+    (checked every ``check_interval`` seconds); failures there are logged and retried, as
+    the relay may come back. The first reservation must succeed: it raises as
+    :func:`reserve` does."""
+    _accept_relayed(host)
+    try:
+        addrs, expires = await _reserve(host, relay_addr, timeout)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_keep_reserved, host, relay_addr, expires, timeout,
+                               check_interval)
+            try:
+                yield addrs
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        _stop_accepting_relayed(host)
+
+
+async def _reserve(host: IHost, relay_addr: str, timeout: float) -> tuple[list[str], int]:
+    """:func:`reserve`, also returning when the reservation expires (Unix time)."""
+    _quiet_libp2p_logging()
+    relay = await connect(host, relay_addr, timeout=timeout)
+    base = relay_addr if relay_addr.endswith(f"/p2p/{relay}") else f"{relay_addr}/p2p/{relay}"
+    try:
+        with trio.fail_after(timeout):
+            stream = await host.new_stream(ID.from_base58(relay), [HOP_PROTOCOL_ID])
+    except trio.TooSlowError:
+        raise ConnectFailed(f"{relay_addr} did not accept a relay stream within "
+                            f"{timeout:g} s") from None
+    except Exception as exc:
+        raise ConnectFailed(f"{relay_addr} is not a circuit relay: it refused "
+                            f"{HOP_PROTOCOL_ID} ({_reason(exc)})",
+                            hint="give the address of a node started as a relay") from exc
+    try:
+        with trio.fail_after(timeout):
+            # The spec's RESERVE carries no fields: the relay reserves for the
+            # authenticated peer of this connection.
+            await write_delimited_msg(stream, HopMessage(type=HopMessage.RESERVE))
+            response = await read_delimited_msg(stream, HopMessage)
+    except trio.TooSlowError:
+        raise ConnectFailed(f"the relay {relay_addr} did not answer the reservation "
+                            f"within {timeout:g} s") from None
+    except Exception as exc:
+        raise ConnectFailed(f"the relay {relay_addr} cut the reservation short: "
+                            f"{_reason(exc)}") from exc
+    finally:
+        with trio.move_on_after(1.0) as scope:
+            scope.shield = True
+            try:
+                await stream.close()
+            except Exception:  # the relay may already have reset it
+                pass
+    status = response.status if response.HasField("status") else StatusCode.OK
+    if status != StatusCode.OK:
+        raise ConnectFailed(f"the relay {relay_addr} refused the reservation: "
+                            f"{_explain(status)}", hint=_RESERVE_HINTS.get(status))
+    expires = response.reservation.expire if response.HasField("reservation") else 0
+    if expires <= time.time():
+        raise ConnectFailed(f"the relay {relay_addr} granted a reservation that has "
+                            "already expired",
+                            hint="the relay's clock may be wrong; try another relay")
+    return [circuit_addr(base, host.get_id().to_base58())], expires
+
+
+async def _keep_reserved(host: IHost, relay_addr: str, expires: int, timeout: float,
+                         check_interval: float) -> None:
+    """Renew the reservation at three quarters of its life (at most a minute before it
+    expires), or at once when the connection to the relay is gone."""
+    relay = ID.from_base58(relay_addr.rsplit("/p2p/", 1)[-1])
+    margin = min(60.0, (expires - time.time()) / 4)
+    while True:
+        renew_at = expires - margin
+        await trio.sleep(max(0.0, min(check_interval, renew_at - time.time())))
+        if host.get_network().get_connections(relay) and time.time() < renew_at:
+            continue
+        try:
+            _, expires = await _reserve(host, relay_addr, timeout)
+        except MpcidError as exc:
+            log.warning("could not renew the reservation on %s (retrying in %g s): %s",
+                        relay_addr, check_interval, exc.one_line())
+            await trio.sleep(check_interval)
+        else:
+            log.debug("renewed the reservation on %s until %d", relay_addr, expires)
+
+
+#: Hosts accepting relayed connections, and how many reservations need that. The STOP
+#: handler is per host, so the first reservation installs it and the last removes it.
+_relayed_users: weakref.WeakKeyDictionary[IHost, int] = weakref.WeakKeyDictionary()
+
+
+def _accept_relayed(host: IHost) -> None:
+    count = _relayed_users.get(host, 0)
+    if count == 0:
+        # What CircuitV2Protocol.run() installs for the STOP role, without its service:
+        # a service would live in the nursery of one reservation and end with it.
+        stop = CircuitV2Protocol(host, allow_hop=False)
+        host.set_stream_handler(STOP_PROTOCOL_ID, stop._handle_stop_stream)
+    _relayed_users[host] = count + 1
+
+
+def _stop_accepting_relayed(host: IHost) -> None:
+    count = _relayed_users.get(host, 0) - 1
+    if count > 0:
+        _relayed_users[host] = count
+        return
+    _relayed_users.pop(host, None)
+    try:
+        host.remove_stream_handler(STOP_PROTOCOL_ID)
+    except Exception:  # the host is already gone
+        pass
+
+
+# -- dialing -------------------------------------------------------------------------------
+
+
+async def dial_circuit(host: IHost, circuit: str, *, timeout: float = CONNECT_TIMEOUT
+                       ) -> str:
+    """Trio: connect ``host`` through a relay to the peer at ``circuit``
+    (``<relay addr>/p2p-circuit/p2p/<PeerID>``) and return that PeerID.
+
+    Afterwards ``host.new_stream(peer, ...)`` and ``TrioThread.open_stream`` use the
+    relayed connection. Returns at once if ``host`` is already connected to the peer.
+    The peer proves its PeerID in libp2p's Noise handshake, so the relay cannot stand in
+    for it. Raises :class:`ConnectFailed` saying why, :class:`UsageError` for an address
+    that is not a circuit address."""
+    _quiet_libp2p_logging()
+    (maddr,) = parse_multiaddrs([circuit])
+    transport = CircuitV2Transport(host, CircuitV2Protocol(host),
+                                   RelayConfig(roles=RelayRole.STOP))  # STOP: no reserving
+    try:
+        relay_maddr, peer = transport.parse_circuit_ma(maddr)
+        relay = relay_maddr.get_peer_id()
+        if not relay:
+            raise ValueError("no relay PeerID")
+    except ValueError as exc:
+        raise UsageError(f"{circuit!r} is not a relay circuit address ({exc})",
+                         hint="it looks like /ip4/.../tcp/.../p2p/<relay>/p2p-circuit/"
+                              "p2p/<PeerID>") from None
+    if host.get_network().get_connections(peer):
+        return peer.to_base58()
+    try:
+        with trio.fail_after(timeout):
+            await transport.dial(maddr)
+    except trio.TooSlowError:
+        raise ConnectFailed(f"could not reach {peer} through the relay {relay} within "
+                            f"{timeout:g} s") from None
+    except Exception as exc:
+        raise ConnectFailed(f"could not reach {peer} through the relay {relay}: "
+                            f"{_dial_failure(exc)}", hint=_dial_hint(exc)) from exc
+    return peer.to_base58()
+
+
+# -- errors --------------------------------------------------------------------------------
+
+_STATUS_TEXT: dict[int, str] = {
+    StatusCode.RESERVATION_REFUSED: "the relay does not take reservations from us",
+    StatusCode.RESOURCE_LIMIT_EXCEEDED: "the relay is full (it holds as many reservations, "
+                                        "or circuits, as its limits allow)",
+    StatusCode.PERMISSION_DENIED: "permission denied (a relay refuses requests that "
+                                  "arrive over a relayed connection)",
+    StatusCode.CONNECTION_FAILED: "the relay could not connect to the peer",
+    StatusCode.NO_RESERVATION: "the peer holds no reservation on that relay",
+    StatusCode.MALFORMED_MESSAGE: "the relay could not parse our request",
+    StatusCode.UNEXPECTED_MESSAGE: "the relay did not expect our request",
+}
+
+_RESERVE_HINTS: dict[int, str] = {
+    StatusCode.RESOURCE_LIMIT_EXCEEDED: "try another relay, or later",
+    StatusCode.RESERVATION_REFUSED: "try another relay",
+    StatusCode.PERMISSION_DENIED: "connect to the relay directly, not through another relay",
+}
+
+_DIAL_HINTS: dict[int, str] = {
+    StatusCode.NO_RESERVATION: "the peer is offline or reserved on another relay; look up "
+                               "its current addresses",
+    StatusCode.RESOURCE_LIMIT_EXCEEDED: "the peer has too many relayed connections; try "
+                                        "again later or another relay",
+    StatusCode.CONNECTION_FAILED: "the peer lost its connection to the relay; try again",
+}
+
+
+def _explain(status: int) -> str:
+    try:
+        name = StatusCode(status).name
+    except ValueError:
+        name = str(status)
+    return f"{_STATUS_TEXT.get(status, 'it answered with an unknown status')} ({name})"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes, contexts and first group members, outermost first."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in found):
+        found.append(current)
+        group = getattr(current, "exceptions", None)
+        current = group[0] if group else current.__cause__ or current.__context__
+    return found
+
+
+def _status(exc: BaseException) -> int | None:
+    for inner in _chain(exc):
+        if isinstance(inner, RelayConnectionError) and inner.status_code is not None:
+            return int(inner.status_code)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return "; ".join(dict.fromkeys(str(e) for e in _chain(exc) if str(e))) or type(
+        exc).__name__
+
+
+def _dial_failure(exc: BaseException) -> str:
+    status = _status(exc)
+    return _explain(status) if status is not None else _reason(exc)
+
+
+def _dial_hint(exc: BaseException) -> str | None:
+    status = _status(exc)
+    return _DIAL_HINTS.get(status) if status is not None else None
+
+
+def _quiet_libp2p_logging() -> None:
+    """See :data:`QUIET_LOGGERS`; leaves alone any logger the application has configured."""
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.CRITICAL)
+

@@ -1,0 +1,402 @@
+"""Circuit relay v2 (:mod:`mpcid.p2p.relay`): three loopback hosts in one trio thread,
+R the relay, T the target (reserved on R) and S the source, which reaches T only through R.
+
+The last test runs the whole mpcid relay fallback: our Noise channel inside a libp2p stream
+inside the circuit, with a record of every byte R forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import pytest
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
+from libp2p.relay.circuit_v2.pb.circuit_pb2 import PeerId as CircuitPeerId
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
+from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
+
+from mpcid.identity.did_key import Ed25519Key
+from mpcid.identity.errors import UsageError
+from mpcid.p2p.bridge import TrioThread
+from mpcid.p2p.channel import ChannelProtocol, ChannelTransport, over_socket
+from mpcid.p2p.errors import ConnectFailed
+from mpcid.p2p.host import connect, host_addrs, libp2p_key_pair, running_host
+from mpcid.p2p.noise import ChannelConfig
+from mpcid.p2p.relay import (HOP_PROTOCOL_ID, RelayLimits, circuit_addr, dial_circuit,
+                             libp2p_limits, relay_service, reservation, reserve)
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+MakeConfig = Callable[..., ChannelConfig]
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+ECHO = "/mpcid/test/echo/1.0.0"
+CHANNEL = "/mpcid/channel/1"
+TIMEOUT = 20.0
+
+
+def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), timeout)
+    return asyncio.run(bounded())
+
+
+@asynccontextmanager
+async def relay_trio(limits: RelayLimits | None = None, *keys: Ed25519Key
+                     ) -> AsyncIterator[tuple[TrioThread, IHost, IHost, IHost]]:
+    """A bridge with R (a relay with ``limits``), T (reserved on R) and S, all on
+    loopback; everything stopped on exit."""
+    r_key, t_key, s_key = (keys or (Ed25519Key.generate(), Ed25519Key.generate(),
+                                    Ed25519Key.generate()))
+    bridge = TrioThread()
+    await bridge.start()
+    try:
+        r = await bridge.enter_context(running_host(r_key, [LOOPBACK]))
+        await bridge.enter_context(relay_service(r, limits))
+        t = await bridge.enter_context(running_host(t_key, [LOOPBACK]))
+        s = await bridge.enter_context(running_host(s_key, [LOOPBACK]))
+        yield bridge, r, t, s
+    finally:
+        await bridge.stop()
+
+
+async def reserve_target(bridge: TrioThread, r: IHost, t: IHost) -> str:
+    """T reserves on R; returns T's one circuit address."""
+    (addr,) = await bridge.enter_context(reservation(t, host_addrs(r)[0]))
+    return addr
+
+
+def peer(host: IHost) -> str:
+    return host.get_id().to_base58()
+
+
+async def transport_addrs(bridge: TrioThread, host: IHost, other: IHost) -> list[list[str]]:
+    """The transport addresses of each connection ``host`` has to ``other``."""
+    async def read() -> list[list[str]]:
+        conns = host.get_network().get_connections(other.get_id())
+        return [[str(a) for a in c.get_transport_addresses()] for c in conns]
+    return await bridge.call(read)
+
+
+async def echo(stream: INetStream) -> None:
+    data = await stream.read(65536)
+    await stream.write(b"via relay: " + data)
+    await stream.close()
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_limits_default_to_a_public_node_and_map_to_libp2p() -> None:
+    limits = RelayLimits()
+    assert (limits.max_reservations, limits.max_circuits, limits.duration, limits.data) == (
+        128, 64, 3600, 1 << 30)
+    theirs = libp2p_limits(RelayLimits(duration=60, data=1000, max_reservations=2,
+                                       max_circuits=3, reservation_ttl=120))
+    assert (theirs.duration, theirs.data, theirs.max_reservations, theirs.max_circuit_conns,
+            theirs.reservation_ttl) == (60, 1000, 2, 3, 120)
+    with pytest.raises(UsageError, match="max_reservations must be at least 1"):
+        RelayLimits(max_reservations=0)
+    with pytest.raises(UsageError, match="data must be 0"):
+        RelayLimits(data=-1)
+
+
+# -- reaching a peer through the relay ----------------------------------------------------
+
+
+def test_source_reaches_target_only_through_the_relay() -> None:
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s):
+            addr = await reserve_target(bridge, r, t)
+            assert addr == circuit_addr(host_addrs(r)[0], peer(t))
+            assert addr.endswith(f"/p2p/{peer(r)}/p2p-circuit/p2p/{peer(t)}")
+
+            async def serve() -> None:
+                t.set_stream_handler(TProtocol(ECHO), echo)
+            await bridge.call(serve)
+
+            began = time.perf_counter()
+            assert await bridge.call(dial_circuit, s, addr) == peer(t)
+            dial_ms = (time.perf_counter() - began) * 1e3
+
+            # S's one connection to T, and T's to S, run over the circuit, not TCP.
+            (s_side,) = await transport_addrs(bridge, s, t)
+            (t_side,) = await transport_addrs(bridge, t, s)
+            for addrs in (s_side, t_side):
+                assert addrs and all("/p2p-circuit" in a for a in addrs), addrs
+                assert not any(a.startswith("/ip4/") for a in addrs), addrs
+            assert await transport_addrs(bridge, s, r)  # S does hold a TCP link to R
+
+            # A custom protocol stream rides the relayed connection (no new dial).
+            async def exchange() -> bytes:
+                stream = await s.new_stream(t.get_id(), [TProtocol(ECHO)])
+                await stream.write(b"hello T")
+                reply = await stream.read(65536)
+                await stream.close()
+                return reply
+            assert await bridge.call(exchange) == b"via relay: hello T"
+            assert len(await transport_addrs(bridge, s, t)) == 1
+            # Dialing again reuses the connection.
+            assert await bridge.call(dial_circuit, s, addr) == peer(t)
+            assert len(await transport_addrs(bridge, s, t)) == 1
+            print(f"circuit dial {dial_ms:.1f} ms")
+
+    run(main)
+
+
+def test_a_peer_without_a_reservation_cannot_be_reached() -> None:
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s):
+            await bridge.call(connect, t, host_addrs(r)[0])  # connected, not reserved
+            with pytest.raises(ConnectFailed,
+                               match="holds no reservation on that relay") as caught:
+                await bridge.call(dial_circuit, s, circuit_addr(host_addrs(r)[0], peer(t)))
+            assert caught.value.hint.startswith("the peer is offline")
+            assert await transport_addrs(bridge, s, t) == []
+
+    run(main)
+
+
+def test_bad_addresses_are_usage_errors_and_non_relays_are_named() -> None:
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s):
+            with pytest.raises(UsageError, match="not a relay circuit address"):
+                await bridge.call(dial_circuit, s, host_addrs(t)[0])
+            # T is a libp2p host but no relay.
+            with pytest.raises(ConnectFailed, match="is not a circuit relay"):
+                await bridge.call(reserve, s, host_addrs(t)[0])
+
+    run(main)
+
+
+def test_the_relays_reservation_limit_is_applied() -> None:
+    async def main() -> None:
+        async with relay_trio(RelayLimits(max_reservations=1)) as (bridge, r, t, s):
+            await reserve_target(bridge, r, t)
+            with pytest.raises(ConnectFailed, match="refused the reservation: the relay is "
+                                                    "full") as caught:
+                await bridge.call(reserve, s, host_addrs(r)[0])
+            assert "RESOURCE_LIMIT_EXCEEDED" in str(caught.value)
+            assert caught.value.hint == "try another relay, or later"
+            # T's reservation is unaffected: renewing it is no new slot.
+            assert await bridge.call(reserve, t, host_addrs(r)[0]) == [
+                circuit_addr(host_addrs(r)[0], peer(t))]
+
+    run(main)
+
+
+def test_a_client_cannot_reserve_for_other_peers() -> None:
+    """py-libp2p's relay would reserve for the PeerID a RESERVE names; ours reserves for
+    the connection's authenticated peer, so made-up PeerIDs cannot fill its slots."""
+    async def main() -> None:
+        async with relay_trio(RelayLimits(max_reservations=2)) as (bridge, r, t, s):
+            await bridge.call(connect, s, host_addrs(r)[0])
+
+            async def reserve_for(someone: ID) -> int:
+                stream = await s.new_stream(r.get_id(), [HOP_PROTOCOL_ID])
+                await write_delimited_msg(stream, HopMessage(
+                    type=HopMessage.RESERVE, peer=CircuitPeerId(id=someone.to_bytes())))
+                response = await read_delimited_msg(stream, HopMessage)
+                await stream.close()
+                return int(response.status)
+
+            for _ in range(2):
+                made_up = ID.from_pubkey(libp2p_key_pair(Ed25519Key.generate()).public_key)
+                assert await bridge.call(reserve_for, made_up) == StatusCode.OK
+            # Both counted as S's one reservation: T still finds a free slot.
+            assert await bridge.call(reserve, t, host_addrs(r)[0])
+
+    run(main)
+
+
+def test_the_relays_data_limit_cuts_the_circuit() -> None:
+    async def main() -> None:
+        async with relay_trio(RelayLimits(data=256 * 1024)) as (bridge, r, t, s):
+            addr = await reserve_target(bridge, r, t)
+            received = bytearray()
+
+            async def sink(stream: INetStream) -> None:
+                try:
+                    while data := await stream.read(65536):
+                        received.extend(data)
+                except Exception:
+                    pass  # the relay resets the circuit
+
+            async def serve() -> None:
+                t.set_stream_handler(TProtocol(ECHO), sink)
+            await bridge.call(serve)
+            await bridge.call(dial_circuit, s, addr)
+
+            async def send_too_much() -> str:
+                stream = await s.new_stream(t.get_id(), [TProtocol(ECHO)])
+                try:
+                    for _ in range(64):  # 4 MiB, well over the limit
+                        await stream.write(b"x" * 65536)
+                except Exception as exc:
+                    return type(exc).__name__
+                return "sent everything"
+
+            outcome = await bridge.call(send_too_much)
+            for _ in range(100):  # the relay's reset reaches S's connection
+                if not await transport_addrs(bridge, s, t):
+                    break
+                await asyncio.sleep(0.02)
+            assert await transport_addrs(bridge, s, t) == [], outcome
+            assert len(received) < 256 * 1024
+
+    run(main)
+
+
+def test_the_reservation_is_renewed_after_the_relay_connection_drops() -> None:
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s):
+            (addr,) = await bridge.enter_context(
+                reservation(t, host_addrs(r)[0], check_interval=0.05))
+
+            async def drop() -> None:
+                for conn in list(t.get_network().get_connections(r.get_id())):
+                    await conn.close()
+            await bridge.call(drop)
+            for _ in range(200):  # the refresher reconnects and reserves again
+                if await transport_addrs(bridge, t, r):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # let the new RESERVE complete
+            assert await bridge.call(dial_circuit, s, addr) == peer(t)
+
+    run(main)
+
+
+# -- the whole stack: our Noise channel through the circuit -------------------------------
+
+
+class Forwarded:
+    """Records every byte R's relay loop writes onward, in either direction."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+
+class RecordingStream:
+    def __init__(self, inner: INetStream, record: Forwarded) -> None:
+        self._inner = inner
+        self._record = record
+
+    async def write(self, data: bytes) -> None:
+        self._record.data += data
+        await self._inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class Receiver(asyncio.Protocol):
+    """Collects ``size`` bytes, then answers their SHA-256."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data = bytearray()
+        self.transport: ChannelTransport | None = None
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, ChannelTransport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) == self.size:
+            assert self.transport is not None
+            self.transport.write(hashlib.sha256(self.data).digest())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+class Sender(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= 32 and not self.reply.done():
+            self.reply.set_result(bytes(self.buffer))
+
+
+def test_our_noise_channel_crosses_the_relay_as_ciphertext_only(
+        alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key, make_config: MakeConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = b"PLAINTEXT-MARKER:"
+    message = (marker * 4096) + os.urandom((1 << 20) - len(marker) * 4096)
+    assert len(message) == 1 << 20
+    forwarded = Forwarded()
+    relay_data = CircuitV2Protocol._relay_data
+
+    async def recording(self: CircuitV2Protocol, src: INetStream, dst: INetStream,
+                        *args: Any) -> None:
+        await relay_data(self, src, RecordingStream(dst, forwarded),  # type: ignore[arg-type]
+                         *args)
+    monkeypatch.setattr(CircuitV2Protocol, "_relay_data", recording)
+
+    async def main() -> None:
+        # R is carol's node; alice (S) reaches bob (T) through it.
+        async with relay_trio(None, carol, bob, alice) as (bridge, r, t, s):
+            addr = await reserve_target(bridge, r, t)
+            receivers: list[Receiver] = []
+            accepted: asyncio.Future[ChannelProtocol] = (
+                asyncio.get_running_loop().create_future())
+
+            def receiver(peer_did: str) -> Receiver:
+                assert peer_did == alice.did.did
+                receivers.append(Receiver(len(message)))
+                return receivers[-1]
+
+            async def accept(sock: socket.socket, peer_id: str) -> None:
+                assert peer_id == peer(s)
+                accepted.set_result(await over_socket(sock, lambda: ChannelProtocol(
+                    make_config(bob, [alice], initiator=False), receiver, label="bob ")))
+
+            await bridge.set_stream_handler(t, CHANNEL, accept)
+            began = time.perf_counter()
+            target = await bridge.call(dial_circuit, s, addr)
+            dial_ms = (time.perf_counter() - began) * 1e3
+            sock = await bridge.open_stream(s, target, CHANNEL)
+            sender = Sender()
+            channel = await over_socket(sock, lambda: ChannelProtocol(
+                make_config(alice, [bob], initiator=True), lambda _: sender, label="alice "))
+            assert await channel.ready == bob.did.did
+            responder = await accepted
+            assert await responder.ready == alice.did.did
+            assert channel.handshake_hash is not None
+            assert channel.handshake_hash == responder.handshake_hash
+
+            assert channel.app_transport is not None
+            began = time.perf_counter()
+            channel.app_transport.write(message)
+            assert await sender.reply == hashlib.sha256(message).digest()
+            transfer_ms = (time.perf_counter() - began) * 1e3
+            assert bytes(receivers[0].data) == message
+            channel.app_transport.close()
+            assert await receivers[0].lost is None
+
+            # The relay carried all of it, and none of it in the clear.
+            (s_side,) = await transport_addrs(bridge, s, t)
+            assert all("/p2p-circuit" in a for a in s_side)
+            assert len(forwarded.data) > len(message)
+            assert marker not in forwarded.data
+            assert message[-4096:-4064] not in forwarded.data  # a random slice, too
+            print(f"circuit dial {dial_ms:.1f} ms, 1 MiB over the relay {transfer_ms:.0f} ms")
+
+    run(main)
