@@ -32,11 +32,12 @@ from typing import Any
 
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import MpcidError
-from mpcid.p2p.channel import ChannelProtocol, connect, listen
+from mpcid.p2p.channel import ChannelProtocol, connect, listen, over_socket
 from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
 from .errors import PartiesMissing, PeerFailed
+from .paths import Paths, PathSettings
 from .session import SessionSpec
 
 log = logging.getLogger("mpcid.run")
@@ -52,6 +53,8 @@ class RunSettings:
     """Seconds without any frame from a peer after which it is declared dead."""
     listen_host: str = ""
     """Address to accept channels on ('' = all interfaces, as MPyC does)."""
+    paths: PathSettings | None = None
+    """DHT discovery and relay fallback; None: only the session file's endpoints."""
 
 
 class _Run:
@@ -67,6 +70,7 @@ class _Run:
         self.started = False
         self.fatal: MpcidError | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.paths: Paths | None = None
 
     def describe(self, did: str | None) -> str:
         if did is None:
@@ -105,14 +109,18 @@ def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_ar
     state = _Run(session, key, settings)
     argv = [str(program), "-I", str(state.index)]
     for party in session.parties:
-        argv += ["-P", f"{party.host}:{party.port}"]
+        # MPyC only records these; mpcid's own start() decides how parties are reached.
+        argv += ["-P", f"{party.host or '127.0.0.1'}:{party.port or 0}"]
     argv += session.mpyc.argv() + list(extra_mpyc_args) + list(program_args)
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = argv
     sys.path.insert(0, str(program.resolve().parent))
     try:
         runtime_module = _import_mpyc_runtime()
-        rt = runtime_module.mpc
+        rt = getattr(runtime_module, "mpc", None)
+        if rt is None:  # MPyC printed why its setup() failed
+            raise PeerFailed("MPyC could not set up its runtime with the session's options",
+                             hint="see MPyC's message above")
         rt.start = types.MethodType(_make_start(state), rt)
         state.loop = rt._loop
         try:
@@ -132,6 +140,8 @@ def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_ar
             raise state.fatal
     finally:
         sys.argv, sys.path = saved_argv, saved_path
+        if state.paths is not None and state.loop is not None and not state.loop.is_closed():
+            state.loop.run_until_complete(state.paths.stop())  # withdraw the record
 
 
 def _import_mpyc_runtime() -> Any:
@@ -207,16 +217,38 @@ async def _channel_start(rt: Any, state: _Run) -> None:
         return ChannelExchanger(index_of[did], dialled=False)
 
     server = None
-    if rt.pid:
-        lower = [p.did for p in parties[:rt.pid]]
-        config = state.config(False, lower)
-        server = await listen(state.settings.listen_host, parties[rt.pid].port,
-                              lambda: ChannelProtocol(config, accept,
+    listen_port = 0
+    responder = state.config(False, [p.did for p in parties[:rt.pid]]) if rt.pid else None
+    if responder is not None:
+        # An ephemeral port is chosen per socket, so listen on IPv4 only to publish one.
+        where = state.settings.listen_host or ("" if parties[rt.pid].port else "0.0.0.0")
+        server = await listen(where, parties[rt.pid].port or 0,
+                              lambda: ChannelProtocol(responder, accept,
                                                       on_failure=state.on_failure))
+        listen_port = server.sockets[0].getsockname()[1]
+    if state.settings.paths is not None:
+        state.paths = Paths(state.key, state.settings.paths)
+
+        async def on_stream(sock: Any) -> None:
+            if responder is None:  # party 0 accepts no channels: it dials everyone
+                sock.close()
+                return
+            await over_socket(sock, lambda: ChannelProtocol(responder, accept,
+                                                            on_failure=state.on_failure))
+
+        await state.paths.start(listen_port, parties[rt.pid].host, on_stream)
 
     async def dial(peer_index: int) -> None:
         party = parties[peer_index]
         config = state.config(True, [party.did])
+        if state.paths is not None:
+            await state.paths.open(
+                party, lambda: ChannelProtocol(
+                    config, lambda did: ChannelExchanger(peer_index, True),
+                    on_failure=state.on_failure),
+                deadline, state.describe(party.did))
+            return
+        assert party.host is not None and party.port is not None
         while True:
             protocol = await connect(
                 party.host, party.port,
@@ -241,7 +273,7 @@ async def _channel_start(rt: Any, state: _Run) -> None:
         raise PartiesMissing(
             "no channel within {:g} s to: {}".format(
                 state.settings.connect_timeout,
-                "; ".join(f"party {p.index} ({p.did}) at {p.host}:{p.port}" for p in missing)
+                "; ".join(f"party {p.index} ({p.did}) at {p.where()}" for p in missing)
             )) from None
     finally:
         for task in dials:

@@ -22,12 +22,19 @@ from .session import SessionSpec
 @click.option("--idle-timeout", type=click.FloatRange(min=1.0), default=30.0,
               show_default=True, help="Seconds of silence after which a peer counts as dead.")
 @click.option("--listen-host", default="", help="Address to accept channels on [all].")
+@click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
+              envvar="MPCID_BOOTSTRAP", show_envvar=True,
+              help="DHT node: find parties by their endpoint records (added to the "
+                   "session's).")
+@click.option("--relay", "relays", multiple=True, metavar="MULTIADDR",
+              help="Relay to hold a reservation on, for peers that cannot reach this "
+                   "party directly (added to the session's).")
 @home_option
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
 def run(session_file: str, name: str, connect_timeout: float, idle_timeout: float,
-        listen_host: str, home: str | None, program: str, program_args: tuple[str, ...]
-        ) -> None:
+        listen_host: str, bootstrap: tuple[str, ...], relays: tuple[str, ...],
+        home: str | None, program: str, program_args: tuple[str, ...]) -> None:
     """Run an unmodified MPyC PROGRAM as one party, over authenticated Noise channels.
 
     Usage: mpcid run --session SESSION.json --as NAME -- PROGRAM.py [ARGS...]
@@ -43,7 +50,15 @@ def run(session_file: str, name: str, connect_timeout: float, idle_timeout: floa
     session.check_program(program_path)
     key = config_from(home).keystore(prompt_passphrase).load_identity(name)
     session.index_of(key.did.did)
+    nodes = session.bootstrap + tuple(a for v in bootstrap for a in v.split())
+    paths = None
+    if nodes:
+        from .discovery_commands import quiet_libp2p
+        from .paths import PathSettings
+
+        quiet_libp2p()
+        paths = PathSettings(bootstrap=nodes, relays=session.relays + relays)
     settings = RunSettings(connect_timeout=connect_timeout, idle_timeout=idle_timeout,
                            keepalive_interval=min(5.0, idle_timeout / 3),
-                           listen_host=listen_host)
+                           listen_host=listen_host, paths=paths)
     run_program(session, key, program_path, list(program_args), settings)

@@ -4,7 +4,12 @@
 
     {"session": "ID", "program_sha256": "HEX",
      "parties": [{"did": "did:key:...", "host": "H", "port": P}, ...],
-     "mpyc": {"threshold": 1, "no_prss": false}}
+     "mpyc": {"threshold": 1, "no_prss": false},
+     "bootstrap": ["/ip4/.../tcp/4001/p2p/12D3KooW..."], "relays": [...]}
+
+With ``bootstrap``, a party's ``host`` and ``port`` may be left out: it is then found
+through its DHT endpoint record, and reached through a relay circuit when no direct path
+works (``specs/discovery.md``).
 
 The order of ``parties`` is the MPyC index. The broker issue produces these files from
 invitations and discovery; written by hand they serve scripting and tests.
@@ -33,8 +38,11 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class PartyEndpoint:
     index: int
     did: str
-    host: str
-    port: int
+    host: str | None
+    port: int | None
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port}" if self.host and self.port else "(found via the DHT)"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class SessionSpec:
     program_sha256: bytes
     parties: tuple[PartyEndpoint, ...]
     mpyc: MpycOptions = MpycOptions()
+    bootstrap: tuple[str, ...] = ()
+    relays: tuple[str, ...] = ()
 
     @property
     def dids(self) -> list[str]:
@@ -109,6 +119,13 @@ class SessionSpec:
         digest = value.get("program_sha256")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
             raise bad("'program_sha256' must be 64 hex digits")
+        lists = {}
+        for name in ("bootstrap", "relays"):
+            raw = value.get(name, [])
+            if not isinstance(raw, list) or not all(
+                    isinstance(a, str) and a.startswith("/") and len(a) < 512 for a in raw):
+                raise bad(f"'{name}' must be a list of multiaddrs")
+            lists[name] = tuple(raw)
         parties_raw = value.get("parties")
         if not isinstance(parties_raw, list) or not 1 <= len(parties_raw) <= MAX_PARTIES:
             raise bad(f"'parties' must be a list of 1 to {MAX_PARTIES} parties")
@@ -123,8 +140,12 @@ class SessionSpec:
                 raise bad(f"party {i}: {exc}") from None
             if not isinstance(did, str):
                 raise bad(f"party {i}: 'did' must be a did:key")
+            if host is None and port is None and lists["bootstrap"]:
+                parties.append(PartyEndpoint(i, did, None, None))  # found via the DHT
+                continue
             if not isinstance(host, str) or not host or len(host) > 253:
-                raise bad(f"party {i}: 'host' must be a host name or address")
+                raise bad(f"party {i}: 'host' must be a host name or address (or leave host "
+                          "and port out and give 'bootstrap' nodes)")
             if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
                 raise bad(f"party {i}: 'port' must be a number from 1 to 65535")
             parties.append(PartyEndpoint(i, did, host, port))
@@ -140,12 +161,18 @@ class SessionSpec:
         no_prss = options.get("no_prss", False)
         if not isinstance(no_prss, bool):
             raise bad("'mpyc.no_prss' must be true or false")
-        return cls(sid, bytes.fromhex(digest), tuple(parties), MpycOptions(threshold, no_prss))
+        return cls(sid, bytes.fromhex(digest), tuple(parties), MpycOptions(threshold, no_prss),
+                   lists["bootstrap"], lists["relays"])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "session": self.session_id, "program_sha256": self.program_sha256.hex(),
-            "parties": [{"did": p.did, "host": p.host, "port": p.port} for p in self.parties]}
+            "parties": [{"did": p.did, "host": p.host, "port": p.port} if p.host else
+                        {"did": p.did} for p in self.parties]}
+        if self.bootstrap:
+            out["bootstrap"] = list(self.bootstrap)
+        if self.relays:
+            out["relays"] = list(self.relays)
         options: dict[str, Any] = {}
         if self.mpyc.threshold is not None:
             options["threshold"] = self.mpyc.threshold

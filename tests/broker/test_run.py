@@ -334,3 +334,30 @@ def test_demo_refuses_a_missing_program(tmp_path: Path) -> None:
                             capture_output=True, text=True, env=clean_env(), timeout=60)
     assert result.returncode == 2
     assert "is neither an example" in last_error_line(result.stderr)
+
+
+def start_node(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    node = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
+                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=clean_env())
+    assert node.stdout is not None
+    return node, node.stdout.readline().strip()
+
+
+def test_parties_found_through_the_dht_connect_directly(parties3: Parties,
+                                                        tmp_path: Path) -> None:
+    node, addr = start_node(tmp_path)
+    parties3.procs.append(node)
+    assert addr.startswith("/ip4/127.0.0.1/tcp/"), addr
+    session = parties3.session(SALARY, [0, 0, 0])
+    spec = json.loads(session.read_text())
+    spec["parties"] = [{"did": p["did"]} for p in spec["parties"]]  # no host, no port
+    spec["bootstrap"] = [addr]
+    session.write_text(json.dumps(spec))
+    procs = [parties3.start(i, session, SALARY, "--salaries", "1000") for i in range(3)]
+    for i, (code, out, err) in enumerate(finish(p) for p in procs):
+        assert code == 0, err
+        assert "total 3000" in out
+        assert "published endpoint record" in out
+        if i < 2:  # the dialling parties say which path they took
+            assert "direct TCP to 127.0.0.1:" in out
