@@ -13,7 +13,8 @@ from typing import Any
 
 
 class FetchFailed(Exception):
-    """Why a fetch did not produce a body (a sentence fragment, e.g. 'HTTP 404')."""
+    """Why a fetch did not produce a body: a fragment without the URL, e.g. 'it answered
+    HTTP 404', for the caller's sentence ("cannot fetch status list URL: ...")."""
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext:
@@ -22,7 +23,7 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext:
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise FetchFailed(f"cannot load CA file {ca_file}: {exc}") from None
+            raise FetchFailed(f"cannot load the CA file {ca_file}: {exc}") from None
     return context
 
 
@@ -37,14 +38,14 @@ async def fetch(url: str, *, limit: int, timeout: float, ca_file: str | None = N
             async with session.get(url, ssl=context if context is not None else True,
                                    allow_redirects=False) as response:
                 if response.status != 200:
-                    raise FetchFailed(f"{url} answered HTTP {response.status}")
+                    raise FetchFailed(f"it answered HTTP {response.status}")
                 body = await read_body(response, limit)
     except FetchFailed:
         raise
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise FetchFailed(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+        raise FetchFailed(f"{type(exc).__name__}: {exc}") from None
     if len(body) > limit:
-        raise FetchFailed(f"{url} is larger than {limit} bytes")
+        raise FetchFailed(f"it is larger than {limit} bytes")
     return body
 
 

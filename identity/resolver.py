@@ -82,7 +82,7 @@ class WebResolver(DIDResolver):
             body = await fetch(url, limit=MAX_DID_DOCUMENT_BYTES, timeout=self.config.timeout,
                                ca_file=self.config.ca_file)
         except FetchFailed as exc:
-            raise DIDResolutionError(f"resolving {base}: {exc}") from None
+            raise DIDResolutionError(f"resolving {base}: cannot fetch {url}: {exc}") from None
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):

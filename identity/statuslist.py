@@ -119,7 +119,7 @@ class FileAndHttpStatusSource(StatusSource):
             body = await fetch(url, limit=MAX_DOCUMENT_BYTES, timeout=self.timeout,
                                ca_file=self.ca_file)
         except FetchFailed as exc:
-            raise StatusCheckFailed(f"cannot fetch status list: {exc}") from None
+            raise StatusCheckFailed(f"cannot fetch status list {url}: {exc}") from None
         return _parse(body, url)
 
 

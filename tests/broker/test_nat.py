@@ -1,0 +1,81 @@
+"""Parties behind emulated NATs find each other through the DHT and compute together.
+
+Topology (tests/broker/netns_topology.py): a public namespace with the bootstrap/relay
+node; parties a and b each behind its own NAT router (MASQUERADE, no port forwarding), so
+neither can open a connection to the other; party c publicly reachable. The session file
+names only DIDs and the bootstrap node. Expected paths: a -> b through a relay circuit (no
+direct path exists), a -> c and b -> c direct TCP (c is reachable). Everything created is
+removed by the topology's context manager, also on failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from netns_topology import RELAY, nat_topology, netns_available  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MPCID = str(Path(sys.executable).parent / "mpcid")
+SALARY = ROOT / "examples" / "salary_sum.py"
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
+
+
+def test_nat_parties_use_the_relay_and_reachable_ones_connect_directly(tmp_path: Path
+                                                                        ) -> None:
+    reason = netns_available()
+    if reason:
+        pytest.fail(f"network namespaces are needed for this test: {reason}")
+    names = ["a", "b", "c"]
+    dids = []
+    for name in names:
+        out = subprocess.run([MPCID, "create-did", "--home", str(tmp_path / name), "--name",
+                              name], capture_output=True, text=True, env=clean_env(),
+                             timeout=60, check=True)
+        dids.append(out.stdout.split()[-1])
+    with nat_topology("mpn", names, public=["c"]) as topo:
+        relay_ip = topo.ip(RELAY)
+        node = topo.popen(RELAY, [MPCID, "node", "--home", str(tmp_path / "node"),
+                                  "--listen", f"/ip4/{relay_ip}/tcp/4001"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=clean_env())
+        assert node.stdout is not None
+        relay_addr = node.stdout.readline().strip()
+        assert relay_addr.startswith(f"/ip4/{relay_ip}/tcp/4001/p2p/"), relay_addr
+        session = tmp_path / "session.json"
+        session.write_text(json.dumps({
+            "session": "nat-1",
+            "program_sha256": hashlib.sha256(SALARY.read_bytes()).hexdigest(),
+            "parties": [{"did": did} for did in dids],
+            "bootstrap": [relay_addr], "relays": [relay_addr]}))
+        procs = [topo.popen(name, [MPCID, "run", "--home", str(tmp_path / name),
+                                   "--session", str(session), "--as", name,
+                                   "--connect-timeout", "60", "--", str(SALARY),
+                                   "--salaries", str(1000 * (i + 1))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(), cwd=tmp_path)
+                 for i, name in enumerate(names)]
+        results = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, out[-3000:] + err[-3000:]
+        assert "total 6000" in out and "count 3" in out
+    out_a, out_b = results[0][0], results[1][0]
+    assert "channel to party 1" in out_a
+    relay_line = next(line for line in out_a.splitlines() if "channel to party 1" in line)
+    assert "relay circuit" in relay_line and "/p2p-circuit" in relay_line, relay_line
+    to_c = [line for out in (out_a, out_b) for line in out.splitlines()
+            if "channel to party 2" in line]
+    assert len(to_c) == 2 and all(f"direct TCP to {topo.ip('c')}:" in line for line in to_c)
