@@ -4,8 +4,9 @@ An organisation and its members create DIDs; the organisation hosts a status lis
 issues membership credentials; every member proves membership with a presentation bound
 to the session (a member whose credential was revoked is refused); then the admitted
 members run an MPyC program together, each as a separate process, over mpcid's
-DID-authenticated Noise channels. Invitations and discovery (`mpcid invite` / `mpcid join`)
-replace the hand-made session of step 4 once the broker exists.
+DID-authenticated Noise channels, finding each other through the DHT of a local bootstrap
+node that the demo starts. Invitations (`mpcid invite` / `mpcid join`) replace the
+hand-made session file of step 4 once the broker exists.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -127,27 +127,39 @@ def run_demo(root: Path, n: int, program: Path) -> None:
                       f"{policy.requirements[0].credential_type} from Acme, not revoked)")
     phase("admission")
 
-    # 4. the session: admitted members in order, one port each
-    ports = free_ports(len(admitted))
-    session_file = root / "session.json"
-    session_file.write_text(json.dumps({
-        "session": session_id,
-        "program_sha256": hashlib.sha256(program.read_bytes()).hexdigest(),
-        "parties": [{"did": members[name].did.did, "host": "127.0.0.1", "port": ports[i]}
-                    for i, name in enumerate(admitted)]}, indent=2))
-    console.print(f"[bold]4.[/] session {session_id}: {len(admitted)} parties run "
-                  f"{program.name}")
-
-    # 5. every admitted member runs the program in its own process
-    env = {k: v for k, v in os.environ.items() if k != "MPCID_PASSPHRASE"}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "mpcid.broker", "run", "--home", str(root / name),
-         "--session", str(session_file), "--as", name, "--connect-timeout", "30",
-         "--", str(program)],
+    # 4. a local bootstrap/relay node, and the session: admitted members by DID only
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPCID_PASSPHRASE", "MPCID_BOOTSTRAP")}
+    node = subprocess.Popen(
+        [sys.executable, "-m", "mpcid.broker", "node", "--home", str(root / "node"),
+         "--listen", "/ip4/127.0.0.1/tcp/0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
-        for name in admitted]
-    outputs = []
+    procs: list[subprocess.Popen[str]] = []
     try:
+        assert node.stdout is not None
+        bootstrap = node.stdout.readline().strip()
+        if not bootstrap.startswith("/"):
+            raise SessionError("the local bootstrap node did not start: "
+                               f"{node.communicate(timeout=10)[1].strip()[-300:]}")
+        session_file = root / "session.json"
+        session_file.write_text(json.dumps({
+            "session": session_id,
+            "program_sha256": hashlib.sha256(program.read_bytes()).hexdigest(),
+            "parties": [{"did": members[name].did.did} for name in admitted],
+            "bootstrap": [bootstrap]}, indent=2))
+        console.print(f"[bold]4.[/] session {session_id}: {len(admitted)} parties run "
+                      f"{program.name}, found through the DHT of a local node {bootstrap}")
+        phase("bootstrap node")
+
+        # 5. every admitted member runs the program in its own process
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "mpcid.broker", "run", "--home", str(root / name),
+             "--session", str(session_file), "--as", name, "--connect-timeout", "60",
+             "--", str(program)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+            for name in admitted]
+        outputs = []
+        paths = set()
         for name, proc in zip(admitted, procs):
             out, err = proc.communicate(timeout=600)
             if proc.returncode != 0:
@@ -155,26 +167,23 @@ def run_demo(root: Path, n: int, program: Path) -> None:
                 raise SessionError(f"party {name} failed: "
                                    f"{lines[-1] if lines else err.strip()[-300:]}")
             outputs.append([line for line in out.splitlines() if not line[:4].isdigit()])
+            paths |= {line.split(": ", 2)[1].split(" to ")[0] for line in out.splitlines()
+                      if " channel to party " in line and ": " in line}
     finally:
-        for proc in procs:
+        for proc in [*procs, node]:
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.terminate() if proc is node else proc.kill()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     phase("MPC over Noise channels")
     if any(o != outputs[0] for o in outputs):
         raise SessionError("the parties disagree on the result")
-    console.print(f"[bold]5.[/] result (identical at all {len(admitted)} parties):")
+    console.print(f"[bold]5.[/] result (identical at all {len(admitted)} parties; channels: "
+                  f"{', '.join(sorted(paths)) or 'direct TCP'}):")
     for line in outputs[0]:
         console.print(f"      {line}")
     console.print("timings: " + ", ".join(f"{name} {seconds:.2f} s"
                                           for name, seconds in phases))
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports

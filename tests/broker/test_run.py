@@ -325,7 +325,8 @@ def test_demo_runs_an_example_as_separate_processes(tmp_path: Path) -> None:
                             env=clean_env(), timeout=180, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "former   refused" in result.stdout and "revoked" in result.stdout
-    assert "result (identical at all 2 parties)" in result.stdout
+    assert "result (identical at all 2 parties" in result.stdout
+    assert "found through the DHT" in result.stdout
     assert "winner" in result.stdout and "price" in result.stdout
 
 
