@@ -69,7 +69,7 @@ def run_demo(root: Path, n: int, program: Path) -> None:
     from mpcid.identity.policy import Policy
     from mpcid.identity.statuslist import Bitstring, FileAndHttpStatusSource
 
-    console = Console(highlight=False, emoji=False)
+    console = Console(highlight=False, emoji=False, soft_wrap=True)
     phases: list[tuple[str, float]] = []
     clock = time.perf_counter()
 
