@@ -54,17 +54,14 @@ from mpcid.p2p.bridge import TrioThread
 from mpcid.p2p.channel import ChannelProtocol, connect, listen, over_socket
 from mpcid.p2p.host import connect as libp2p_connect
 from mpcid.p2p.host import host_addrs, running_host
-from mpcid.p2p.noise import ChannelConfig, session_prologue
 from mpcid.p2p.relay import RelayLimits, dial_circuit, relay_service, reservation
 
 T = TypeVar("T")
 
-# Channel identities (as in channel_bench.py): the client is party 0, T's server party 1.
-SERVER_KEY = Ed25519Key.from_seed(bytes(range(32)))
-CLIENT_KEY = Ed25519Key.from_seed(bytes(range(32, 64)))
-KEYS = [CLIENT_KEY, SERVER_KEY]
-PROLOGUE = session_prologue("bench", hashlib.sha256(b"bench").digest(),
-                            [k.did.did for k in KEYS])
+from channel_bench import KEYS, Server, channel_config  # noqa: E402  (same folder)
+
+# Channel identities, configuration and the sink/echo server are channel_bench.py's.
+SERVER_KEY, CLIENT_KEY = KEYS[1], KEYS[0]
 
 
 def host_key(name: str) -> Ed25519Key:
@@ -79,45 +76,6 @@ LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 CHANNEL = "/mpcid/bench/channel/1"
 PATHS = ("TCP", "libp2p", "libp2p relayed")
 MESSAGE = b"0123456789abcdef"
-
-
-def channel_config(me: int) -> ChannelConfig:
-    other = KEYS[1 - me]
-    return ChannelConfig(KEYS[me].x25519_private_key, PROLOGUE, me == 0,
-                         {other.did.did: other.did.x25519_public_key})
-
-
-class Server(asyncio.Protocol):
-    """Sink or echo, picked by the first byte (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.mode = b""
-        self.header = bytearray()
-        self.expect = 0
-        self.got = 0
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self.mode == b"E":
-            self.transport.write(data)
-            return
-        if not self.mode:
-            self.header += data
-            if self.header[:1] == b"E":
-                self.mode = b"E"
-                if len(self.header) > 1:
-                    self.transport.write(bytes(self.header[1:]))
-                return
-            if len(self.header) < 9:
-                return
-            self.mode = b"S"
-            self.expect = int.from_bytes(self.header[1:9], "big")
-            data = bytes(self.header[9:])
-        self.got += len(data)
-        if self.got >= self.expect:
-            self.transport.write(b"!")
 
 
 class Client(asyncio.Protocol):
