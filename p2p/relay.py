@@ -37,6 +37,8 @@ py-libp2p 0.8.1 behaviours handled here, each in one place:
 
 from __future__ import annotations
 
+import contextvars
+
 import logging
 import time
 import weakref
@@ -120,12 +122,55 @@ def circuit_addr(relay_addr: str, peer_id: str) -> str:
 # -- the relay -----------------------------------------------------------------------------
 
 
+#: The circuit (its two streams) whose data the current relay task moves.
+_CIRCUIT: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "mpcid_relay_circuit", default=None)
+
+
+class _Circuits(dict):  # type: ignore[type-arg]
+    """py-libp2p 0.8.1 files open circuits in ``_active_relays`` by PeerID, so a second
+    circuit to the same target replaces the first one's entry, and when the first circuit
+    ends its cleanup closes the streams it finds there: the second circuit's. In a session
+    with several parties behind NAT, one party leaving would cut another's channel.
+
+    Inside a relay task (:meth:`_HopProtocol._relay_data` sets :data:`_CIRCUIT`) this table
+    answers with that task's own circuit and forgets an entry only if it is that circuit;
+    everywhere else it is the plain dict py-libp2p expects."""
+
+    def __contains__(self, key: object) -> bool:
+        return _CIRCUIT.get() is not None or super().__contains__(key)
+
+    def __getitem__(self, key: Any) -> Any:
+        circuit = _CIRCUIT.get()
+        return circuit if circuit is not None else super().__getitem__(key)
+
+    def __delitem__(self, key: Any) -> None:
+        circuit = _CIRCUIT.get()
+        if circuit is None:
+            super().__delitem__(key)
+            return
+        entry = super().get(key)
+        if entry is not None and any(s is not None and s in circuit for s in entry):
+            super().__delitem__(key)
+
+
 class _HopProtocol(CircuitV2Protocol):
-    """py-libp2p's relay, reserving only for the peer its connection authenticated."""
+    """py-libp2p's relay, with two fixes: it reserves only for the peer its connection
+    authenticated, and the end of one circuit closes only that circuit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._active_relays = _Circuits()
 
     async def _handle_reserve(self, stream: INetStream, msg: HopMessage) -> None:
         msg.ClearField("peer")  # py-libp2p would reserve for whoever this names
         await super()._handle_reserve(stream, msg)
+
+    async def _relay_data(self, src_stream: INetStream, dst_stream: INetStream,
+                          *args: Any, **kwargs: Any) -> None:
+        # Trio gives each task its own copy of the context: this binds only this task.
+        _CIRCUIT.set((src_stream, dst_stream))
+        await super()._relay_data(src_stream, dst_stream, *args, **kwargs)
 
 
 @asynccontextmanager

@@ -400,3 +400,44 @@ def test_our_noise_channel_crosses_the_relay_as_ciphertext_only(
             print(f"circuit dial {dial_ms:.1f} ms, 1 MiB over the relay {transfer_ms:.0f} ms")
 
     run(main)
+
+
+def test_one_circuit_ending_leaves_another_circuit_to_the_same_target_open() -> None:
+    """py-libp2p 0.8.1 files circuits by target PeerID, so the end of one circuit to T
+    closed whichever circuit to T was filed last (mpcid's relay files each by itself).
+    In a session with several parties behind NAT, one party leaving would cut another's
+    channel."""
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s1):
+            s2 = await bridge.enter_context(running_host(Ed25519Key.generate(), [LOOPBACK]))
+            addr = await reserve_target(bridge, r, t)
+
+            async def serve() -> None:
+                async def repeat(stream: INetStream) -> None:
+                    while data := await stream.read(65536):
+                        await stream.write(data)
+                t.set_stream_handler(TProtocol(ECHO), repeat)
+            await bridge.call(serve)
+            await bridge.call(dial_circuit, s1, addr)
+            await bridge.call(dial_circuit, s2, addr)  # filed last under T's PeerID
+
+            async def open_on(host: IHost) -> INetStream:
+                return await host.new_stream(t.get_id(), [TProtocol(ECHO)])
+
+            async def ping(stream: INetStream, data: bytes) -> bytes:
+                await stream.write(data)
+                return await stream.read(65536)
+
+            first = await bridge.call(open_on, s1)
+            second = await bridge.call(open_on, s2)
+            assert await bridge.call(ping, first, b"one") == b"one"
+            assert await bridge.call(ping, second, b"two") == b"two"
+
+            async def hang_up_s1() -> None:  # S1's circuit ends
+                for conn in list(s1.get_network().get_connections(t.get_id())):
+                    await conn.close()
+            await bridge.call(hang_up_s1)
+            await asyncio.sleep(0.5)
+            assert await bridge.call(ping, second, b"still here") == b"still here"
+
+    run(main)
