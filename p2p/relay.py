@@ -42,6 +42,7 @@ import contextvars
 import logging
 import time
 import weakref
+from typing import Any
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
