@@ -2,9 +2,10 @@
 
 Topology (tests/broker/netns_topology.py): a public namespace with the bootstrap/relay
 node; parties a and b each behind its own NAT router (MASQUERADE, no port forwarding), so
-neither can open a connection to the other; party c publicly reachable. The session file
-names only DIDs and the bootstrap node. Expected paths: a -> b through a relay circuit (no
-direct path exists), a -> c and b -> c direct TCP (c is reachable). Everything created is
+neither can open a connection to the other; party c either publicly reachable or behind a
+NAT too. The session file names only DIDs and the bootstrap node. Expected paths: a -> b
+through a relay circuit (no direct path exists); a -> c and b -> c direct TCP when c is
+reachable, else two circuits to c at once through the same relay. Everything created is
 removed by the topology's context manager, also on failure.
 """
 
@@ -34,8 +35,9 @@ def clean_env() -> dict[str, str]:
             if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
 
 
-def test_nat_parties_use_the_relay_and_reachable_ones_connect_directly(tmp_path: Path
-                                                                        ) -> None:
+@pytest.mark.parametrize("public", [["c"], []], ids=["c-public", "all-behind-nat"])
+def test_nat_parties_use_the_relay_and_reachable_ones_connect_directly(
+        tmp_path: Path, public: list[str]) -> None:
     reason = netns_available()
     if reason:
         pytest.fail(f"network namespaces are needed for this test: {reason}")
@@ -46,7 +48,7 @@ def test_nat_parties_use_the_relay_and_reachable_ones_connect_directly(tmp_path:
                               name], capture_output=True, text=True, env=clean_env(),
                              timeout=60, check=True)
         dids.append(out.stdout.split()[-1])
-    with nat_topology("mpn", names, public=["c"]) as topo:
+    with nat_topology("mpn", names, public=public) as topo:
         relay_ip = topo.ip(RELAY)
         node = topo.popen(RELAY, [MPCID, "node", "--home", str(tmp_path / "node"),
                                   "--listen", f"/ip4/{relay_ip}/tcp/4001"],
@@ -73,9 +75,12 @@ def test_nat_parties_use_the_relay_and_reachable_ones_connect_directly(tmp_path:
         assert proc.returncode == 0, out[-3000:] + err[-3000:]
         assert "total 6000" in out and "count 3" in out
     out_a, out_b = results[0][0], results[1][0]
-    assert "channel to party 1" in out_a
-    relay_line = next(line for line in out_a.splitlines() if "channel to party 1" in line)
-    assert "relay circuit" in relay_line and "/p2p-circuit" in relay_line, relay_line
-    to_c = [line for out in (out_a, out_b) for line in out.splitlines()
-            if "channel to party 2" in line]
-    assert len(to_c) == 2 and all(f"direct TCP to {topo.ip('c')}:" in line for line in to_c)
+    lines = {(i, j): next(line for line in out.splitlines() if f"channel to party {j}" in line)
+             for i, out in ((0, out_a), (1, out_b)) for j in range(i + 1, 3)}
+    # a and b are behind NAT: no direct path exists between them.
+    assert "relay circuit" in lines[(0, 1)] and "/p2p-circuit" in lines[(0, 1)], lines
+    for pair in ((0, 2), (1, 2)):
+        if public:  # c is reachable: the direct path is chosen
+            assert f"direct TCP to {topo.ip('c')}:" in lines[pair], lines[pair]
+        else:  # c receives two circuits at once through the same relay
+            assert "relay circuit" in lines[pair], lines[pair]
