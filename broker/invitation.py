@@ -1,0 +1,457 @@
+"""Signed session invitations: who is asked to compute what, with which requirements.
+
+Theory of operation
+-------------------
+The inviter (party 0) fixes everything the parties must agree on before any of them
+connects: a fresh random session id, the ordered list of party DIDs (the MPyC index), the
+program by name and SHA-256, the MPyC options, the credentials each party must present,
+a validity window, and the bootstrap and relay nodes through which parties find each other
+(``specs/discovery.md``). It signs that object with its DID key and hands out either the
+signed JSON or a compact, copy-pasteable token (``mpcid1:...``).
+
+The encoding is canonical JSON (RFC 8785, JCS) of the whole object, ``"sig"`` included;
+the Ed25519 signature covers ``DOMAIN || JCS(object without "sig")``, so one signed content
+has exactly one byte string. Version 1 knows every member: an unknown member, a missing one
+or a non-canonical encoding is refused before the signature is checked, and a changed
+content fails the signature with the opaque :class:`~mpcid.identity.errors.InvalidProof`.
+Time checks come last, so an expiry is reported only for an authentic invitation.
+Wire format and validation order: ``specs/session.md``.
+
+This module is sans-IO: no sockets, no event loop, no clock. Time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpcid.identity.did_key import DIDKey, Ed25519Key
+from mpcid.identity.errors import InvalidDID, UsageError
+from mpcid.identity.policy import Policy
+from mpcid.p2p.records import canonical_json
+
+from .errors import NotAParty, SessionError
+from .session import MpycOptions, PartyEndpoint, SessionSpec
+
+VERSION = 1
+#: Domain separation: an invitation signature can never pass for another mpcid signature.
+DOMAIN = b"mpcid-invitation/1\n"
+TOKEN_PREFIX = "mpcid1:"
+
+MAX_INVITATION_BYTES = 16 * 1024
+#: Compressed JSON is at most MAX_INVITATION_BYTES + zlib overhead; base64 adds a third.
+MAX_TOKEN_CHARS = len(TOKEN_PREFIX) + 4 * ((MAX_INVITATION_BYTES + 64 + 2) // 3)
+MAX_STRING = 512
+#: A multiaddr must also fit the session file (``SessionSpec.from_json``: < 512).
+MAX_MULTIADDR = 511
+MAX_ADDRS = 16
+MIN_PARTIES = 2
+MAX_PARTIES = 64
+MIN_TTL = 60
+MAX_TTL = 30 * 86400
+#: An invitation may be issued this far in the future (clock skew inviter/reader).
+MAX_CLOCK_SKEW = 300
+MAX_INT = 2**53 - 1
+#: Deepest nesting of arrays and objects (the requirements are the deepest, at 4).
+MAX_DEPTH = 8
+
+_FIELDS = ("v", "session", "inviter", "parties", "program", "program_sha256", "mpyc",
+           "requirements", "issued", "expires", "bootstrap", "relays", "sig")
+_MPYC_FIELDS = ("threshold", "no_prss")
+_SESSION = re.compile(r"[0-9a-f]{32}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SIG = re.compile(r"[A-Za-z0-9_-]{86}")
+_PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+_MULTIADDR = re.compile(r"/[\x21-\x7e]{0,%d}" % (MAX_MULTIADDR - 1))
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TOKEN_VERSION = re.compile(r"mpcid[0-9]+:")
+
+
+class InvitationError(SessionError):
+    """An invitation cannot be used."""
+
+    hint = "ask the inviter to send the invitation again"
+
+
+class InvalidInvitation(InvitationError, UsageError):
+    """The invitation or token is malformed: not an mpcid invitation, a wrong field or
+    type, a broken limit, or damaged in copying."""
+
+    exit_code = 2
+    hint = "copy the whole invitation again, unchanged, or ask the inviter for a new one"
+
+
+class InvitationExpired(InvitationError):
+    """The invitation's ``expires`` time has passed."""
+
+    hint = "ask the inviter for a new invitation"
+
+
+class InvitationNotYetValid(InvitationError):
+    """The invitation was issued more than :data:`MAX_CLOCK_SKEW` seconds in the future."""
+
+    hint = "check this machine's clock (and the inviter's)"
+
+
+class NoBootstrapNodes(InvitationError):
+    """The invitation names no bootstrap node, so parties cannot be found via the DHT."""
+
+    hint = "ask the inviter for an invitation that lists bootstrap nodes (--bootstrap)"
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """The signed content of one invitation (``specs/session.md`` 2)."""
+
+    session_id: str
+    """128 random bits, 32 lowercase hex digits."""
+    parties: tuple[str, ...]
+    """Party DIDs (bare did:key) in MPyC order; ``parties[0]`` is the inviter."""
+    program_name: str
+    """The program's file name, for people; the hash is what binds."""
+    program_sha256: bytes
+    """SHA-256 of the program file, 32 bytes."""
+    threshold: int
+    """MPyC corruption threshold t, 0 <= 2t < len(parties)."""
+    no_prss: bool
+    """MPyC --no-prss."""
+    requirements: Policy
+    """Credentials every party must present."""
+    issued: int
+    """Unix seconds when the invitation was made."""
+    expires: int
+    """Unix seconds after which it is void (1 minute .. 30 days after ``issued``)."""
+    bootstrap: tuple[str, ...] = ()
+    """libp2p multiaddrs of DHT bootstrap nodes."""
+    relays: tuple[str, ...] = ()
+    """libp2p multiaddrs of circuit relays."""
+    signature: bytes = field(default=b"", repr=False)
+    """The inviter's Ed25519 signature; empty until signed."""
+
+    @property
+    def inviter(self) -> str:
+        return self.parties[0]
+
+    @classmethod
+    def create(cls, inviter_key: Ed25519Key, invited_dids: Iterable[str], program_name: str,
+               program_sha256: bytes, *, threshold: int | None = None, no_prss: bool = False,
+               requirements: Policy = Policy(), ttl: int, bootstrap: Iterable[str] = (),
+               relays: Iterable[str] = (), now: float) -> tuple[Invitation, bytes]:
+        """Make and sign a new invitation with a fresh session id, valid from ``now`` for
+        ``ttl`` seconds. ``threshold`` defaults to ``(n - 1) // 2`` for n parties.
+
+        The bytes are checked exactly as a reader checks them, so this raises
+        :class:`InvalidInvitation` rather than hand out anything a party would refuse.
+        """
+        parties = (inviter_key.did.did, *invited_dids)
+        if threshold is None:
+            threshold = (len(parties) - 1) // 2
+        if not isinstance(program_sha256, bytes) or len(program_sha256) != 32:
+            raise InvalidInvitation("program_sha256 must be the 32-byte SHA-256 digest")
+        issued = int(now)
+        invitation = cls(session_id=secrets.token_hex(16), parties=parties,
+                         program_name=program_name, program_sha256=program_sha256,
+                         threshold=threshold, no_prss=no_prss, requirements=requirements,
+                         issued=issued, expires=issued + ttl, bootstrap=tuple(bootstrap),
+                         relays=tuple(relays))
+        data = invitation.sign(inviter_key)
+        return cls.verify(data, now), data
+
+    def content(self) -> dict[str, Any]:
+        """The JSON object without ``"sig"``."""
+        return {"v": VERSION, "session": self.session_id, "inviter": self.inviter,
+                "parties": list(self.parties), "program": self.program_name,
+                "program_sha256": self.program_sha256.hex(),
+                "mpyc": {"threshold": self.threshold, "no_prss": self.no_prss},
+                "requirements": self.requirements.to_json(), "issued": self.issued,
+                "expires": self.expires, "bootstrap": list(self.bootstrap),
+                "relays": list(self.relays)}
+
+    def signing_input(self) -> bytes:
+        """``DOMAIN || JCS(content())``: the bytes the Ed25519 signature covers."""
+        return DOMAIN + canonical_json(self.content())
+
+    def sign(self, key: Ed25519Key) -> bytes:
+        """The signed JSON, signed with ``key`` (the inviter's). Does not check limits;
+        :meth:`create` and :meth:`verify` do."""
+        if key.did.did != self.inviter:
+            raise InvalidInvitation(f"an invitation of {self.inviter} cannot be signed by "
+                                    f"{key.did.did}")
+        return self._encode(key.sign(self.signing_input()))
+
+    def encode(self) -> bytes:
+        """The signed JSON of an invitation that carries its signature."""
+        if not self.signature:
+            raise InvalidInvitation("this invitation is not signed; sign it with the "
+                                    "inviter's key first")
+        return self._encode(self.signature)
+
+    def _encode(self, signature: bytes) -> bytes:
+        sig = base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii")
+        return canonical_json({**self.content(), "sig": sig})
+
+    def token(self) -> str:
+        """The compact form: ``"mpcid1:" + base64url(zlib(signed JSON))``, no padding."""
+        packed = zlib.compress(self.encode(), 9)
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(packed).rstrip(b"=").decode("ascii")
+
+    @classmethod
+    def from_token(cls, text: str, now: float) -> Invitation:
+        """Decode a token (whitespace from line wrapping is ignored) and :meth:`verify` it."""
+        return cls.verify(decode_token(text), now)
+
+    @classmethod
+    def verify(cls, data: bytes, now: float) -> Invitation:
+        """Check signed invitation JSON at time ``now`` and return its content.
+
+        Raises :class:`InvalidInvitation` (malformed, a limit broken), the opaque
+        :class:`~mpcid.identity.errors.InvalidProof` (not the inviter's signature over this
+        content), :class:`InvitationNotYetValid` or :class:`InvitationExpired`, checked in
+        that order (``specs/session.md`` 4).
+        """
+        if not isinstance(data, bytes):
+            raise InvalidInvitation(f"an invitation is bytes, not {type(data).__name__}")
+        if len(data) > MAX_INVITATION_BYTES:
+            raise InvalidInvitation(f"invitation of {len(data)} bytes exceeds "
+                                    f"{MAX_INVITATION_BYTES}")
+        obj = _parse_json(data)
+        if not isinstance(obj, dict):
+            raise InvalidInvitation("an invitation is a JSON object")
+        _check_limits(obj, 0)
+        version = obj.get("v")
+        if type(version) is not int:
+            raise InvalidInvitation("invitation has no integer version \"v\"")
+        if version != VERSION:
+            raise InvalidInvitation(f"invitation version {version} is not supported (this "
+                                    f"is version {VERSION})", hint="update mpcid")
+        invitation = _check_fields(obj)
+        if invitation.encode() != data:
+            raise InvalidInvitation("invitation is not in canonical JSON form (RFC 8785)")
+        DIDKey.parse(invitation.inviter).verify(invitation.signing_input(),
+                                                invitation.signature)  # InvalidProof
+        if invitation.issued > now + MAX_CLOCK_SKEW:
+            raise InvitationNotYetValid(f"invitation {invitation.session_id} was issued "
+                                        f"{invitation.issued - now:.0f} s in the future")
+        if invitation.expires <= now:
+            raise InvitationExpired(f"invitation {invitation.session_id} expired "
+                                    f"{now - invitation.expires:.0f} s ago")
+        return invitation
+
+    def session_spec(self) -> SessionSpec:
+        """The session this invitation describes; parties are found through the DHT."""
+        if not self.bootstrap:
+            raise NoBootstrapNodes(f"invitation {self.session_id} lists no bootstrap nodes, "
+                                   "so its parties cannot be found")
+        return SessionSpec(
+            self.session_id, self.program_sha256,
+            tuple(PartyEndpoint(i, did, None, None) for i, did in enumerate(self.parties)),
+            MpycOptions(self.threshold, self.no_prss), self.bootstrap, self.relays)
+
+    def is_party(self, did: str) -> bool:
+        return did in self.parties
+
+    def index_of(self, did: str) -> int:
+        """The MPyC index of ``did``; raises :class:`NotAParty`."""
+        try:
+            return self.parties.index(did)
+        except ValueError:
+            raise NotAParty(f"{_show(did)} is not invited to session {self.session_id}",
+                            hint="ask the inviter to invite this identity") from None
+
+
+def decode_token(text: str) -> bytes:
+    """The signed JSON inside a token, not yet verified. Raises :class:`InvalidInvitation`.
+
+    Decompression stops at :data:`MAX_INVITATION_BYTES` + 1 bytes, so a small token cannot
+    expand into a large allocation.
+    """
+    if not isinstance(text, str):
+        raise InvalidInvitation(f"a token is text, not {type(text).__name__}")
+    if len(text) > MAX_TOKEN_CHARS + 1024:  # before any copying; whitespace allowance
+        raise InvalidInvitation(f"token of {len(text)} characters is too long")
+    compact = "".join(text.split())
+    if len(compact) > MAX_TOKEN_CHARS:
+        raise InvalidInvitation(f"token of {len(compact)} characters exceeds "
+                                f"{MAX_TOKEN_CHARS}")
+    if not compact.startswith(TOKEN_PREFIX):
+        match = _TOKEN_VERSION.match(compact)
+        if match:
+            raise InvalidInvitation(f"token version {_show(match.group())} is not supported "
+                                    f"(this is {TOKEN_PREFIX})", hint="update mpcid")
+        raise InvalidInvitation(f"this is not an mpcid invitation token (it must start with "
+                                f"{TOKEN_PREFIX!r})")
+    body = compact[len(TOKEN_PREFIX):]
+    if not _B64URL.fullmatch(body) or len(body) % 4 == 1:
+        raise InvalidInvitation("token is not base64url text (damaged in copying?)")
+    try:
+        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidInvitation("token is not base64url text (damaged in copying?)") from None
+    if base64.urlsafe_b64encode(packed).rstrip(b"=").decode("ascii") != body:
+        raise InvalidInvitation("token is not canonical base64url (damaged in copying?)")
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(packed, MAX_INVITATION_BYTES + 1)
+    except zlib.error:
+        raise InvalidInvitation("token does not hold zlib data (damaged in copying?)") from None
+    if len(data) > MAX_INVITATION_BYTES:
+        raise InvalidInvitation(f"token expands beyond {MAX_INVITATION_BYTES} bytes")
+    if not inflater.eof:
+        raise InvalidInvitation("token is truncated (copy all of it)")
+    if inflater.unused_data:
+        raise InvalidInvitation("token has data after its end (damaged in copying?)")
+    return data
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _parse_json(value: bytes) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):
+            raise InvalidInvitation("invitation has a duplicate JSON member name")
+        return obj
+
+    def no_float(text: str) -> Any:
+        raise InvalidInvitation(f"invitation contains the number {_show(text)}; only "
+                                "integers are allowed")
+
+    try:
+        return json.loads(value.decode("utf-8"), object_pairs_hook=pairs,
+                          parse_float=no_float, parse_constant=no_float)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
+        raise InvalidInvitation("invitation is not UTF-8 JSON") from None
+
+
+def _check_limits(value: Any, depth: int) -> None:
+    """Bounded nesting (no later step can run out of stack), strings of at most
+    :data:`MAX_STRING` characters, integers exact in JCS and valid Unicode strings."""
+    if depth > MAX_DEPTH:
+        raise InvalidInvitation(f"invitation nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_limits(key, depth + 1)
+            _check_limits(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_limits(item, depth + 1)
+    elif isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise InvalidInvitation(f"invitation has a string longer than {MAX_STRING} "
+                                    "characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeError:  # an unpaired surrogate, "\ud800"
+            raise InvalidInvitation("invitation has a string that is not valid Unicode"
+                                    ) from None
+    elif type(value) is int and abs(value) > MAX_INT:
+        raise InvalidInvitation("invitation has an integer beyond 2^53-1")
+
+
+def _check_fields(obj: dict[str, Any]) -> Invitation:
+    missing = [name for name in _FIELDS if name not in obj]
+    if missing:
+        raise InvalidInvitation(f"invitation lacks {', '.join(missing)}")
+    unknown = sorted(set(obj) - set(_FIELDS))
+    if unknown:
+        raise InvalidInvitation(f"invitation has unknown members {_show(', '.join(unknown))}")
+    session = obj["session"]
+    if not isinstance(session, str) or not _SESSION.fullmatch(session):
+        raise InvalidInvitation("invitation \"session\" is not 32 lowercase hex digits")
+    parties = _parties(obj)
+    if obj["inviter"] != parties[0]:
+        raise InvalidInvitation("invitation \"inviter\" is not the first of \"parties\"")
+    program = obj["program"]
+    if not isinstance(program, str) or not _PROGRAM.fullmatch(program):
+        raise InvalidInvitation("invitation \"program\" is not a name of 1-256 printable "
+                                "characters")
+    digest = obj["program_sha256"]
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise InvalidInvitation("invitation \"program_sha256\" is not 64 lowercase hex digits")
+    threshold, no_prss = _mpyc(obj["mpyc"], len(parties))
+    try:
+        requirements = Policy.from_json(obj["requirements"])
+    except UsageError as exc:
+        raise InvalidInvitation(f"invitation \"requirements\": {exc}") from None
+    issued, expires = _integer(obj, "issued"), _integer(obj, "expires")
+    if not MIN_TTL <= expires - issued <= MAX_TTL:
+        raise InvalidInvitation(f"invitation lifetime {expires - issued} s is not within "
+                                f"{MIN_TTL} s .. {MAX_TTL} s (30 days)")
+    sig = obj["sig"]
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise InvalidInvitation("invitation \"sig\" is not a 64-byte base64url signature")
+    return Invitation(session_id=session, parties=parties, program_name=program,
+                      program_sha256=bytes.fromhex(digest), threshold=threshold,
+                      no_prss=no_prss, requirements=requirements, issued=issued,
+                      expires=expires, bootstrap=_multiaddrs(obj, "bootstrap"),
+                      relays=_multiaddrs(obj, "relays"),
+                      signature=base64.urlsafe_b64decode(sig + "=="))
+
+
+def _parties(obj: dict[str, Any]) -> tuple[str, ...]:
+    parties = obj["parties"]
+    if not isinstance(parties, list) or not all(isinstance(p, str) for p in parties):
+        raise InvalidInvitation("invitation \"parties\" is not a list of DIDs")
+    if not MIN_PARTIES <= len(parties) <= MAX_PARTIES:
+        raise InvalidInvitation(f"invitation has {len(parties)} parties; a session has "
+                                f"{MIN_PARTIES} to {MAX_PARTIES}")
+    for i, did in enumerate(parties):
+        try:
+            parsed = DIDKey.parse(did)
+        except InvalidDID as exc:
+            raise InvalidInvitation(f"invitation party {i}: {exc}") from None
+        if parsed.did != did:
+            raise InvalidInvitation(f"invitation party {i} is a DID URL, not a bare DID")
+    if len(set(parties)) != len(parties):
+        raise InvalidInvitation("invitation lists a party twice")
+    return tuple(parties)
+
+
+def _mpyc(options: Any, n: int) -> tuple[int, bool]:
+    if not isinstance(options, dict) or sorted(options) != sorted(_MPYC_FIELDS):
+        raise InvalidInvitation("invitation \"mpyc\" must be an object with exactly "
+                                "threshold and no_prss")
+    threshold, no_prss = options["threshold"], options["no_prss"]
+    if type(threshold) is not int or not 0 <= 2 * threshold < n:
+        raise InvalidInvitation(f"invitation \"mpyc.threshold\" must be an integer t with "
+                                f"0 <= 2t < {n} (the number of parties)")
+    if type(no_prss) is not bool:
+        raise InvalidInvitation("invitation \"mpyc.no_prss\" must be true or false")
+    return threshold, no_prss
+
+
+def _integer(obj: dict[str, Any], name: str) -> int:
+    value = obj[name]
+    if type(value) is not int:  # bool is an int subclass, and not a number here
+        raise InvalidInvitation(f"invitation \"{name}\" is not an integer")
+    if not 0 <= value <= MAX_INT:
+        raise InvalidInvitation(f"invitation \"{name}\" is out of range 0..2^53-1")
+    return value
+
+
+def _multiaddrs(obj: dict[str, Any], name: str) -> tuple[str, ...]:
+    items = obj[name]
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise InvalidInvitation(f"invitation \"{name}\" is not a list of multiaddrs")
+    if len(items) > MAX_ADDRS:
+        raise InvalidInvitation(f"invitation has {len(items)} \"{name}\" entries, at most "
+                                f"{MAX_ADDRS}")
+    for addr in items:
+        if not _MULTIADDR.fullmatch(addr):
+            raise InvalidInvitation(f"invitation \"{name}\" entry {_show(addr)} is not a "
+                                    f"multiaddr of at most {MAX_MULTIADDR} characters")
+    return tuple(items)
+
+
+def _show(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("unicode_escape").decode("ascii")  # one line, whatever it holds
+    return text if len(text) <= 80 else text[:77] + "..."
