@@ -115,3 +115,4 @@ from . import identity_commands  # noqa: E402,F401
 from . import demo  # noqa: E402,F401
 from . import run_command  # noqa: E402,F401
 from . import discovery_commands  # noqa: E402,F401
+from . import session_commands  # noqa: E402,F401

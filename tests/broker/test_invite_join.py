@@ -1,0 +1,131 @@
+"""`mpcid invite` and `mpcid join` as real processes on loopback, through a local node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MPCID = str(Path(sys.executable).parent / "mpcid")
+SALARY = str(ROOT / "examples" / "salary_sum.py")
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
+
+
+def mpcid(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MPCID, *args], capture_output=True, text=True, env=env(),
+                          timeout=timeout)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[str]:
+    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
+                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env())
+    assert proc.stdout is not None
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> dict[str, str]:
+    dids = {}
+    for name in ("alice", "bob", "carol", "mallory"):
+        out = mpcid("create-did", "--home", str(tmp_path / name), "--name", name)
+        assert out.returncode == 0, out.stderr
+        dids[name] = out.stdout.split()[-1]
+    return dids
+
+
+def invite(tmp_path: Path, node: str, people: dict[str, str], *extra: str
+           ) -> subprocess.CompletedProcess[str]:
+    return mpcid("invite", "--home", str(tmp_path / "alice"), "--as", "alice", "--did",
+                 people["bob"], "--did", people["carol"], "--program", SALARY,
+                 "--bootstrap", node, *extra)
+
+
+def join(tmp_path: Path, name: str, token: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([MPCID, "join", token, "--home", str(tmp_path / name), "--as",
+                             name, "--program", SALARY, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env())
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_invited_parties_join_and_compute(tmp_path: Path, node: str,
+                                          people: dict[str, str]) -> None:
+    made = invite(tmp_path, node, people)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    assert token.startswith("mpcid1:")
+    procs = [join(tmp_path, name, token, "--", "--salaries", str(amount))
+             for name, amount in (("alice", 1000), ("bob", 2000), ("carol", 3000))]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "total 6000" in out and "count 3" in out
+
+
+def test_join_refusals(tmp_path: Path, node: str, people: dict[str, str]) -> None:
+    token = invite(tmp_path, node, people).stdout.strip().splitlines()[-1]
+    changed = tmp_path / "salary_sum.py"
+    changed.write_text(Path(SALARY).read_text() + "# changed\n")
+    wrong_program = mpcid("join", token, "--home", str(tmp_path / "bob"), "--as", "bob",
+                          "--program", str(changed))
+    assert wrong_program.returncode == 1
+    assert "SHA-256" in one_error_line(wrong_program.stderr)
+    outsider = mpcid("join", token, "--home", str(tmp_path / "mallory"), "--as", "mallory",
+                     "--program", SALARY)
+    assert outsider.returncode == 1
+    assert "is not invited" in one_error_line(outsider.stderr)
+    tampered = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
+    broken = mpcid("join", tampered, "--home", str(tmp_path / "bob"), "--as", "bob",
+                   "--program", SALARY)
+    assert broken.returncode in (1, 2)
+    one_error_line(broken.stderr)
+    gated = invite(tmp_path, node, people, "--require",
+                   f"MembershipCredential@{people['alice']}").stdout.strip().splitlines()[-1]
+    refused = mpcid("join", gated, "--home", str(tmp_path / "bob"), "--as", "bob",
+                    "--program", SALARY)
+    assert refused.returncode == 1
+    assert "requires credentials" in one_error_line(refused.stderr)
+
+
+def test_invite_needs_a_node_and_valid_input(tmp_path: Path, people: dict[str, str]) -> None:
+    no_node = mpcid("invite", "--home", str(tmp_path / "alice"), "--as", "alice", "--did",
+                    people["bob"], "--program", SALARY)
+    assert no_node.returncode == 2 and "--bootstrap" in one_error_line(no_node.stderr)
+    bad_did = mpcid("invite", "--home", str(tmp_path / "alice"), "--as", "alice", "--did",
+                    "did:key:zNope", "--program", SALARY, "--bootstrap",
+                    "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGHFcGHDZmEdfS5eu2ScLm33fodTKk3vnGqtnFjVyzAAX")
+    assert bad_did.returncode == 2
+    one_error_line(bad_did.stderr)
+    bad_duration = mpcid("invite", "--home", str(tmp_path / "alice"), "--as", "alice",
+                         "--did", people["bob"], "--program", SALARY, "--expires", "soon",
+                         "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/"
+                         "12D3KooWGHFcGHDZmEdfS5eu2ScLm33fodTKk3vnGqtnFjVyzAAX")
+    assert bad_duration.returncode == 2 and "duration" in one_error_line(bad_duration.stderr)
