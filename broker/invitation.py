@@ -35,7 +35,7 @@ from typing import Any
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import InvalidDID, UsageError
 from mpcid.identity.policy import Policy
-from mpcid.p2p.records import canonical_json
+from mpcid.p2p.records import canonical_json, strict_json
 
 from .errors import NotAParty, SessionError
 from .session import MpycOptions, PartyEndpoint, SessionSpec
@@ -314,21 +314,7 @@ def decode_token(text: str) -> bytes:
 
 
 def _parse_json(value: bytes) -> Any:
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(items)
-        if len(obj) != len(items):
-            raise InvalidInvitation("invitation has a duplicate JSON member name")
-        return obj
-
-    def no_float(text: str) -> Any:
-        raise InvalidInvitation(f"invitation contains the number {_show(text)}; only "
-                                "integers are allowed")
-
-    try:
-        return json.loads(value.decode("utf-8"), object_pairs_hook=pairs,
-                          parse_float=no_float, parse_constant=no_float)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
-        raise InvalidInvitation("invitation is not UTF-8 JSON") from None
+    return strict_json(value, "invitation", InvalidInvitation)
 
 
 def _check_limits(value: Any, depth: int) -> None:

@@ -314,22 +314,27 @@ class MpcidValidator:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def _parse_json(value: bytes) -> Any:
+def strict_json(value: bytes, what: str, error: Callable[[str], Exception]) -> Any:
+    """UTF-8 JSON without duplicate member names or non-integer numbers (either would make
+    the canonical form ambiguous); failures raise ``error(message)`` naming ``what``."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(items)
         if len(obj) != len(items):
-            raise InvalidRecord("record has a duplicate JSON member name")
+            raise error(f"{what} has a duplicate JSON member name")
         return obj
 
     def no_float(text: str) -> Any:
-        raise InvalidRecord(f"record contains the number {_show(text)}; only integers are "
-                            "allowed")
+        raise error(f"{what} contains the number {_show(text)}; only integers are allowed")
 
     try:
         return json.loads(value.decode("utf-8"), object_pairs_hook=pairs,
                           parse_float=no_float, parse_constant=no_float)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
-        raise InvalidRecord("record is not UTF-8 JSON") from None
+        raise error(f"{what} is not UTF-8 JSON") from None
+
+
+def _parse_json(value: bytes) -> Any:
+    return strict_json(value, "record", InvalidRecord)
 
 
 def _check_fields(obj: dict[str, Any]) -> tuple[EndpointRecord, bytes]:
