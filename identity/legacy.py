@@ -20,7 +20,8 @@ from .errors import InvalidProof, MalformedCredential, UnknownContext
 def _didkit_error() -> type[BaseException]:
     import didkit
 
-    # didkit's stub declares DIDKitException as an instance; at run time it is a class.
+    # didkit's type hints (didkit.pyi) declare DIDKitException as an instance; at run
+    # time it is a class.
     error: type[BaseException] = getattr(didkit, "DIDKitException")
     return error
 
