@@ -58,7 +58,8 @@ from mpcid.p2p.relay import RelayLimits, dial_circuit, relay_service, reservatio
 
 T = TypeVar("T")
 
-from channel_bench import KEYS, Server, channel_config  # noqa: E402  (same folder)
+import channel_bench  # noqa: E402  (same folder)
+from channel_bench import KEYS, Server, channel_config  # noqa: E402
 
 # Channel identities, configuration and the sink/echo server are channel_bench.py's.
 SERVER_KEY, CLIENT_KEY = KEYS[1], KEYS[0]
@@ -78,20 +79,12 @@ PATHS = ("TCP", "libp2p", "libp2p relayed")
 MESSAGE = b"0123456789abcdef"
 
 
-class Client(asyncio.Protocol):
+class Client(channel_bench.Client):
+    """channel_bench's client, which also fails a waiting read when the channel dies."""
+
     def __init__(self) -> None:
-        self.waiter: asyncio.Future[None] | None = None
-        self.need = 0
-        self.got = 0
+        super().__init__()
         self.lost: Exception | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.got += len(data)
-        if self.waiter is not None and self.got >= self.need and not self.waiter.done():
-            self.waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or ConnectionError("the channel closed")
@@ -99,13 +92,9 @@ class Client(asyncio.Protocol):
             self.waiter.set_exception(self.lost)
 
     async def wait_for(self, n: int) -> None:
-        self.need = n
-        while self.got < n:
-            if self.lost is not None:
-                raise self.lost
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-        self.got -= n
+        if self.lost is not None and self.got < n:
+            raise self.lost
+        await super().wait_for(n)
 
 
 async def bounded(aw: Awaitable[T], seconds: float, what: str) -> T:

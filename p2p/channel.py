@@ -253,15 +253,9 @@ class ChannelProtocol(asyncio.Protocol):
         self._arm_timer()
 
     def _fail(self, exc: MpcidError) -> None:
-        if self._done:
+        """The channel broke: drop the connection, report once, tell the application."""
+        if not self._stop(exc, abort=True):
             return
-        self._done = True
-        self._cancel_timer()
-        if self._transport is not None:
-            self._transport.abort()
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-            self.ready.exception()  # mark retrieved: the failure handler reports it
         who = self.peer_did or (self._channel.peer_did if self._channel else None)
         if self.on_failure is not None:
             self.on_failure(who, exc)
@@ -269,18 +263,29 @@ class ChannelProtocol(asyncio.Protocol):
             self.app.connection_lost(exc)
 
     def _finish(self, exc: Exception | None) -> None:
-        if self._done:
+        """The channel ended (CLOSE, or closed by us): close the connection."""
+        if not self._stop(ConnectionLost("the connection closed during the handshake"),
+                          abort=False):
             return
+        if self.app is not None:
+            self.app.connection_lost(exc)
+
+    def _stop(self, handshake_error: MpcidError, *, abort: bool) -> bool:
+        """Stop once: timers off, transport aborted or closed, a pending handshake failed.
+        False if already stopped."""
+        if self._done:
+            return False
         self._done = True
         self._cancel_timer()
         if self._transport is not None:
-            self._transport.close()
+            if abort:
+                self._transport.abort()
+            else:
+                self._transport.close()
         if not self.ready.done():
-            self.ready.set_exception(ConnectionLost("the connection closed during the "
-                                                   "handshake"))
-            self.ready.exception()
-        if self.app is not None:
-            self.app.connection_lost(exc)
+            self.ready.set_exception(handshake_error)
+            self.ready.exception()  # mark retrieved: failures are reported elsewhere
+        return True
 
 
 async def listen(host: str, port: int, protocol_factory: Callable[[], ChannelProtocol]

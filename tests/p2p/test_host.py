@@ -11,9 +11,11 @@ import asyncio
 import hashlib
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import multiaddr
@@ -36,6 +38,9 @@ from mpcid.p2p.errors import ConnectFailed, ListenFailed
 from mpcid.p2p.host import (YAMUX_PROTOCOL_ID, connect, host_addrs,
                             libp2p_key_pair, make_host, peer_id_from_public_key, running_host)
 from mpcid.p2p.noise import ChannelConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
 
 T = TypeVar("T")
 MakeConfig = Callable[..., ChannelConfig]
@@ -224,40 +229,6 @@ def test_a_stream_is_handed_to_asyncio_as_a_socket_both_ways_with_eof() -> None:
             await writer.wait_closed()
 
     run(main)
-
-
-class Receiver(asyncio.Protocol):
-    """Application on the channel: collects ``size`` bytes, then answers their digest."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data = bytearray()
-        self.transport: ChannelTransport | None = None
-        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, ChannelTransport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-        if len(self.data) == self.size:
-            assert self.transport is not None
-            self.transport.write(hashlib.sha256(self.data).digest())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set_result(exc)
-
-
-class Sender(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.buffer = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= 32 and not self.reply.done():
-            self.reply.set_result(bytes(self.buffer))
 
 
 @pytest.mark.integration

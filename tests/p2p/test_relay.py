@@ -11,9 +11,11 @@ import asyncio
 import hashlib
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -35,6 +37,9 @@ from mpcid.p2p.host import connect, host_addrs, libp2p_key_pair, running_host
 from mpcid.p2p.noise import ChannelConfig
 from mpcid.p2p.relay import (HOP_PROTOCOL_ID, RelayLimits, circuit_addr, dial_circuit,
                              libp2p_limits, relay_service, reservation, reserve)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
 
 pytestmark = pytest.mark.integration
 
@@ -299,40 +304,6 @@ class RecordingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-class Receiver(asyncio.Protocol):
-    """Collects ``size`` bytes, then answers their SHA-256."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data = bytearray()
-        self.transport: ChannelTransport | None = None
-        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, ChannelTransport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-        if len(self.data) == self.size:
-            assert self.transport is not None
-            self.transport.write(hashlib.sha256(self.data).digest())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set_result(exc)
-
-
-class Sender(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.buffer = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= 32 and not self.reply.done():
-            self.reply.set_result(bytes(self.buffer))
 
 
 def test_our_noise_channel_crosses_the_relay_as_ciphertext_only(
