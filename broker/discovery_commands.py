@@ -35,6 +35,9 @@ def quiet_libp2p() -> None:
     import logging
     import os
 
+    # py-libp2p sets its loggers' levels when first imported: import it, then quiet it.
+    import mpcid.p2p.discovery  # noqa: F401
+
     if not os.environ.get("MPCID_DEBUG"):
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
 
@@ -95,12 +98,15 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
     from mpcid.p2p.relay import RelayLimits
 
+    from .session_records import SESSION_KINDS
+
     quiet_libp2p()
     limits = RelayLimits(duration=circuit_seconds, data=circuit_mib << 20,
                          max_reservations=max_reservations, max_circuits=max_circuits)
     discovery = Discovery(node_key(home, name),
                           DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap),
-                                          relay=limits if relay else None))
+                                          relay=limits if relay else None,
+                                          kinds=SESSION_KINDS))
     addrs = await discovery.start()
     try:
         for addr in addrs:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import secrets
 import zlib
@@ -61,7 +62,7 @@ MAX_INT = 2**53 - 1
 #: Deepest nesting of arrays and objects (the requirements are the deepest, at 4).
 MAX_DEPTH = 8
 
-_FIELDS = ("v", "session", "inviter", "parties", "program", "program_sha256", "mpyc",
+_FIELDS = ("v", "session", "nonce", "inviter", "parties", "program", "program_sha256", "mpyc",
            "requirements", "issued", "expires", "bootstrap", "relays", "sig")
 _MPYC_FIELDS = ("threshold", "no_prss")
 _SESSION = re.compile(r"[0-9a-f]{32}")
@@ -71,6 +72,14 @@ _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]{0,%d}" % (MAX_MULTIADDR - 1))
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TOKEN_VERSION = re.compile(r"mpcid[0-9]+:")
+
+
+def session_id_for(inviter: str, nonce: bytes) -> str:
+    """``hex(SHA-256("mpcid-session/1\\n" || inviter || "\\n" || nonce))[:32]``: a session
+    id names its inviter, so an invitation published under it by anyone else is refused
+    (second preimages of 128 bits are out of reach)."""
+    digest = hashlib.sha256(b"mpcid-session/1\n" + inviter.encode() + b"\n" + nonce)
+    return digest.hexdigest()[:32]
 
 
 class InvitationError(SessionError):
@@ -110,7 +119,10 @@ class Invitation:
     """The signed content of one invitation (``specs/session.md`` 2)."""
 
     session_id: str
-    """128 random bits, 32 lowercase hex digits."""
+    """32 lowercase hex digits, derived from the inviter and :attr:`nonce`
+    (:func:`session_id_for`), so nobody else can sign an invitation for this session."""
+    nonce: bytes
+    """16 random bytes chosen by the inviter."""
     parties: tuple[str, ...]
     """Party DIDs (bare did:key) in MPyC order; ``parties[0]`` is the inviter."""
     program_name: str
@@ -155,7 +167,9 @@ class Invitation:
         if not isinstance(program_sha256, bytes) or len(program_sha256) != 32:
             raise InvalidInvitation("program_sha256 must be the 32-byte SHA-256 digest")
         issued = int(now)
-        invitation = cls(session_id=secrets.token_hex(16), parties=parties,
+        nonce = secrets.token_bytes(16)
+        invitation = cls(session_id=session_id_for(parties[0], nonce), nonce=nonce,
+                         parties=parties,
                          program_name=program_name, program_sha256=program_sha256,
                          threshold=threshold, no_prss=no_prss, requirements=requirements,
                          issued=issued, expires=issued + ttl, bootstrap=tuple(bootstrap),
@@ -165,7 +179,8 @@ class Invitation:
 
     def content(self) -> dict[str, Any]:
         """The JSON object without ``"sig"``."""
-        return {"v": VERSION, "session": self.session_id, "inviter": self.inviter,
+        return {"v": VERSION, "session": self.session_id, "nonce": self.nonce.hex(),
+                "inviter": self.inviter,
                 "parties": list(self.parties), "program": self.program_name,
                 "program_sha256": self.program_sha256.hex(),
                 "mpyc": {"threshold": self.threshold, "no_prss": self.no_prss},
@@ -351,9 +366,15 @@ def _check_fields(obj: dict[str, Any]) -> Invitation:
     session = obj["session"]
     if not isinstance(session, str) or not _SESSION.fullmatch(session):
         raise InvalidInvitation("invitation \"session\" is not 32 lowercase hex digits")
+    nonce = obj["nonce"]
+    if not isinstance(nonce, str) or not _SESSION.fullmatch(nonce):
+        raise InvalidInvitation("invitation \"nonce\" is not 32 lowercase hex digits")
     parties = _parties(obj)
     if obj["inviter"] != parties[0]:
         raise InvalidInvitation("invitation \"inviter\" is not the first of \"parties\"")
+    if session != session_id_for(parties[0], bytes.fromhex(nonce)):
+        raise InvalidInvitation("invitation \"session\" is not derived from its inviter and "
+                                "nonce (section 2 of specs/session.md)")
     program = obj["program"]
     if not isinstance(program, str) or not _PROGRAM.fullmatch(program):
         raise InvalidInvitation("invitation \"program\" is not a name of 1-256 printable "
@@ -373,7 +394,7 @@ def _check_fields(obj: dict[str, Any]) -> Invitation:
     sig = obj["sig"]
     if not isinstance(sig, str) or not _SIG.fullmatch(sig):
         raise InvalidInvitation("invitation \"sig\" is not a 64-byte base64url signature")
-    return Invitation(session_id=session, parties=parties, program_name=program,
+    return Invitation(session_id=session, nonce=bytes.fromhex(nonce), parties=parties, program_name=program,
                       program_sha256=bytes.fromhex(digest), threshold=threshold,
                       no_prss=no_prss, requirements=requirements, issued=issued,
                       expires=expires, bootstrap=_multiaddrs(obj, "bootstrap"),

@@ -171,7 +171,7 @@ class Keystore:
         return self.home / "identities" / f"{name}.json"
 
     def _doc_path(self, kind: str, doc_id: str) -> Path:
-        if kind not in ("credentials", "statuslists") or not _NAME.fullmatch(doc_id):
+        if kind not in ("credentials", "statuslists", "invitations") or not _NAME.fullmatch(doc_id):
             raise UsageError(f"{doc_id!r} is not a valid stored document id")
         return self.home / kind / f"{doc_id}.json"
 

@@ -87,6 +87,15 @@ class ChannelTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return sum(map(len, self._pending)) + self._owner.write_buffer_size()
 
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Hand the channel to another application protocol: later data and the end of
+        the channel go to it (used to switch from admission to MPyC)."""
+        self._owner.app = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self._owner.app is not None
+        return self._owner.app
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peer_did":
             return self._owner.peer_did

@@ -3,7 +3,8 @@
 Trio code, run in the libp2p thread of :mod:`mpcid.p2p.bridge`. A :class:`DHTNode` is a
 server-mode KadDHT on a host from :mod:`mpcid.p2p.host`, with one namespace validator,
 ``mpcid``, that accepts only records signed by the DID in their key and picks the highest
-sequence number (:mod:`mpcid.p2p.records`). Every node validates every record it stores
+sequence number (:mod:`mpcid.p2p.records`), plus whatever record kinds
+(``/mpcid/<kind>/...``) its owner registers. Every node validates every record it stores
 or returns, so a malicious node can withhold records but cannot forge, alter or roll them
 back. ``strict_validation`` makes the DHT refuse keys of namespaces nobody registered.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -38,7 +39,7 @@ from mpcid.identity.errors import MpcidError
 
 from .errors import ConnectFailed
 from .host import connect
-from .records import KEY_PREFIX, MpcidValidator
+from .records import KEY_PREFIX, KindValidator, MpcidValidator
 
 log = logging.getLogger("mpcid.dht")
 NAMESPACE = KEY_PREFIX.strip("/")
@@ -50,8 +51,9 @@ logging.getLogger("libp2p.kad_dht").setLevel(logging.ERROR)
 class _Validator(Validator):
     """py-libp2p's Validator interface around :class:`MpcidValidator`."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._inner = MpcidValidator(clock)
+    def __init__(self, clock: Callable[[], float],
+                 kinds: Mapping[str, KindValidator] | None = None) -> None:
+        self._inner = MpcidValidator(clock, kinds)
 
     def validate(self, key: str, value: bytes) -> None:
         self._inner.validate(key, value)
@@ -87,13 +89,15 @@ class DHTNode:
     """A DHT server on ``host``. Use as ``async with node.running(): ...`` in trio."""
 
     def __init__(self, host: IHost, *, clock: Callable[[], float] = time.time,
-                 server: bool = True) -> None:
+                 server: bool = True,
+                 kinds: Mapping[str, KindValidator] | None = None) -> None:
         """``server=False`` makes a client that looks up and publishes but stores and
-        answers nothing for others (e.g. a one-off ``mpcid resolve``)."""
+        answers nothing for others (e.g. a one-off ``mpcid resolve``). ``kinds``: the
+        record kinds this node accepts besides endpoint records, by kind name."""
         _accept_mpcid_lookups()
         self.host = host
         self.dht = KadDHT(host, DHTMode.SERVER if server else DHTMode.CLIENT)
-        self.dht.register_validator(NAMESPACE, _Validator(clock))
+        self.dht.register_validator(NAMESPACE, _Validator(clock, kinds))
         self.published: set[str] = set()
 
     def running(self) -> Any:

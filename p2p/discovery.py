@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from mpcid.identity.did_key import Ed25519Key, parse_did
 
 from .bridge import TrioThread
 from .dht import DHTNode
 from .host import host_addrs, running_host
-from .records import DEFAULT_TTL, EndpointRecord, decode_and_verify, dht_key
+from .records import (DEFAULT_TTL, EndpointRecord, KindValidator, MpcidValidator,
+                      decode_and_verify, dht_key)
 from .relay import RelayLimits, relay_service, reservation
 
 #: How long a withdrawal record stays valid: long enough to replace the last real record
@@ -42,6 +44,11 @@ class DiscoveryConfig:
     relays: tuple[str, ...] = ()
     """Relays to hold reservations on; their circuit addresses are published, so that
     peers that cannot reach this party directly (NAT) can still open channels to it."""
+    kinds: Mapping[str, KindValidator] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False, compare=False)
+    """Record kinds (keys ``/mpcid/<kind>/...``) this node validates, stores and serves,
+    besides endpoint records; a key of any other kind is refused (``put_value`` and
+    ``get_value`` included)."""
 
 
 class Discovery:
@@ -65,7 +72,8 @@ class Discovery:
         try:
             host = await self.bridge.enter_context(
                 running_host(self.key, list(self.config.listen)))
-            node = DHTNode(host, clock=self.clock, server=self.config.server)
+            node = DHTNode(host, clock=self.clock, server=self.config.server,
+                           kinds=self.config.kinds)
             await self.bridge.enter_context(node.running())
             self.node = node
             if self.config.relay is not None:
@@ -108,6 +116,27 @@ class Discovery:
         if value is None:
             return None
         return decode_and_verify(key, value, self.clock())
+
+    async def put_value(self, key: str, value: bytes) -> None:
+        """Publish ``value`` under ``key`` (``/mpcid/<kind>/...``) on the closest nodes.
+        It is checked here first, as every node will check it, so an invalid value
+        raises its kind's error before anything is sent."""
+        node = self._require_node()
+        MpcidValidator(self.clock, self.config.kinds).validate(key, value)
+        await self.bridge.call(node.put, key, value)
+
+    async def get_value(self, key: str) -> bytes | None:
+        """The best value under ``key`` in the DHT, validated by its kind at the current
+        time, or None if no node returned one. Raises the kind's error for a value that
+        does not validate (the nodes should never have returned it)."""
+        node = self._require_node()
+        validator = MpcidValidator(self.clock, self.config.kinds)
+        validator.check_key(key)  # an unknown kind: refuse before asking the network
+        value = await self.bridge.call(node.get, key)
+        if value is None:
+            return None
+        validator.validate(key, value)
+        return value
 
     async def stop(self) -> None:
         await self.bridge.stop()

@@ -15,6 +15,11 @@ exactly one byte string, which keeps DHT deduplication and selection determinist
 fields are kept, signed and returned in :attr:`EndpointRecord.extra`: a later version can
 add fields that version 1 readers carry along. Wire format: ``specs/discovery.md`` 2.
 
+Other record kinds share the namespace under keys ``/mpcid/<kind>/<rest>`` (a kind is a
+lowercase word, so it never reads ``did:``). This module knows none of them: whoever runs a
+DHT node registers a :class:`KindValidator` per kind, and :class:`MpcidValidator` sends each
+key to the validator of its kind, refusing kinds nobody registered (``specs/discovery.md`` 2.7).
+
 This module is sans-IO: no sockets, no event loop, no clock. Time comes in as ``now``
 (Unix seconds); :class:`MpcidValidator` is the one place that reads a clock, given to it.
 """
@@ -28,7 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import InvalidDID, InvalidProof
@@ -41,6 +46,8 @@ KEY_PREFIX = "/mpcid/"
 DOMAIN = b"mpcid-endpoint-record/1\n"
 
 MAX_RECORD_BYTES = 4096
+#: Upper bound on a value of any kind, checked before its kind's validator runs.
+MAX_KIND_VALUE_BYTES = 64 * 1024
 MAX_TCP = 16
 MAX_ADDRS = 16
 MAX_STRING = 256
@@ -58,6 +65,8 @@ _SIG = re.compile(r"[A-Za-z0-9_-]{86}")  # 64 bytes, base64url without padding
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces
+#: A record kind: a lowercase word, hence never ``did:`` (the keys of endpoint records).
+_KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 class RecordError(ProtocolError):
@@ -102,6 +111,44 @@ def did_from_key(key: str) -> str:
     except InvalidDID as exc:
         raise InvalidRecord(f"DHT key {_show(key)} does not name a did:key: {exc}") from None
     raise InvalidRecord(f"DHT key {_show(key)} names a DID URL, not a bare DID")
+
+
+class KindValidator(Protocol):
+    """The rules of one record kind (keys ``/mpcid/<kind>/<rest>``). Both methods get
+    the whole key and the current time, and must be pure functions of their arguments,
+    so that every DHT node judges a value alike."""
+
+    def validate(self, key: str, value: bytes, now: float) -> None:
+        """Raise (an :class:`~mpcid.identity.errors.MpcidError`) unless ``value`` is a
+        valid, current value for ``key``."""
+
+    def select(self, key: str, values: Sequence[bytes], now: float) -> int:
+        """Index of the best valid value; raise if none is valid."""
+
+
+def kind_key(kind: str, rest: str) -> str:
+    """The DHT key ``/mpcid/<kind>/<rest>``. Raises :class:`InvalidRecord` for a kind that
+    is not a lowercase word or an empty ``rest``."""
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise InvalidRecord(f"record kind {_show(kind)} is not a lowercase word")
+    if not isinstance(rest, str) or not rest:
+        raise InvalidRecord(f"a key of kind {kind} needs something after the kind")
+    return f"{KEY_PREFIX}{kind}/{rest}"
+
+
+def kind_of(key: str) -> tuple[str, str] | None:
+    """``(kind, rest)`` of a key ``/mpcid/<kind>/<rest>``; None for the key of an endpoint
+    record (``/mpcid/did:...``). Raises :class:`InvalidRecord` for any other key."""
+    if not isinstance(key, str) or not key.startswith(KEY_PREFIX):
+        raise InvalidRecord(f"DHT key {_show(key)} is not in the /mpcid/ namespace")
+    tail = key[len(KEY_PREFIX):]
+    if tail.startswith("did:"):
+        return None
+    kind, sep, rest = tail.partition("/")
+    if not sep or not rest or not _KIND.fullmatch(kind):
+        raise InvalidRecord(f"DHT key {_show(key)} is neither /mpcid/<did:key> nor "
+                            "/mpcid/<kind>/<rest>")
+    return kind, rest
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -297,18 +344,64 @@ def select(key: str, values: Sequence[bytes], now: float) -> int:
 class MpcidValidator:
     """The DHT validator of the ``/mpcid/`` namespace, duck-typed to py-libp2p's
     ``libp2p.records.validator.Validator`` (``validate`` and ``select``), without
-    importing libp2p. ``clock`` gives the current Unix time (``time.time`` in use)."""
+    importing libp2p. ``clock`` gives the current Unix time (``time.time`` in use).
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    Endpoint records (``/mpcid/<did:key>``) follow this module's rules; a key
+    ``/mpcid/<kind>/<rest>`` goes to ``kinds[kind]``, and is refused when that kind has
+    no validator here (as py-libp2p refuses namespaces without one)."""
+
+    def __init__(self, clock: Callable[[], float],
+                 kinds: Mapping[str, KindValidator] | None = None) -> None:
         self._clock = clock
+        self.kinds: Mapping[str, KindValidator] = MappingProxyType(dict(kinds or {}))
+        for kind in self.kinds:
+            kind_key(kind, "x")  # raises for a kind that could never appear in a key
 
     def validate(self, key: str, value: bytes) -> None:
         """Raise unless ``value`` is a valid, current record for ``key``."""
-        decode_and_verify(key, value, self._clock())
+        kind = self._kind(key)
+        if kind is None:
+            decode_and_verify(key, value, self._clock())
+            return
+        _check_size(value)
+        kind.validate(key, value, self._clock())
 
     def select(self, key: str, values: list[bytes]) -> int:
         """Index of the best valid value (see :func:`select`)."""
-        return select(key, values, self._clock())
+        kind = self._kind(key)
+        if kind is None:
+            return select(key, values, self._clock())
+        # Oversized values never reach the kind's own rules, and never win.
+        fit = [i for i, value in enumerate(values)
+               if isinstance(value, bytes) and len(value) <= MAX_KIND_VALUE_BYTES]
+        if not fit:
+            raise InvalidRecord(f"none of {len(values)} values under {_show(key)} is valid")
+        return fit[kind.select(key, [values[i] for i in fit], self._clock())]
+
+    def check_key(self, key: str) -> None:
+        """Raise :class:`InvalidRecord` unless ``key`` is an endpoint key or a key of a
+        registered kind (its ``rest`` is for the kind's validator to judge)."""
+        if kind_of(key) is None:
+            did_from_key(key)
+        else:
+            self._kind(key)
+
+    def _kind(self, key: str) -> KindValidator | None:
+        parsed = kind_of(key)
+        if parsed is None:
+            return None
+        validator = self.kinds.get(parsed[0])
+        if validator is None:
+            raise InvalidRecord(f"record kind {_show(parsed[0])} is unknown here",
+                                hint="the DHT node does not store this kind of record")
+        return validator
+
+
+def _check_size(value: bytes) -> None:
+    if not isinstance(value, bytes):
+        raise InvalidRecord(f"a record is bytes, not {type(value).__name__}")
+    if len(value) > MAX_KIND_VALUE_BYTES:
+        raise InvalidRecord(f"record of {len(value)} bytes exceeds {MAX_KIND_VALUE_BYTES}")
 
 
 # --- parsing -------------------------------------------------------------------------------

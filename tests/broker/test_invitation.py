@@ -24,7 +24,7 @@ from mpcid.broker.invitation import (DOMAIN, MAX_CLOCK_SKEW, MAX_INVITATION_BYTE
                                      MAX_PARTIES, MAX_TTL, MIN_TTL, TOKEN_PREFIX,
                                      InvalidInvitation, Invitation, InvitationError,
                                      InvitationExpired, InvitationNotYetValid,
-                                     NoBootstrapNodes, decode_token)
+                                     NoBootstrapNodes, decode_token, session_id_for)
 from mpcid.broker.session import SessionSpec
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
@@ -136,8 +136,8 @@ def test_index_of_and_is_party() -> None:
 
 
 def test_unsigned_cannot_be_encoded_and_only_inviter_signs() -> None:
-    unsigned = Invitation(INVITATION.session_id, INVITATION.parties, "p", DIGEST, 1, False,
-                          Policy(), 1, 100)
+    unsigned = Invitation(INVITATION.session_id, INVITATION.nonce, INVITATION.parties, "p",
+                          DIGEST, 1, False, Policy(), 1, 100)
     with pytest.raises(InvalidInvitation, match="not signed"):
         unsigned.encode()
     with pytest.raises(InvalidInvitation, match="cannot be signed by"):
@@ -184,7 +184,8 @@ def test_longest_multiaddr_fits_session_file() -> None:
 
 TAMPERED: dict[str, Any] = {
     "v": None,  # covered by the version test; every other member below
-    "session": "0" * 32,
+    "session": None,  # derived from inviter and nonce: test_session_id_names_its_inviter
+    "nonce": None,
     "inviter": None,
     "parties": [ALICE.did.did, CAROL.did.did, BOB.did.did],
     "program": "other.py",
@@ -207,6 +208,21 @@ def test_every_field_is_signed(name: str) -> None:
         Invitation.verify(with_sig_of(obj), NOW)
 
 
+def test_session_id_names_its_inviter() -> None:
+    """Nobody but the inviter can sign an invitation under its session id: another
+    signer's content with the same session (and nonce) is refused before any signature."""
+    obj = content()
+    obj["parties"] = [BOB.did.did, ALICE.did.did, CAROL.did.did]
+    obj["inviter"] = BOB.did.did
+    with pytest.raises(InvalidInvitation, match="not derived from its inviter"):
+        Invitation.verify(signed(obj, BOB), NOW)
+    obj = content()
+    obj["nonce"] = "0" * 32
+    with pytest.raises(InvalidInvitation, match="not derived"):
+        Invitation.verify(signed(obj), NOW)
+    assert session_id_for(ALICE.did.did, INVITATION.nonce) == INVITATION.session_id
+
+
 def test_tampered_requirement_claim() -> None:
     obj = content()
     obj["requirements"][0]["claims"]["organization"] = "Evil"
@@ -218,7 +234,7 @@ def test_tampered_inviter_is_refused() -> None:
     """Making BOB the inviter means reordering parties too; BOB's key did not sign it."""
     obj = content()
     obj["inviter"], obj["parties"] = BOB.did.did, [BOB.did.did, ALICE.did.did, CAROL.did.did]
-    with pytest.raises(InvalidProof):
+    with pytest.raises(InvalidInvitation, match="not derived from its inviter"):
         Invitation.verify(with_sig_of(obj), NOW)
 
 
@@ -290,7 +306,8 @@ def test_ttl_bounds_accepted(ttl: int) -> None:
 
 WRONG_TYPES: dict[str, list[Any]] = {
     "v": ["1", None, True, 2, 0],
-    "session": [1, None, "0" * 31, "0" * 33, "G" * 32, "A" * 32],
+    "session": [1, None, "0" * 31, "0" * 33, "G" * 32, "A" * 32, "0" * 32],
+    "nonce": [1, None, "0" * 31, "0" * 33, "G" * 32, "A" * 32],
     "inviter": [None, 1, BOB.did.did],
     "parties": ["did:key:x", None, {}, [1, 2]],
     "program": [None, 1, "", "a\nb", "x" * 257],
@@ -322,7 +339,7 @@ def test_wrong_field_value(name: str, value: Any) -> None:
         Invitation.verify(data, NOW)
 
 
-@pytest.mark.parametrize("name", ["v", "session", "inviter", "parties", "program",
+@pytest.mark.parametrize("name", ["v", "session", "nonce", "inviter", "parties", "program",
                                   "program_sha256", "mpyc", "requirements", "issued",
                                   "expires", "bootstrap", "relays"])
 def test_missing_field(name: str) -> None:
