@@ -116,3 +116,6 @@ from . import demo  # noqa: E402,F401
 from . import run_command  # noqa: E402,F401
 from . import discovery_commands  # noqa: E402,F401
 from . import session_commands  # noqa: E402,F401
+from . import transcript_commands  # noqa: E402,F401
+from . import invitation_commands  # noqa: E402,F401
+from . import ui  # noqa: E402,F401

@@ -1,33 +1,32 @@
 """``mpcid demo``: the main job on an embedded default, on one machine.
 
-An organisation and its members create DIDs; the organisation hosts a status list and
-issues membership credentials; every member proves membership with a presentation bound
-to the session (a member whose credential was revoked is refused); then the admitted
-members run an MPyC program together, each as a separate process, over mpcid's
-DID-authenticated Noise channels, finding each other through the DHT of a local bootstrap
-node that the demo starts. Invitations (`mpcid invite` / `mpcid join`) replace the
-hand-made session file of step 4 once the broker exists.
+An organisation and its members create DIDs; the organisation publishes a status list and
+issues membership credentials; a local bootstrap node starts; one member invites the
+others with ``mpcid invite``, requiring Acme membership; every member runs ``mpcid join``
+as a separate process: they find each other through the DHT, open DID-authenticated Noise
+channels, admit each other with presentations bound to the session, and run the MPyC
+program. A second session that invites the member whose credential was revoked shows the
+refusal: every party stops before any MPyC traffic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hashlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mpcid.identity.keystore import Keystore
 
+from .admission import AdmissionRefused
 from .cli import cli
 from .errors import SessionError, SessionFileInvalid
 
@@ -64,126 +63,248 @@ def resolve_program(program: str) -> Path:
 def run_demo(root: Path, n: int, program: Path) -> None:
     from rich.console import Console
 
-    from mpcid.identity import credentials as vc
-    from mpcid.identity.errors import CredentialError
-    from mpcid.identity.policy import Policy
-    from mpcid.identity.statuslist import Bitstring, FileAndHttpStatusSource
-
     console = Console(highlight=False, emoji=False, soft_wrap=True)
-    phases: list[tuple[str, float]] = []
-    clock = time.perf_counter()
-
-    def phase(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        phases.append((name, now - clock))
-        clock = now
-
-    # 1. identities
-    org = Keystore(root / "acme").create_identity("acme")
-    names = [f"member{i}" for i in range(n)] + ["former"]
-    members = {name: Keystore(root / name).create_identity(name) for name in names}
-    console.print(f"[bold]1.[/] DIDs: organisation {org.did.did}")
-    for name, key in members.items():
-        console.print(f"      {name:<8} {key.did.did}")
-    phase("identities")
-
-    # 2. credentials, revocable through a status list the organisation hosts
-    now = dt.datetime.now(dt.timezone.utc)
-    url = "https://acme.example/status/1"
-    bits = Bitstring.empty()
-    credentials = {}
-    for index, (name, key) in enumerate(members.items()):
-        credentials[name] = vc.sign_credential(vc.build_credential(
-            issuer=org.did.did, subject=key.did.did, credential_type="MembershipCredential",
-            claims={"organization": "Acme"}, valid_from=now,
-            valid_until=now + dt.timedelta(days=365), status=(url, index)), org, now=now)
-    bits.set(len(names) - 1)  # the former member's credential is revoked
-    status_list = vc.sign_credential(vc.status_list_credential(
-        issuer=org.did.did, url=url, bits=bits, purpose="revocation", valid_from=now),
-        org, now=now)
-    console.print(f"[bold]2.[/] Acme issued {len(names)} MembershipCredentials "
-                  "(eddsa-rdfc-2022) and revoked the former member's")
-    phase("credentials")
-
-    # 3. admission: presentations bound to this session's challenge and id
-    session_id = f"demo-{secrets.token_hex(4)}"
-    policy = Policy.parse([f"MembershipCredential@{org.did.did};organization=Acme"])
-    config = vc.VerifyConfig(status=FileAndHttpStatusSource({url: status_list}), now=now)
-    admitted = []
-    for name, key in members.items():
-        challenge = secrets.token_urlsafe(16)
-        vp = vc.create_presentation(key, [credentials[name]], challenge=challenge,
-                                    domain=session_id, now=now)
-        try:
-            result = asyncio.run(vc.verify_presentation(vp, config, challenge=challenge,
-                                                        domain=session_id))
-            policy.evaluate(result)
-        except CredentialError as exc:
-            console.print(f"[bold]3.[/] {name:<8} [red]refused[/]: {exc}")
-            continue
-        admitted.append(name)
-        console.print(f"[bold]3.[/] {name:<8} [green]admitted[/] (policy: "
-                      f"{policy.requirements[0].credential_type} from Acme, not revoked)")
-    phase("admission")
-
-    # 4. a local bootstrap/relay node, and the session: admitted members by DID only
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MPCID_PASSPHRASE", "MPCID_BOOTSTRAP")}
-    node = subprocess.Popen(
-        [sys.executable, "-m", "mpcid.broker", "node", "--home", str(root / "node"),
-         "--listen", "/ip4/127.0.0.1/tcp/0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
-    procs: list[subprocess.Popen[str]] = []
+    demo = _Demo(root, n, program, console)
     try:
+        demo.run()
+    finally:
+        demo.stop()
+
+
+class _Demo:
+    """One run of the demo; every process it starts is stopped by :meth:`stop`."""
+
+    def __init__(self, root: Path, n: int, program: Path, console: Any) -> None:
+        self.root, self.n, self.program, self.console = root, n, program, console
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("MPCID_PASSPHRASE", "MPCID_BOOTSTRAP", "MPCID_HOME")}
+        self.procs: list[subprocess.Popen[str]] = []
+        self.phases: list[tuple[str, float]] = []
+        self.clock = time.perf_counter()
+
+    def phase(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases.append((name, now - self.clock))
+        self.clock = now
+
+    def mpcid(self, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "mpcid.broker", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.env, cwd=self.root)
+        self.procs.append(proc)
+        return proc
+
+    def run(self) -> None:
+        from mpcid.identity import credentials as vc
+        from mpcid.identity.statuslist import Bitstring
+
+        print_ = self.console.print
+        # 1. identities: each party makes its own did:key in its own keystore
+        org = Keystore(self.root / "acme").create_identity("acme")
+        names = [f"member{i}" for i in range(self.n)] + ["former"]
+        members = {name: Keystore(self.root / name).create_identity(name) for name in names}
+        print_(f"[bold]1.[/] DIDs: organisation Acme {org.did.did}")
+        for name, key in members.items():
+            print_(f"      {name:<8} {key.did.did}")
+        self.phase("identities")
+
+        # 2. credentials, revocable through a status list Acme publishes (here: a file)
+        now = dt.datetime.now(dt.timezone.utc)
+        status_file = self.root / "acme-status.json"
+        url = status_file.as_uri()
+        bits = Bitstring.empty()
+        for index, (name, key) in enumerate(members.items()):
+            credential = vc.sign_credential(vc.build_credential(
+                issuer=org.did.did, subject=key.did.did,
+                credential_type="MembershipCredential", claims={"organization": "Acme"},
+                valid_from=now, valid_until=now + dt.timedelta(days=365),
+                status=(url, index)), org, now=now)
+            # what `mpcid credential import` does in the member's keystore
+            Keystore(self.root / name).put_document("credentials", "membership", credential)
+        bits.set(len(names) - 1)  # the former member's credential is revoked
+        status_file.write_text(json.dumps(vc.sign_credential(vc.status_list_credential(
+            issuer=org.did.did, url=url, bits=bits, purpose="revocation", valid_from=now),
+            org, now=now)))
+        print_(f"[bold]2.[/] Acme issued {len(names)} MembershipCredentials "
+               "(eddsa-rdfc-2022) and revoked the former member's")
+        self.phase("credentials")
+
+        # 3. a local bootstrap/relay node: the only meeting point, and it holds no secret
+        node = self.mpcid("node", "--home", str(self.root / "node"), "--listen",
+                          "/ip4/127.0.0.1/tcp/0")
         assert node.stdout is not None
         bootstrap = node.stdout.readline().strip()
         if not bootstrap.startswith("/"):
             raise SessionError("the local bootstrap node did not start: "
                                f"{node.communicate(timeout=10)[1].strip()[-300:]}")
-        session_file = root / "session.json"
-        session_file.write_text(json.dumps({
-            "session": session_id,
-            "program_sha256": hashlib.sha256(program.read_bytes()).hexdigest(),
-            "parties": [{"did": members[name].did.did} for name in admitted],
-            "bootstrap": [bootstrap]}, indent=2))
-        console.print(f"[bold]4.[/] session {session_id}: {len(admitted)} parties run "
-                      f"{program.name}, found through the DHT of a local node {bootstrap}")
-        phase("bootstrap node")
+        print_(f"[bold]3.[/] local DHT node {bootstrap}")
+        self.phase("bootstrap node")
 
-        # 5. every admitted member runs the program in its own process
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "mpcid.broker", "run", "--home", str(root / name),
-             "--session", str(session_file), "--as", name, "--connect-timeout", "60",
-             "--", str(program)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
-            for name in admitted]
-        outputs = []
-        paths = set()
-        for name, proc in zip(admitted, procs):
-            out, err = proc.communicate(timeout=600)
+        # 4. member0 invites the others, requiring Acme membership
+        requirement = f"MembershipCredential@{org.did.did};organization=Acme"
+        active = names[:-1]
+        token = self.invite(active, requirement, bootstrap)
+        print_(f"[bold]4.[/] member0 invited {', '.join(active[1:])} to run "
+               f"{self.program.name}, requiring {requirement.split('@')[0]} from Acme "
+               "(organization=Acme); invitation token:")
+        print_(f"      {token[:60]}… ({len(token)} characters)")
+        self.phase("invitation")
+
+        # 5. every member joins in its own process: find, connect, admit, compute
+        print_(f"[bold]5.[/] {len(active)} members join (each a separate `mpcid join` "
+               "process):")
+        results = self.join_all(active, token, url, status_file)
+        self.phase("join: discovery, channels, admission, MPC")
+        print_(f"[bold]6.[/] result (identical at all {len(active)} parties):")
+        for line in results:
+            print_(f"      {line}")
+
+        # 7. the same with the former member invited: refused by everyone before MPyC
+        token = self.invite(["member0", "former"], requirement, bootstrap)
+        errors = self.join_refused(["member0", "former"], token, url, status_file)
+        print_("[bold]7.[/] a session inviting the former member: "
+               "[red]refused[/] before any MPyC traffic:")
+        for name, error in errors.items():
+            print_(f"      {name:<8} {error}")
+        self.phase("refused session")
+        print_("timings: " + ", ".join(f"{name} {seconds:.2f} s"
+                                       for name, seconds in self.phases))
+
+    def invite(self, names: list[str], requirement: str, bootstrap: str) -> str:
+        args = ["invite", "--home", str(self.root / names[0]), "--as", names[0],
+                "--program", str(self.program), "--require", requirement,
+                "--bootstrap", bootstrap, "--expires", "1h"]
+        for name in names[1:]:
+            args += ["--did", Keystore(self.root / name).identity(name).did]
+        proc = self.mpcid(*args)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise SessionError(f"mpcid invite failed: {_error_line(err)}")
+        return out.strip().splitlines()[-1]
+
+    def _join(self, name: str, token: str, url: str, status_file: Path
+              ) -> subprocess.Popen[str]:
+        return self.mpcid("join", token, "--home", str(self.root / name), "--as", name,
+                          "--program", str(self.program), "--status-file",
+                          f"{url}={status_file}", "--progress", "json",
+                          "--connect-timeout", "60")
+
+    def join_all(self, names: list[str], token: str, url: str, status_file: Path
+                 ) -> list[str]:
+        procs = {name: self._join(name, token, url, status_file) for name in names}
+        board = _Board(names, self.console)
+        outputs = board.follow(procs)
+        for name, proc in procs.items():
             if proc.returncode != 0:
-                lines = [line for line in err.splitlines() if line.startswith("error:")]
-                raise SessionError(f"party {name} failed: "
-                                   f"{lines[-1] if lines else err.strip()[-300:]}")
-            outputs.append([line for line in out.splitlines() if not line[:4].isdigit()])
-            paths |= {line.split(": ", 2)[1].split(" to ")[0] for line in out.splitlines()
-                      if " channel to party " in line and ": " in line}
-    finally:
-        for proc in [*procs, node]:
+                raise SessionError(f"party {name} failed: {_error_line(outputs[name][1])}")
+        results = [[line for line in out.splitlines() if not line[:4].isdigit()]
+                   for out, _ in outputs.values()]
+        if any(r != results[0] for r in results):
+            raise SessionError("the parties disagree on the result")
+        return results[0]
+
+    def join_refused(self, names: list[str], token: str, url: str, status_file: Path
+                     ) -> dict[str, str]:
+        procs = {name: self._join(name, token, url, status_file) for name in names}
+        errors = {}
+        for name, proc in procs.items():
+            _, err = proc.communicate(timeout=120)
+            if proc.returncode == 0:
+                raise SessionError(f"{name} was not refused, though a member was revoked")
+            errors[name] = _error_line(err)
+        return errors
+
+    def stop(self) -> None:
+        for proc in self.procs:
             if proc.poll() is None:
-                proc.terminate() if proc is node else proc.kill()
+                proc.terminate()
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-    phase("MPC over Noise channels")
-    if any(o != outputs[0] for o in outputs):
-        raise SessionError("the parties disagree on the result")
-    console.print(f"[bold]5.[/] result (identical at all {len(admitted)} parties; channels: "
-                  f"{', '.join(sorted(paths)) or 'direct TCP'}):")
-    for line in outputs[0]:
-        console.print(f"      {line}")
-    console.print("timings: " + ", ".join(f"{name} {seconds:.2f} s"
-                                          for name, seconds in phases))
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+class _Board:
+    """A live table of the parties' progress events (``--progress json``)."""
+
+    def __init__(self, names: list[str], console: Any) -> None:
+        self.names = names
+        self.console = console
+        self.rows: dict[str, dict[str, Any]] = {name: {"found": 0, "connected": 0, "admitted": 0, "admitted_me": 0,
+                            "state": "starting"} for name in names}
+
+    def follow(self, procs: dict[str, subprocess.Popen[str]]) -> dict[str, tuple[str, str]]:
+        import threading
+
+        from rich.live import Live
+
+        errs: dict[str, list[str]] = {name: [] for name in procs}
+        outs: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def pump(name: str, proc: subprocess.Popen[str]) -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                errs[name].append(line)
+                if line.startswith('{"event"'):
+                    with lock:
+                        self.update(name, json.loads(line))
+
+        def collect(name: str, proc: subprocess.Popen[str]) -> None:
+            assert proc.stdout is not None
+            outs[name] = proc.stdout.read()
+
+        threads = [threading.Thread(target=f, args=(name, proc), daemon=True)
+                   for name, proc in procs.items() for f in (pump, collect)]
+        for thread in threads:
+            thread.start()
+        with Live(self.table(), console=self.console, refresh_per_second=10,
+                  transient=not self.console.is_terminal) as live:
+            deadline = time.monotonic() + 600
+            while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                with lock:
+                    live.update(self.table())
+        if not self.console.is_terminal:
+            self.console.print(self.table())
+        for proc in procs.values():
+            proc.wait(timeout=30)
+        return {name: (outs.get(name, ""), "".join(errs[name])) for name in procs}
+
+    def update(self, name: str, event: dict[str, Any]) -> None:
+        row = self.rows[name]
+        kind = event["event"]
+        if kind in ("found", "connected", "admitted", "admitted_me"):
+            row[kind] = int(row[kind]) + 1
+        elif kind == "started":
+            row["state"] = "MPyC running"
+        elif kind == "finished":
+            row["state"] = event["outcome"]
+        elif kind == "session":
+            row["state"] = "looking for the others"
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        others = len(self.names) - 1
+        table = Table("party", "channels", "it admitted", "admitted it", "state",
+                      title_justify="left")
+        for name in self.names:
+            row = self.rows[name]
+            table.add_row(name, f"{row['connected']}/{others}",
+                          f"{row['admitted']}/{others}", f"{row['admitted_me']}/{others}",
+                          str(row["state"]))
+        return table
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    if not lines:
+        return err.strip()[-300:]
+    line = lines[-1][len("error: "):]
+    hint = f" ({AdmissionRefused.hint})"
+    return line[:-len(hint)] if line.endswith(hint) else line

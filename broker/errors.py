@@ -34,3 +34,9 @@ class PeerFailed(SessionError):
     """A channel to a party failed while the computation was running."""
 
     hint = "the computation cannot continue without every party; run it again"
+
+
+class InvitationDeclined(SessionError):
+    """An invited party declined the invitation, so the session cannot run."""
+
+    hint = "ask the inviter for a new session without that party, or talk to it"

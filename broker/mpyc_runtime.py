@@ -26,7 +26,7 @@ import sys
 import time
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,11 @@ from mpcid.p2p.channel import ChannelProtocol, connect, listen, over_socket
 from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
-from .errors import PartiesMissing, PeerFailed
+from .admission import SessionAborted
+from .admission_channel import AdmissionGate, AdmissionSettings
+from .errors import InvitationDeclined, PartiesMissing, PeerFailed
 from .paths import Paths, PathSettings
+from .progress import Progress
 from .session import SessionSpec
 
 log = logging.getLogger("mpcid.run")
@@ -55,6 +58,10 @@ class RunSettings:
     """Address to accept channels on ('' = all interfaces, as MPyC does)."""
     paths: PathSettings | None = None
     """DHT discovery and relay fallback; None: only the session file's endpoints."""
+    admission: AdmissionSettings | None = None
+    """Credential-gated admission before MPyC starts (``mpcid join``); None: none."""
+    progress: Progress = Progress()
+    """Where found/connected/admitted events go."""
 
 
 class _Run:
@@ -71,6 +78,8 @@ class _Run:
         self.fatal: MpcidError | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.paths: Paths | None = None
+        self.gate: AdmissionGate | None = None
+        self.start_time: float | None = None
 
     def describe(self, did: str | None) -> str:
         if did is None:
@@ -101,12 +110,35 @@ class _Run:
             self.loop.stop()
 
 
+@dataclass
+class RunReport:
+    """What happened in a run, for the transcript (filled in by :func:`run_program`)."""
+
+    started: float | None = None
+    """When MPyC started (every channel open, every party admitted)."""
+    presented: dict[int, Any] = field(default_factory=dict)
+    """Per admitted peer: what it proved (:class:`~.admission_channel.Presented`)."""
+
+
 def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_args: list[str],
                 settings: RunSettings = RunSettings(),
-                extra_mpyc_args: Sequence[str] = ()) -> None:
+                extra_mpyc_args: Sequence[str] = (), report: RunReport | None = None) -> None:
     """Run ``program`` as this party of ``session``; raises an :class:`MpcidError` on any
     session failure. The caller has checked the program's hash."""
     state = _Run(session, key, settings)
+    try:
+        _run(state, program, program_args, extra_mpyc_args)
+    finally:
+        if report is not None:
+            report.started = state.start_time
+            if state.gate is not None:
+                report.presented = {i: s.presented for i, s in state.gate.machine.state.items()
+                                    if s.presented is not None}
+
+
+def _run(state: _Run, program: Path, program_args: list[str],
+         extra_mpyc_args: Sequence[str]) -> None:
+    session = state.session
     argv = [str(program), "-I", str(state.index)]
     for party in session.parties:
         # MPyC only records these; mpcid's own start() decides how parties are reached.
@@ -208,13 +240,27 @@ async def _channel_start(rt: Any, state: _Run) -> None:
             # Failures are reported once, by the channel's failure handler.
 
     connected: set[str] = set()
+    progress = state.settings.progress
+    if state.settings.admission is not None:
+        state.gate = AdmissionGate(state.key, state.session.session_id, rt.pid,
+                                   state.session.dids, state.settings.admission, progress,
+                                   state.describe)
 
-    def accept(did: str) -> ChannelExchanger:
+    def app_for(peer_index: int, dialled: bool) -> asyncio.Protocol:
+        def exchanger() -> asyncio.Protocol:
+            return ChannelExchanger(peer_index, dialled)
+
+        if state.gate is None:
+            return exchanger()
+        return state.gate.app(peer_index, exchanger)
+
+    def accept(did: str) -> asyncio.Protocol:
         if did in connected:
             raise HandshakeFailed(f"{state.describe(did)} connected twice")
         connected.add(did)
         log.info("channel from %s established", state.describe(did))
-        return ChannelExchanger(index_of[did], dialled=False)
+        progress.emit("connected", party=index_of[did], did=did, path="accepted")
+        return app_for(index_of[did], dialled=False)
 
     server = None
     listen_port = 0
@@ -227,7 +273,7 @@ async def _channel_start(rt: Any, state: _Run) -> None:
                                                       on_failure=state.on_failure))
         listen_port = server.sockets[0].getsockname()[1]
     if state.settings.paths is not None:
-        state.paths = Paths(state.key, state.settings.paths)
+        state.paths = Paths(state.key, state.settings.paths, progress)
 
         async def on_stream(sock: Any) -> None:
             if responder is None:  # party 0 accepts no channels: it dials everyone
@@ -241,23 +287,23 @@ async def _channel_start(rt: Any, state: _Run) -> None:
     async def dial(peer_index: int) -> None:
         party = parties[peer_index]
         config = state.config(True, [party.did])
+
+        def factory() -> ChannelProtocol:
+            return ChannelProtocol(config, lambda did: app_for(peer_index, True),
+                                   on_failure=state.on_failure)
+
         if state.paths is not None:
-            await state.paths.open(
-                party, lambda: ChannelProtocol(
-                    config, lambda did: ChannelExchanger(peer_index, True),
-                    on_failure=state.on_failure),
-                deadline, state.describe(party.did))
+            await state.paths.open(party, factory, deadline, state.describe(party.did))
             return
         assert party.host is not None and party.port is not None
         while True:
-            protocol = await connect(
-                party.host, party.port,
-                lambda: ChannelProtocol(config, lambda did: ChannelExchanger(peer_index, True),
-                                        on_failure=state.on_failure),
-                deadline=deadline, what=state.describe(party.did))
+            protocol = await connect(party.host, party.port, factory, deadline=deadline,
+                                     what=state.describe(party.did))
             try:
                 await asyncio.wait_for(protocol.ready, max(0.1, deadline - loop.time()))
                 log.info("channel to %s established", state.describe(party.did))
+                progress.emit("connected", party=peer_index, did=party.did,
+                              path=f"direct TCP {party.host}:{party.port}")
                 return
             except (MpcidError, asyncio.TimeoutError):
                 if loop.time() >= deadline:
@@ -265,16 +311,15 @@ async def _channel_start(rt: Any, state: _Run) -> None:
                 await asyncio.sleep(0.2)
 
     dials = [asyncio.ensure_future(dial(i)) for i in range(rt.pid + 1, m)]
+    if state.gate is not None and state.paths is not None:
+        dials.append(asyncio.ensure_future(_watch_declines(state, rt)))
     try:
+        if state.gate is not None:
+            await _admit(state, rt, deadline)
         await asyncio.wait_for(asyncio.shield(rt.parties[rt.pid].protocol),
                                max(0.0, deadline - loop.time()))
     except asyncio.TimeoutError:
-        missing = [p for p in parties if p.index != rt.pid and rt.parties[p.index].protocol is None]
-        raise PartiesMissing(
-            "no channel within {:g} s to: {}".format(
-                state.settings.connect_timeout,
-                "; ".join(f"party {p.index} ({p.did}) at {p.where()}" for p in missing)
-            )) from None
+        raise _missing(state, rt) from None
     finally:
         for task in dials:
             task.cancel()
@@ -283,4 +328,91 @@ async def _channel_start(rt: Any, state: _Run) -> None:
             server.close()
     logging.info(f"All {m} parties connected via mpcid channels.")
     state.started = True
-    rt.start_time = time.time()
+    state.start_time = rt.start_time = time.time()
+    progress.emit("started")
+
+
+async def _admit(state: _Run, rt: Any, deadline: float) -> None:
+    """Wait until every pair of parties admitted each other, then hand the channels to
+    MPyC; on a refusal, tell the others, close every channel and raise."""
+    gate = state.gate
+    assert gate is not None
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(asyncio.shield(gate.done), max(0.0, deadline - loop.time()))
+    except asyncio.TimeoutError:
+        error = _missing(state, rt)
+        gate.fail(error)
+        await gate.close()
+        raise error from None
+    except MpcidError as exc:
+        await gate.close()
+        if not isinstance(exc, (SessionAborted, InvitationDeclined)):
+            await _announce(state, exc)
+        raise
+    gate.hand_over()
+
+
+async def _announce(state: _Run, error: MpcidError) -> None:
+    """Publish why this party stopped the session as its decline, so that parties that
+    have no channel to it yet learn the reason instead of waiting for a timeout."""
+    from .session_records import publish_decline
+
+    admission = state.settings.admission
+    if state.paths is None or admission is None or admission.invitation is None:
+        return
+    reason = " ".join(error.message.split())[:500]  # one line, as a decline's reason is
+    try:
+        await asyncio.wait_for(publish_decline(state.paths.discovery, state.key,
+                                               admission.invitation, reason, time.time()), 5)
+    except (MpcidError, asyncio.TimeoutError) as exc:
+        log.debug("could not publish why the session stopped: %s", exc)
+
+
+async def _watch_declines(state: _Run, rt: Any, interval: float = 2.0) -> None:
+    """While parties are missing, look for their declines (``specs/session.md`` 8); one
+    found ends the session for everyone, naming the party and its reason."""
+    from .session_records import fetch_decline
+
+    gate, paths = state.gate, state.paths
+    assert gate is not None and paths is not None
+    while not gate.done.done():
+        for party in state.session.parties:
+            if party.index == rt.pid or party.index in gate.apps:
+                continue
+            try:
+                decline = await fetch_decline(paths.discovery, state.session.session_id,
+                                              party.did)
+            except MpcidError as exc:
+                log.debug("looking for a decline of %s: %s", party.did, exc)
+                continue
+            if decline is not None:
+                reason = decline.reason or "no reason given"
+                state.settings.progress.emit("declined", party=party.index, did=party.did,
+                                             reason=reason)
+                gate.fail(InvitationDeclined(
+                    f"{state.describe(party.did)} will not take part: {reason}"))
+                return
+        await asyncio.sleep(interval)
+
+
+def _missing(state: _Run, rt: Any) -> MpcidError:
+    """Why the session did not start in time: parties without a channel, else parties
+    whose admission did not finish."""
+    parties = state.session.parties
+    gate = state.gate
+    timeout = state.settings.connect_timeout
+    if gate is not None:
+        absent = [p for p in parties if p.index != rt.pid and p.index not in gate.apps]
+    else:
+        absent = [p for p in parties
+                  if p.index != rt.pid and rt.parties[p.index].protocol is None]
+    if absent:
+        return PartiesMissing("no channel within {:g} s to: {}".format(
+            timeout, "; ".join(f"party {p.index} ({p.did}) at {p.where()}" for p in absent)))
+    assert gate is not None
+    waiting = [f"{gate.machine.name(i)}: I {s.mine.value}, it {s.theirs.value}"
+               for i, s in gate.machine.state.items()
+               if not (s.mine.value == "admitted" and s.theirs.value == "ready")]
+    return PartiesMissing(f"admission did not finish within {timeout:g} s ("
+                          + "; ".join(waiting) + ")")

@@ -29,6 +29,7 @@ from mpcid.identity.errors import MpcidError
 from mpcid.p2p.channel import ChannelProtocol, connect, over_socket
 from mpcid.p2p.errors import ConnectFailed
 
+from .progress import Progress
 from .session import PartyEndpoint
 
 log = logging.getLogger("mpcid.run")
@@ -51,13 +52,17 @@ class PathSettings:
 class Paths:
     """This party's discovery presence and its ways to open channels."""
 
-    def __init__(self, key: Ed25519Key, settings: PathSettings) -> None:
+    def __init__(self, key: Ed25519Key, settings: PathSettings,
+                 progress: Progress = Progress()) -> None:
         from mpcid.p2p.discovery import Discovery, DiscoveryConfig
 
+        from .session_records import SESSION_KINDS
+
         self.settings = settings
+        self.progress = progress
         self.discovery = Discovery(key, DiscoveryConfig(
             listen=("/ip4/0.0.0.0/tcp/0",), bootstrap=settings.bootstrap,
-            relays=settings.relays))
+            relays=settings.relays, kinds=SESSION_KINDS))
         self.host: object = None
 
     async def start(self, listen_port: int, advertise: str | None,
@@ -89,6 +94,7 @@ class Paths:
         """A channel to ``party`` over the first path that works before ``deadline``."""
         loop = asyncio.get_running_loop()
         last: str = "no endpoint known yet"
+        found = False
         while True:
             direct: list[tuple[str, int]] = []
             if party.host and party.port:
@@ -100,6 +106,9 @@ class Paths:
             except (MpcidError, asyncio.TimeoutError) as exc:
                 record = None
                 last = f"lookup failed: {exc}"
+            if record is not None and not found:
+                found = True
+                self.progress.emit("found", party=party.index, did=party.did)
             if record is not None:
                 direct += [e for e in record.endpoints() if e not in direct]
                 # Circuits last: a direct libp2p address works wherever direct TCP would.
@@ -111,6 +120,8 @@ class Paths:
                         deadline=min(loop.time() + self.settings.direct_timeout, deadline))
                     await asyncio.wait_for(protocol.ready, max(0.1, deadline - loop.time()))
                     log.info("channel to %s: direct TCP to %s:%d", describe, host, port)
+                    self.progress.emit("connected", party=party.index, did=party.did,
+                                       path=f"direct TCP {host}:{port}")
                     return protocol
                 except (MpcidError, asyncio.TimeoutError) as exc:
                     last = f"direct {host}:{port}: {exc or type(exc).__name__}"
@@ -122,6 +133,8 @@ class Paths:
                     await asyncio.wait_for(protocol.ready, max(0.1, deadline - loop.time()))
                     how = "relay circuit" if "/p2p-circuit" in addr else "libp2p"
                     log.info("channel to %s: %s %s", describe, how, addr)
+                    self.progress.emit("connected", party=party.index, did=party.did,
+                                       path=how)
                     return protocol
                 except (MpcidError, asyncio.TimeoutError, OSError) as exc:
                     last = f"{addr}: {exc or type(exc).__name__}"

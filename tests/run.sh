@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh machine; .ci/run runs exactly this.
-# System tools the network-namespace tests need (iproute2, iptables) are installed with
+# System tools the network-namespace tests need (iproute2, iptables) and the page tests
+# need (chromium, chromium-driver) are installed with
 # apt-get when missing and we are root; everything else comes from PyPI into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: ${missing[*]} missing and not installable here; the NAT tests will fail" >&2
+    echo "note: ${missing[*]} missing and not installable here; the NAT tests will fail" \
+         "and the page tests (chromium) skip" >&2
   fi
 fi
 python3 -m venv .venv

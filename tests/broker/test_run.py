@@ -324,9 +324,11 @@ def test_demo_runs_an_example_as_separate_processes(tmp_path: Path) -> None:
                              "sealed_bid_auction"], capture_output=True, text=True,
                             env=clean_env(), timeout=180, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "former   refused" in result.stdout and "revoked" in result.stdout
     assert "result (identical at all 2 parties" in result.stdout
-    assert "found through the DHT" in result.stdout
+    assert "local DHT node" in result.stdout and "completed" in result.stdout
+    refusal = result.stdout.split("7. ", 1)[1]
+    assert "former   party 0" in refusal and "refused me" in refusal
+    assert "is revoked" in refusal
     assert "winner" in result.stdout and "price" in result.stdout
 
 

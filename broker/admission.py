@@ -1,0 +1,306 @@
+"""Admission: every pair of parties proves its credentials before MPyC starts.
+
+Theory of operation
+-------------------
+Admission runs inside each party's Noise channels (``specs/channel.md``), after the
+handshake has proven which DID is at the other end and before a single MPyC byte is
+sent. On every channel both sides send, in this order (``specs/session.md`` 6):
+
+``presentation``  a W3C verifiable presentation by the sender, holding the credentials
+                  the session's policy asks for, signed for the challenge
+                  :func:`challenge_for` (derived from the channel's Noise handshake hash,
+                  so it cannot be replayed on another channel or in another session) and
+                  the domain :func:`domain_for` (the session id).
+``verdict``       whether the sender admits the receiver, and if not, why.
+``ready``         the sender has admitted every party and every party has admitted it.
+
+A party starts MPyC when it has sent ``ready`` and received ``ready`` from every peer:
+then every pair has admitted each other. A refusal is final for the whole session: the
+refusing party sends its verdict to the refused party and ``abort`` (with the reason) to
+everyone else, so that every party ends with a message naming the refused party and why.
+
+Messages are framed as ``u32 big-endian length || JSON`` (at most
+:data:`MAX_MESSAGE` bytes). ``ready`` is the last admission message on a channel: the
+bytes after it belong to MPyC, and :class:`Decoder` hands them over untouched.
+
+:class:`Admission` is the one state machine of a party's admission, with its transitions
+in one table (:data:`TRANSITIONS`); it is sans-IO. Verifying a presentation (which may
+fetch a status list) is done by the caller, who reports the result with
+:meth:`Admission.verified`.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpcid.identity.errors import MpcidError
+from mpcid.p2p.errors import RemoteProtocolError
+
+from .errors import SessionError
+
+VERSION = 1
+MAX_MESSAGE = 256 * 1024
+MAX_REASON = 500
+_LENGTH = struct.Struct(">I")
+
+
+class AdmissionRefused(SessionError):
+    """A party was refused admission: its credentials do not meet the session's policy,
+    or it refused this party."""
+
+    hint = ("the refused party needs a valid credential that meets every requirement of "
+            "the invitation (see `mpcid credential list` and `mpcid credential import`)")
+
+
+class SessionAborted(SessionError):
+    """Another party stopped the session before MPyC started."""
+
+    hint = "the message names who stopped it and why; fix that and start a new session"
+
+
+def challenge_for(handshake_hash: bytes) -> str:
+    """The presentation challenge on a channel: bound to its Noise handshake, which is
+    itself bound to the session id, program hash and party list (the prologue)."""
+    return "mpcid-admission/1:" + base64.urlsafe_b64encode(handshake_hash).decode().rstrip("=")
+
+
+def domain_for(session_id: str) -> str:
+    return f"mpcid:session:{session_id}"
+
+
+# --- framing ---------------------------------------------------------------------------
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > MAX_MESSAGE:
+        raise SessionError(f"admission message of {len(body)} bytes exceeds {MAX_MESSAGE}",
+                           hint="present fewer or smaller credentials")
+    return _LENGTH.pack(len(body)) + body
+
+
+def presentation(vp: dict[str, Any]) -> dict[str, Any]:
+    return {"t": "presentation", "v": VERSION, "vp": vp}
+
+
+def verdict(admitted: bool, reason: str = "") -> dict[str, Any]:
+    return {"t": "verdict", "admitted": admitted, "reason": reason[:MAX_REASON]}
+
+
+READY: dict[str, Any] = {"t": "ready"}
+
+
+def abort(reason: str) -> dict[str, Any]:
+    return {"t": "abort", "reason": reason[:MAX_REASON]}
+
+
+class Decoder:
+    """Splits a channel's byte stream into admission messages, up to and including
+    ``ready``; what follows is :attr:`rest`, the start of MPyC's stream."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.finished = False
+        self.rest = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Messages completed by ``data``; raises :class:`RemoteProtocolError`."""
+        if self.finished:
+            self.rest += data
+            return []
+        self._buffer += data
+        out = []
+        while len(self._buffer) >= 4:
+            (size,) = _LENGTH.unpack_from(self._buffer)
+            if size > MAX_MESSAGE:
+                raise RemoteProtocolError(f"admission message of {size} bytes exceeds "
+                                          f"{MAX_MESSAGE}")
+            if len(self._buffer) < 4 + size:
+                break
+            body = bytes(self._buffer[4:4 + size])
+            del self._buffer[:4 + size]
+            message = _parse(body)
+            out.append(message)
+            if message["t"] == "ready":
+                self.finished = True
+                self.rest += self._buffer
+                self._buffer.clear()
+                break
+        return out
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise RemoteProtocolError("admission message is not JSON") from None
+    if not isinstance(message, dict):
+        raise RemoteProtocolError("admission message is not a JSON object")
+    kind = message.get("t")
+    if kind == "presentation":
+        if message.get("v") != VERSION:
+            raise RemoteProtocolError(f"admission version {message.get('v')!r} is not "
+                                      f"supported (this is version {VERSION})")
+        if not isinstance(message.get("vp"), dict):
+            raise RemoteProtocolError("presentation message without a presentation object")
+    elif kind == "verdict":
+        if not isinstance(message.get("admitted"), bool) or not isinstance(
+                message.get("reason", ""), str):
+            raise RemoteProtocolError("verdict message needs 'admitted' (boolean) and "
+                                      "'reason' (string)")
+        message["reason"] = message.get("reason", "")[:MAX_REASON]
+    elif kind == "abort":
+        if not isinstance(message.get("reason"), str):
+            raise RemoteProtocolError("abort message needs a 'reason' string")
+        message["reason"] = message["reason"][:MAX_REASON]
+    elif kind != "ready":
+        raise RemoteProtocolError(f"unknown admission message type {str(kind)[:40]!r}")
+    return message
+
+
+# --- the state machine ------------------------------------------------------------------
+
+
+class Mine(enum.Enum):
+    """My decision about a peer."""
+
+    AWAITING = "awaiting its presentation"
+    VERIFYING = "verifying its presentation"
+    ADMITTED = "admitted"
+    REFUSED = "refused"
+
+
+class Theirs(enum.Enum):
+    """The peer's decision about me, and its readiness."""
+
+    PENDING = "pending"
+    ADMITTED_ME = "admitted me"
+    READY = "ready"
+
+
+#: (message or step, my state about the peer, its state about me) -> allowed. Anything
+#: else from a peer is a protocol violation, fatal to the session.
+TRANSITIONS: dict[str, set[tuple[Mine, Theirs]]] = {
+    "presentation": {(Mine.AWAITING, t) for t in (Theirs.PENDING, Theirs.ADMITTED_ME)},
+    "verified": {(Mine.VERIFYING, t) for t in (Theirs.PENDING, Theirs.ADMITTED_ME)},
+    "verdict": {(m, Theirs.PENDING) for m in (Mine.AWAITING, Mine.VERIFYING, Mine.ADMITTED)},
+    # A peer is ready only after I admitted it and it admitted me.
+    "ready": {(Mine.ADMITTED, Theirs.ADMITTED_ME)},
+}
+
+
+@dataclass
+class PeerState:
+    mine: Mine = Mine.AWAITING
+    theirs: Theirs = Theirs.PENDING
+    presented: Any = None
+    """What the caller made of the peer's verified presentation (for the transcript)."""
+
+
+@dataclass(frozen=True)
+class Send:
+    peer: int
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Verify this presentation of ``peer`` and report with :meth:`Admission.verified`."""
+
+    peer: int
+    vp: dict[str, Any]
+
+
+@dataclass
+class Admission:
+    """One party's admission of its peers and by its peers."""
+
+    me: int
+    peers: tuple[int, ...]
+    describe: dict[int, str] = field(default_factory=dict)
+    """How to name each peer in messages (e.g. 'party 2 (did:key:...)')."""
+    state: dict[int, PeerState] = field(init=False)
+    sent_ready: bool = field(default=False, init=False)
+    error: MpcidError | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.state = {p: PeerState() for p in self.peers}
+
+    @property
+    def complete(self) -> bool:
+        """Every peer is ready and so am I: MPyC may start."""
+        return self.sent_ready and all(s.theirs is Theirs.READY for s in self.state.values())
+
+    def name(self, peer: int) -> str:
+        return self.describe.get(peer, f"party {peer}")
+
+    def receive(self, peer: int, message: dict[str, Any]) -> list[Send | Verify]:
+        """A message from ``peer`` (as returned by :class:`Decoder`)."""
+        if self.error is not None:
+            return []
+        kind = message["t"]
+        if kind == "abort":
+            self.error = SessionAborted(f"{self.name(peer)} stopped the session: "
+                                        f"{message['reason']}")
+            return []
+        peer_state = self.state[peer]
+        if (peer_state.mine, peer_state.theirs) not in TRANSITIONS[kind]:
+            return self._fail_protocol(peer, f"sent {kind} while I had {peer_state.mine.value}"
+                                       f" and it had {peer_state.theirs.value}")
+        if kind == "presentation":
+            peer_state.mine = Mine.VERIFYING
+            return [Verify(peer, message["vp"])]
+        if kind == "verdict":
+            if not message["admitted"]:
+                self.error = AdmissionRefused(f"{self.name(peer)} refused me: "
+                                              f"{message['reason'] or 'no reason given'}")
+                return []
+            peer_state.theirs = Theirs.ADMITTED_ME
+            return self._maybe_ready()
+        peer_state.theirs = Theirs.READY  # ready
+        return []
+
+    def verified(self, peer: int, reason: str | None, presented: Any = None
+                 ) -> list[Send | Verify]:
+        """The caller's verdict on ``peer``'s presentation: ``None`` admits, a reason
+        refuses (and aborts the session for everyone)."""
+        if self.error is not None:
+            return []
+        peer_state = self.state[peer]
+        assert (peer_state.mine, peer_state.theirs) in TRANSITIONS["verified"]
+        if reason is not None:
+            peer_state.mine = Mine.REFUSED
+            self.error = AdmissionRefused(f"refused {self.name(peer)}: {reason}")
+            out: list[Send | Verify] = [Send(peer, verdict(False, reason))]
+            out += [Send(p, abort(f"it refused {self.name(peer)}: {reason}"))
+                    for p in self.peers if p != peer]
+            return out
+        peer_state.mine = Mine.ADMITTED
+        peer_state.presented = presented
+        return [Send(peer, verdict(True)), *self._maybe_ready()]
+
+    def fail(self, error: MpcidError, notify: Iterable[int] = ()) -> list[Send | Verify]:
+        """Stop admission for a local reason (timeout, a lost channel); tell ``notify``."""
+        if self.error is not None:
+            return []
+        self.error = error
+        return [Send(p, abort(error.message)) for p in notify]
+
+    def _maybe_ready(self) -> list[Send | Verify]:
+        if self.sent_ready or not all(
+                s.mine is Mine.ADMITTED and s.theirs in (Theirs.ADMITTED_ME, Theirs.READY)
+                for s in self.state.values()):
+            return []
+        self.sent_ready = True
+        return [Send(p, READY) for p in self.peers]
+
+    def _fail_protocol(self, peer: int, what: str) -> list[Send | Verify]:
+        self.error = RemoteProtocolError(f"{self.name(peer)} broke the admission protocol: "
+                                         f"{what}")
+        return [Send(p, abort(self.error.message)) for p in self.peers]

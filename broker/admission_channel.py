@@ -1,0 +1,239 @@
+"""The asyncio side of admission: one :class:`AdmissionApp` per channel, one
+:class:`AdmissionGate` per party.
+
+Each channel starts with an :class:`AdmissionApp` as its application. It sends this
+party's presentation for the channel's challenge, feeds what arrives to the sans-IO
+:class:`~mpcid.broker.admission.Admission` machine, verifies the peer's presentation
+(credentials, holder, challenge, domain, status lists, policy) and carries out what the
+machine says. When the machine is complete, :meth:`AdmissionGate.hand_over` gives every
+channel to MPyC's exchanger, together with any MPyC bytes that arrived after the peer's
+``ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mpcid.identity import credentials as vc
+from mpcid.identity.did_key import Ed25519Key
+from mpcid.identity.errors import CredentialError, MpcidError
+from mpcid.identity.policy import Policy
+from mpcid.p2p.errors import RemoteProtocolError
+
+from . import admission as adm
+from .errors import PeerFailed
+from .invitation import Invitation
+from .progress import Progress
+
+log = logging.getLogger("mpcid.session")
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    policy: Policy
+    """The session's credential requirements (from the invitation)."""
+    credentials: tuple[dict[str, Any], ...]
+    """The credentials this party presents (chosen for the policy)."""
+    verify: vc.VerifyConfig
+    """How peers' credentials are verified (contexts, resolver, status lists)."""
+    invitation: Invitation | None = None
+    """The session's invitation: a party that stops the session during admission
+    publishes why as its decline (``specs/session.md`` 8), for parties not yet connected."""
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What a peer proved, kept for the transcript."""
+
+    credentials: tuple[tuple[str | None, tuple[str, ...], str], ...]
+    """(id, types, issuer) of every credential in its presentation."""
+
+
+class AdmissionGate:
+    """One party's admission over all its channels."""
+
+    def __init__(self, key: Ed25519Key, session_id: str, me: int,
+                 parties: list[str], settings: AdmissionSettings, progress: Progress,
+                 describe: Callable[[str | None], str]) -> None:
+        self.key = key
+        self.session_id = session_id
+        self.parties = parties
+        self.settings = settings
+        self.progress = progress
+        peers = tuple(i for i in range(len(parties)) if i != me)
+        self.machine = adm.Admission(me, peers, {i: describe(parties[i]) for i in peers})
+        self.apps: dict[int, AdmissionApp] = {}
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def app(self, peer: int, make_exchanger: Callable[[], asyncio.Protocol]) -> AdmissionApp:
+        return AdmissionApp(self, peer, make_exchanger)
+
+    # -- called by the apps ---------------------------------------------------------------
+
+    def opened(self, app: AdmissionApp) -> None:
+        self.apps[app.peer] = app
+        hh = app.transport.get_extra_info("handshake_hash")
+        try:
+            vp = vc.create_presentation(
+                self.key, list(self.settings.credentials), challenge=adm.challenge_for(hh),
+                domain=adm.domain_for(self.session_id), now=dt.datetime.now(dt.timezone.utc),
+                loader=self.settings.verify.loader)
+            app.send(adm.presentation(vp))
+        except MpcidError as exc:
+            self._carry_out(self.machine.fail(exc, self.apps))
+
+    def received(self, peer: int, message: dict[str, Any]) -> None:
+        self._carry_out(self.machine.receive(peer, message))
+
+    def fail(self, error: MpcidError) -> None:
+        """Stop for a local reason (e.g. the timeout), telling every connected peer."""
+        self._carry_out(self.machine.fail(error, self.apps))
+
+    def broken(self, peer: int, error: MpcidError) -> None:
+        self._carry_out(self.machine.fail(error, [p for p in self.apps if p != peer]))
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _carry_out(self, actions: list[adm.Send | adm.Verify]) -> None:
+        for action in actions:
+            if isinstance(action, adm.Send):
+                app = self.apps.get(action.peer)
+                if app is not None:
+                    app.send(action.message)
+            else:
+                task = asyncio.ensure_future(self._verify(action.peer, action.vp))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.done.done():
+            return
+        if self.machine.error is not None:
+            self.done.set_exception(self.machine.error)
+            self.done.exception()  # retrieved by the runtime; avoid "never retrieved"
+        elif self.machine.complete:
+            self.done.set_result(None)
+
+    async def _verify(self, peer: int, vp: dict[str, Any]) -> None:
+        did = self.parties[peer]
+        app = self.apps[peer]
+        challenge = adm.challenge_for(app.transport.get_extra_info("handshake_hash"))
+        config = dataclasses.replace(self.settings.verify,
+                                     now=dt.datetime.now(dt.timezone.utc))
+        reason: str | None = None
+        presented = None
+        try:
+            result = await vc.verify_presentation(vp, config, challenge=challenge,
+                                                  domain=adm.domain_for(self.session_id))
+            if result.holder != did:
+                raise CredentialError(f"it presented a presentation of {result.holder}, "
+                                      "not its own")
+            self.settings.policy.evaluate(result)
+            presented = Presented(tuple((c.id, c.types, c.issuer) for c in result.credentials))
+        except MpcidError as exc:
+            reason = _reason(exc, vp, challenge, self.session_id)
+        if reason is None:
+            assert presented is not None
+            self.progress.emit("admitted", party=peer, did=did,
+                               credentials=[c[0] or "(no id)" for c in presented.credentials])
+        else:
+            self.progress.emit("refused", party=peer, did=did, reason=reason)
+        self._carry_out(self.machine.verified(peer, reason, presented))
+
+    def emit_verdict(self, peer: int, message: dict[str, Any]) -> None:
+        if message["t"] == "verdict":
+            did = self.parties[peer]
+            if message["admitted"]:
+                self.progress.emit("admitted_me", party=peer, did=did)
+            else:
+                self.progress.emit("refused", party=peer, did=did, by="them",
+                                   reason=message["reason"])
+
+    def hand_over(self) -> None:
+        """Admission is complete: give every channel to MPyC."""
+        for app in self.apps.values():
+            app.hand_over()
+
+    async def close(self, drain: float = 1.0) -> None:
+        """Admission failed: close every channel (after the messages already queued)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for app in self.apps.values():
+            app.transport.close()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + drain
+        while loop.time() < end and any(a.transport.get_write_buffer_size()
+                                        for a in self.apps.values()):
+            await asyncio.sleep(0.02)
+
+
+def _reason(exc: MpcidError, vp: dict[str, Any], challenge: str, session_id: str) -> str:
+    """Why a presentation is refused, in words that name the cause."""
+    proof = vp.get("proof")
+    if isinstance(proof, dict):
+        if proof.get("domain") != adm.domain_for(session_id) or \
+                proof.get("challenge") != challenge:
+            return ("its presentation was made for another session or channel (replayed): "
+                    f"{exc.message}")
+    return exc.message
+
+
+class AdmissionApp(asyncio.Protocol):
+    """A channel's application during admission."""
+
+    def __init__(self, gate: AdmissionGate, peer: int,
+                 make_exchanger: Callable[[], asyncio.Protocol]) -> None:
+        self.gate = gate
+        self.peer = peer
+        self.make_exchanger = make_exchanger
+        self.decoder = adm.Decoder()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.handed_over = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.gate.opened(self)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.transport.write(adm.encode(message))
+        except MpcidError as exc:
+            self.gate.broken(self.peer, exc)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self.gate.broken(self.peer, RemoteProtocolError(
+                f"{self.gate.machine.name(self.peer)}: {exc.message}"))
+            return
+        for message in messages:
+            self.gate.emit_verdict(self.peer, message)
+            self.gate.received(self.peer, message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handed_over:
+            return
+        name = self.gate.machine.name(self.peer)
+        detail = exc.one_line() if isinstance(exc, MpcidError) else (str(exc) if exc else
+                                                                    "it closed the channel")
+        self.gate.broken(self.peer, PeerFailed(f"lost {name} during admission: {detail}"))
+
+    def hand_over(self) -> None:
+        self.handed_over = True
+        exchanger = self.make_exchanger()
+        self.transport.set_protocol(exchanger)
+        exchanger.connection_made(self.transport)
+        if self.decoder.rest:
+            exchanger.data_received(bytes(self.decoder.rest))
+            self.decoder.rest.clear()
+        log.debug("channel with %s handed to MPyC", self.gate.machine.name(self.peer))

@@ -1,0 +1,97 @@
+"""Which of my stored credentials to present for a session's policy.
+
+For each requirement the best stored credential is chosen: one issued to me that meets
+the requirement and verifies now (signature, validity period, status) first; failing
+that, the closest one of the required type (issued to me, then to anyone), so that the
+other parties can say precisely why it does not do (expired, revoked, wrong issuer,
+someone else's), and this party is warned before it connects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from mpcid.identity import credentials as vc
+from mpcid.identity.errors import MpcidError
+from mpcid.identity.keystore import Keystore
+from mpcid.identity.policy import Policy, Requirement
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The parts of a credential a requirement looks at, read without verifying."""
+
+    id: str | None
+    types: tuple[str, ...]
+    issuer: str
+    claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Choice:
+    credentials: tuple[dict[str, Any], ...]
+    warnings: tuple[str, ...]
+    """Requirements this party will probably fail, and why."""
+
+
+def _shape(document: dict[str, Any]) -> tuple[_Shape, str | None]:
+    issuer = document.get("issuer")
+    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+    subject = document.get("credentialSubject")
+    subject = subject if isinstance(subject, dict) else {}
+    types = document.get("type")
+    types = types if isinstance(types, list) else [types]
+    claims = {k: v for k, v in subject.items() if k != "id"}
+    cid = document.get("id")
+    return (_Shape(cid if isinstance(cid, str) else None, tuple(str(t) for t in types),
+                   str(issuer), claims),
+            subject.get("id") if isinstance(subject.get("id"), str) else None)
+
+
+async def choose(keystore: Keystore, did: str, policy: Policy,
+                 config: vc.VerifyConfig) -> Choice:
+    stored = [doc for _, doc in keystore.documents("credentials") if isinstance(doc, dict)]
+    chosen: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for requirement in policy.requirements:
+        document, warning = await _best(stored, did, requirement, config)
+        if warning:
+            warnings.append(warning)
+        if document is not None and document not in chosen:
+            chosen.append(document)
+    return Choice(tuple(chosen), tuple(warnings))
+
+
+async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement,
+                config: vc.VerifyConfig) -> tuple[dict[str, Any] | None, str | None]:
+    ranked: list[tuple[int, dict[str, Any], str | None]] = []
+    for document in stored:
+        shape, subject = _shape(document)
+        if requirement.credential_type not in shape.types:
+            continue
+        mismatch = requirement.mismatch(cast(vc.VerifiedCredential, shape))
+        problem = mismatch
+        if subject != did:
+            problem = f"credential {shape.id} was issued to {subject}, not to you"
+        elif mismatch is None:
+            try:
+                await vc.verify_credential(document, config)
+            except MpcidError as exc:
+                problem = exc.message
+        rank = (0 if problem is None else 1 if subject == did and mismatch is None
+                else 2 if subject == did else 3)
+        ranked.append((rank, document, problem))
+    if not ranked:
+        return None, (f"you hold no {requirement.credential_type} credential for the "
+                      f"requirement {requirement}")
+    rank, document, problem = min(ranked, key=lambda r: r[0])
+    if problem is None:
+        return document, None
+    return document, f"requirement {requirement}: {problem}"
+
+
+def describe_presented(documents: tuple[dict[str, Any], ...]
+                       ) -> list[tuple[str | None, tuple[str, ...], str]]:
+    """(id, types, issuer) of the credentials this party presents."""
+    return [(shape.id, shape.types, shape.issuer) for shape, _ in map(_shape, documents)]

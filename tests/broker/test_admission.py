@@ -1,0 +1,269 @@
+"""Credential-gated admission end to end: `mpcid invite` to the result, and every refusal.
+
+Each party is a real `mpcid join` process; they meet through a local `mpcid node` and
+exchange presentations inside their Noise channels. Keystores are made in-process (fast);
+the status list is a file the organisation publishes (``file://`` URL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mpcid.identity import credentials as vc
+from mpcid.identity.keystore import Keystore
+from mpcid.identity.statuslist import Bitstring
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_invite_join import MPCID, SALARY, env, mpcid  # noqa: E402  (this folder)
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class World:
+    root: Path
+    node: str
+    dids: dict[str, str]
+    acme: str
+    status_url: str
+
+    def home(self, name: str) -> str:
+        return str(self.root / name)
+
+    def invite(self, *others: str, require: bool = True, extra: tuple[str, ...] = ()) -> str:
+        args = ["invite", "--home", self.home("alice"), "--as", "alice", "--program", SALARY,
+                "--bootstrap", self.node, *extra]
+        for name in others:
+            args += ["--did", self.dids[name]]
+        if require:
+            args += ["--require", f"MembershipCredential@{self.acme};organization=Acme"]
+        made = mpcid(*args)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip().splitlines()[-1]
+
+    def join(self, name: str, token: str, salary: int, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [MPCID, "join", token, "--home", self.home(name), "--as", name, "--program",
+             SALARY, "--connect-timeout", "40", "--progress", "json", *extra, "--",
+             "--salaries", str(salary)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+
+
+def _credential(issuer: Keystore, name: str, subject: str, *, start: dt.datetime = NOW,
+                end: dt.datetime | None = None, status: tuple[str, int] | None = None,
+                organization: str = "Acme") -> dict[str, object]:
+    key = issuer.load_identity(name)
+    return vc.sign_credential(vc.build_credential(
+        issuer=key.did.did, subject=subject, credential_type="MembershipCredential",
+        claims={"organization": organization}, valid_from=start,
+        valid_until=end or NOW + dt.timedelta(days=30), status=status), key, now=start)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[str]:
+    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
+                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env())
+    assert proc.stdout is not None
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, node: str) -> World:
+    """Acme (issuer) and evil (another issuer); alice, bob and carol hold valid Acme
+    membership; each of dave..ivan stands for one way to fail admission."""
+    stores = {n: Keystore(tmp_path / n) for n in
+              ("acme", "evil", "alice", "bob", "carol", "dave", "erin", "frank", "grace",
+               "ivan")}
+    dids = {n: ks.create_identity(n).did.did for n, ks in stores.items()}
+    status_file = tmp_path / "status.json"
+    url = status_file.as_uri()
+    bits = Bitstring.empty()
+    bits.set(4)  # frank's credential is revoked
+    acme = stores["acme"]
+    status = vc.sign_credential(vc.status_list_credential(
+        issuer=dids["acme"], url=url, bits=bits, purpose="revocation", valid_from=NOW),
+        acme.load_identity("acme"), now=NOW)
+    status_file.write_text(json.dumps(status))
+    held = {
+        "alice": _credential(acme, "acme", dids["alice"], status=(url, 0)),
+        "bob": _credential(acme, "acme", dids["bob"], status=(url, 1)),
+        "carol": _credential(acme, "acme", dids["carol"], status=(url, 2)),
+        # dave holds nothing
+        "erin": _credential(acme, "acme", dids["erin"], start=NOW - dt.timedelta(days=9),
+                            end=NOW - dt.timedelta(days=2), status=(url, 3)),
+        "frank": _credential(acme, "acme", dids["frank"], status=(url, 4)),
+        "grace": _credential(stores["evil"], "evil", dids["grace"]),
+    }
+    held["ivan"] = held["bob"]  # someone else's credential
+    for name, document in held.items():
+        stores[name].put_document("credentials", name, document)  # type: ignore[arg-type]
+    return World(tmp_path, node, dids, dids["acme"], url)
+
+
+def _events(err: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith('{"event"')]
+
+
+def _error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_three_parties_with_credentials_compute(world: World) -> None:
+    token = world.invite("bob", "carol")
+    procs = [world.join(name, token, salary, "--transcript", str(world.root / f"{name}.t"))
+             for name, salary in (("alice", 1000), ("bob", 2000), ("carol", 3000))]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for name, proc, (out, err) in zip(("alice", "bob", "carol"), procs, outputs):
+        assert proc.returncode == 0, err
+        assert "total 6000" in out and "count 3" in out
+        events = _events(err)
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "session" and kinds[-1] == "finished"
+        assert events[-1]["outcome"] == "completed"
+        # Everyone admitted both others, was admitted by both, and only then started.
+        assert len([e for e in events if e["event"] == "admitted"]) == 2
+        assert len([e for e in events if e["event"] == "admitted_me"]) == 2
+        started = kinds.index("started")
+        assert all(kinds.index(k) < started for k in ("admitted", "admitted_me"))
+        admitted = [e for e in events if e["event"] == "admitted"]
+        assert all(e["credentials"] for e in admitted)
+        checked = mpcid("transcript", "verify", "--json", str(world.root / f"{name}.t"))
+        assert checked.returncode == 0, checked.stderr
+        transcript = json.loads(checked.stdout)
+        assert transcript["outcome"] == "completed" and transcript["signer"] == world.dids[name]
+        assert all(p["admitted"] and p["credentials"][0]["issuer"] == world.acme
+                   for p in transcript["parties"])
+
+
+def test_party_without_credential_is_refused_by_all_before_mpyc(world: World) -> None:
+    token = world.invite("bob", "dave")
+    procs = [world.join(name, token, salary)
+             for name, salary in (("alice", 1000), ("bob", 2000), ("dave", 3000))]
+    (a_out, a_err), (b_out, b_err), (d_out, d_err) = [p.communicate(timeout=120)
+                                                      for p in procs]
+    assert [p.returncode for p in procs] == [1, 1, 1]
+    dave = world.dids["dave"]
+    for out, err in ((a_out, a_err), (b_out, b_err)):
+        line = _error(err)
+        assert dave in line and "no credential" in line and "MembershipCredential" in line
+        assert "started" not in [e["event"] for e in _events(err)]
+        assert "total" not in out
+    assert "refused me" in _error(d_err) and "no credential" in _error(d_err)
+    assert "warning: you hold no MembershipCredential" in d_err
+    assert "started" not in [e["event"] for e in _events(d_err)]
+    # MPyC never ran: it logs "Start MPyC runtime" only inside start(), never reached
+    # past admission; no party printed a result.
+    assert "All 3 parties connected" not in a_out + b_out + d_out
+
+
+@pytest.mark.parametrize("who, reason", [
+    ("erin", "expired"),
+    ("frank", "revoked"),
+    ("grace", "was issued by"),
+    ("ivan", "not to the presenter"),
+])
+def test_bad_credential_is_refused_with_the_reason(world: World, who: str, reason: str
+                                                   ) -> None:
+    token = world.invite(who)
+    procs = [world.join("alice", token, 1000, "--transcript", str(world.root / "a.t")),
+             world.join(who, token, 2000)]
+    (_, a_err), (_, w_err) = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [1, 1]
+    line = _error(a_err)
+    assert "refused party 1" in line and world.dids[who] in line and reason in line
+    assert "refused me" in _error(w_err) and reason in _error(w_err)
+    checked = mpcid("transcript", "verify", "--json", str(world.root / "a.t"))
+    transcript = json.loads(checked.stdout)
+    assert transcript["outcome"] == "refused" and transcript["started_ms"] is None
+    assert [p["admitted"] for p in transcript["parties"]] == [False, False]
+
+
+def test_no_show_is_named_after_the_timeout(world: World) -> None:
+    token = world.invite("bob", require=False)
+    proc = world.join("alice", token, 1000, "--connect-timeout", "4")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    line = _error(err)
+    assert "no channel within 4 s" in line and world.dids["bob"] in line
+
+
+def test_invite_join_and_join_by_session_id(world: World) -> None:
+    """The inviter invites and joins in one command; the invitee needs only the session
+    id and the DHT node, since the invitation was published there."""
+    inviter = subprocess.Popen(
+        [MPCID, "invite", "--home", world.home("alice"), "--as", "alice", "--program",
+         SALARY, "--bootstrap", world.node, "--did", world.dids["bob"], "--require",
+         f"MembershipCredential@{world.acme}", "--join", "--progress", "json", "--",
+         "--salaries", "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env())
+    assert inviter.stdout is not None
+    token = inviter.stdout.readline().strip()
+    assert token.startswith("mpcid1:")
+    listed = mpcid("invitations", "list", "--json", "--home", world.home("alice"))
+    session = json.loads(listed.stdout)[0]["session"]
+    bob = subprocess.run(
+        [MPCID, "join", session, "--home", world.home("bob"), "--as", "bob", "--program",
+         SALARY, "--bootstrap", world.node, "--progress", "json", "--", "--salaries", "20"],
+        capture_output=True, text=True, env=env(), timeout=120)
+    out, err = inviter.communicate(timeout=120)
+    assert inviter.returncode == 0 and bob.returncode == 0, err + bob.stderr
+    assert "total 30" in out and "total 30" in bob.stdout
+
+
+def test_declining_invitee_is_named_by_the_others(world: World) -> None:
+    token = world.invite("bob", "carol")
+    session = json.loads(mpcid("invitations", "list", "--json", "--home",
+                               world.home("alice")).stdout)[0]["session"]
+    procs = [world.join("alice", token, 1), world.join("bob", token, 2)]
+    imported = mpcid("invitations", "import", token, "--home", world.home("carol"))
+    assert imported.returncode == 0, imported.stderr
+    declined = mpcid("invitations", "decline", session, "--reason", "not this quarter",
+                     "--as", "carol", "--home", world.home("carol"))
+    assert declined.returncode == 0, declined.stderr
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1
+        line = _error(err)
+        assert world.dids["carol"] in line and "not this quarter" in line, line
+    again = mpcid("join", token, "--home", world.home("carol"), "--as", "carol", "--program",
+                  SALARY)
+    assert again.returncode == 1 and "you declined" in _error(again.stderr)
+
+
+def test_late_party_learns_why_the_session_stopped(world: World) -> None:
+    """Bob refuses Dave before Alice has started: Bob publishes why, so Alice, arriving
+    when nobody is left to tell her, reports the refusal instead of a timeout."""
+    token = world.invite("bob", "dave")
+    early = [world.join("bob", token, 2), world.join("dave", token, 3)]
+    for proc in early:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 1
+    alice = world.join("alice", token, 1)
+    _, err = alice.communicate(timeout=120)
+    assert alice.returncode == 1
+    line = _error(err)
+    assert "will not take part" in line and world.dids["dave"] in line
+    assert "no credential" in line and "no channel within" not in line
