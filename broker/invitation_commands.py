@@ -290,7 +290,7 @@ async def fetch(session_id: str, bootstrap: tuple[str, ...], timeout: float,
 @invitations.command("decline")
 @click.argument("session_id")
 @click.option("--reason", default="", metavar="TEXT",
-              help="Why, for the other parties (one line, at most 200 characters).")
+              help="Why, for the other parties (one line, at most 500 characters).")
 @click.option("--as", "name", default=None, metavar="NAME",
               help="Your invited identity [default: the one the invitation lists].")
 @click.option("--timeout", type=click.FloatRange(min=0.5), default=DHT_TIMEOUT,

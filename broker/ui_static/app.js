@@ -117,7 +117,7 @@ function joinForm(inv, card) {
 function declineForm(inv, card) {
   const form = el("form", {class: "inline-form decline-form", hidden: true, autocomplete: "off"});
   form.append(el("label", {text: "Reason (optional, sent to the other parties)"}),
-    el("input", {type: "text", name: "reason", class: "wide", maxlength: 200}));
+    el("input", {type: "text", name: "reason", class: "wide", maxlength: 500}));
   if (inv.names.length > 1) {
     const select = el("select", {name: "as"});
     for (const name of inv.names) select.append(el("option", {value: name, text: name}));

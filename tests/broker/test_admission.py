@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,7 @@ from mpcid.identity import credentials as vc
 from mpcid.identity.keystore import Keystore
 from mpcid.identity.statuslist import Bitstring
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_invite_join import MPCID, SALARY, env, mpcid  # noqa: E402  (this folder)
+from processes import MPCID, SALARY, env, mpcid, running_node  # this folder
 
 pytestmark = pytest.mark.integration
 
@@ -72,20 +69,8 @@ def _credential(issuer: Keystore, name: str, subject: str, *, start: dt.datetime
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
-                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env())
-    assert proc.stdout is not None
-    try:
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with running_node(tmp_path / "node") as address:
+        yield address
 
 
 @pytest.fixture

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import MPCID, env, running_node
 
 pytestmark = pytest.mark.integration
 
-MPCID = str(Path(sys.executable).parent / "mpcid")
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
 
 
 def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30) -> str:
@@ -37,21 +30,8 @@ def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30) -> 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
-                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env())
-    try:
-        yield read_line(proc, "/ip4/127.0.0.1/tcp/")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            assert stream is not None
-            stream.close()
+    with running_node(tmp_path / "node") as address:
+        yield address
 
 
 def resolve(did: str, bootstrap: str) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,6 @@ by another party, import from token and file, listing, and the error lines."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,26 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import SALARY, env, running_node
+from processes import mpcid as run_mpcid
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-MPCID = str(Path(sys.executable).parent / "mpcid")
-SALARY = str(ROOT / "examples" / "salary_sum.py")
 #: A bootstrap address where nothing listens (port 9, discard).
 NOWHERE = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWGHFcGHDZmEdfS5eu2ScLm33fodTKk3vnGqtnFjVyzAAX"
 TIMEOUT = 90
 
 
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
-
-
 def mpcid(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MPCID, *args], capture_output=True, text=True, env=env(),
-                          timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return run_mpcid(*args, timeout=TIMEOUT)
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -107,23 +98,8 @@ RECEIVE = """
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("node")
-    proc = subprocess.Popen([MPCID, "node", "--home", str(home), "--listen",
-                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env())
-    assert proc.stdout is not None
-    try:
-        addr = proc.stdout.readline().strip()
-        assert addr.startswith("/ip4/127.0.0.1/tcp/"), addr
-        yield addr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with running_node(tmp_path_factory.mktemp("node")) as address:
+        yield address
 
 
 @pytest.fixture
@@ -257,7 +233,7 @@ def test_error_lines(tmp_path: Path, node: str, people: dict[str, str]) -> None:
     token = invite(tmp_path, people, NOWHERE)
     ok(mpcid("invitations", "import", token, "--home", bob))
     session = listed(tmp_path, "bob")[0]["session"]
-    error_line(mpcid("invitations", "decline", session, "--reason", "x" * 201, "--home", bob),
+    error_line(mpcid("invitations", "decline", session, "--reason", "x" * 501, "--home", bob),
                2, "reason")
     error_line(mpcid("invitations", "decline", session, "--as", "nobody", "--home", bob), 1)
     empty = ok(mpcid("invitations", "--home", home(tmp_path, "mallory")))

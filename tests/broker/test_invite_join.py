@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import MPCID, SALARY, env, mpcid, running_node
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-MPCID = str(Path(sys.executable).parent / "mpcid")
-SALARY = str(ROOT / "examples" / "salary_sum.py")
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("MPCID_HOME", "MPCID_PASSPHRASE", "MPCID_DEBUG", "MPCID_BOOTSTRAP")}
-
-
-def mpcid(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MPCID, *args], capture_output=True, text=True, env=env(),
-                          timeout=timeout)
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path / "node"), "--listen",
-                             "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env())
-    assert proc.stdout is not None
-    try:
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with running_node(tmp_path / "node") as address:
+        yield address
 
 
 @pytest.fixture

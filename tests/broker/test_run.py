@@ -5,7 +5,6 @@ what it started."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -144,7 +143,7 @@ def test_program_hash_mismatch_is_refused_before_running(parties3: Parties,
 
 
 def test_identity_that_is_not_a_party_is_refused(parties3: Parties, tmp_path: Path) -> None:
-    outsider = Parties(tmp_path / "out", 1)
+    Parties(tmp_path / "out", 1)  # an identity in its own keystore, not in the session
     session = parties3.session(SALARY, free_ports(3))
     proc = subprocess.Popen([MPCID, "run", "--home", str(tmp_path / "out" / "p0"),
                              "--session", str(session), "--as", "p0", "--", str(SALARY)],
