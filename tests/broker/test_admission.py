@@ -49,12 +49,13 @@ class World:
         assert made.returncode == 0, made.stderr
         return made.stdout.strip().splitlines()[-1]
 
-    def join(self, name: str, token: str, salary: int, *extra: str) -> subprocess.Popen[str]:
+    def join(self, name: str, token: str, salary: int, *extra: str, progress: str = "json",
+             cwd: Path | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [MPCID, "join", token, "--home", self.home(name), "--as", name, "--program",
-             SALARY, "--connect-timeout", "40", "--progress", "json", *extra, "--",
+             SALARY, "--connect-timeout", "40", "--progress", progress, *extra, "--",
              "--salaries", str(salary)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=cwd)
 
 
 def _credential(issuer: Keystore, name: str, subject: str, *, start: dt.datetime = NOW,
@@ -117,30 +118,46 @@ def _error(err: str) -> str:
 
 
 def test_three_parties_with_credentials_compute(world: World) -> None:
+    """From `mpcid invite` to the result: three `mpcid join` processes find each other,
+    admit each other and compute; each writes a signed transcript and nothing else, and
+    withdraws its endpoint record."""
     token = world.invite("bob", "carol")
-    procs = [world.join(name, token, salary, "--transcript", str(world.root / f"{name}.t"))
-             for name, salary in (("alice", 1000), ("bob", 2000), ("carol", 3000))]
+    work = {name: world.root / f"cwd-{name}" for name in ("alice", "bob", "carol")}
+    for folder in work.values():
+        folder.mkdir()
+    procs = [world.join("alice", token, 1000, "--transcript", "t.json", cwd=work["alice"]),
+             world.join("bob", token, 2000, "--transcript", "t.json", cwd=work["bob"],
+                        progress="log"),
+             world.join("carol", token, 3000, "--transcript", "t.json", cwd=work["carol"],
+                        progress="live")]
     outputs = [p.communicate(timeout=120) for p in procs]
     for name, proc, (out, err) in zip(("alice", "bob", "carol"), procs, outputs):
         assert proc.returncode == 0, err
         assert "total 6000" in out and "count 3" in out
-        events = _events(err)
-        kinds = [e["event"] for e in events]
-        assert kinds[0] == "session" and kinds[-1] == "finished"
-        assert events[-1]["outcome"] == "completed"
-        # Everyone admitted both others, was admitted by both, and only then started.
-        assert len([e for e in events if e["event"] == "admitted"]) == 2
-        assert len([e for e in events if e["event"] == "admitted_me"]) == 2
-        started = kinds.index("started")
-        assert all(kinds.index(k) < started for k in ("admitted", "admitted_me"))
-        admitted = [e for e in events if e["event"] == "admitted"]
-        assert all(e["credentials"] for e in admitted)
-        checked = mpcid("transcript", "verify", "--json", str(world.root / f"{name}.t"))
+        assert [p.name for p in work[name].iterdir()] == ["t.json"]
+        checked = mpcid("transcript", "verify", "--json", str(work[name] / "t.json"))
         assert checked.returncode == 0, checked.stderr
         transcript = json.loads(checked.stdout)
         assert transcript["outcome"] == "completed" and transcript["signer"] == world.dids[name]
         assert all(p["admitted"] and p["credentials"][0]["issuer"] == world.acme
                    for p in transcript["parties"])
+        gone = mpcid("resolve", world.dids[name], "--bootstrap", world.node)
+        assert gone.returncode == 1 and "no current endpoint record" in gone.stderr
+    events = _events(outputs[0][1])
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "session" and kinds[-1] == "finished"
+    assert events[-1]["outcome"] == "completed"
+    # Alice found the others' records in the DHT (gone now, above) and dialled them.
+    assert {e["party"] for e in events if e["event"] == "found"} == {1, 2}
+    # Alice admitted both others, was admitted by both, and only then started.
+    assert len([e for e in events if e["event"] == "admitted"]) == 2
+    assert len([e for e in events if e["event"] == "admitted_me"]) == 2
+    started = kinds.index("started")
+    assert all(kinds.index(k) < started for k in ("admitted", "admitted_me"))
+    assert all(e["credentials"] for e in events if e["event"] == "admitted")
+    assert f"mpcid: admitted party 0 ({world.dids['alice']})" in outputs[1][1]
+    assert "every party admitted every other: MPyC starts" in outputs[1][1]
+    assert "I admitted" in outputs[2][1] and "admitted me" in outputs[2][1]  # the table
 
 
 def test_party_without_credential_is_refused_by_all_before_mpyc(world: World) -> None:
