@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import subprocess
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from processes import MPCID, SALARY, env, mpcid, running_node
@@ -79,6 +85,36 @@ def test_join_refusals(tmp_path: Path, node: str, people: dict[str, str]) -> Non
                    "--program", SALARY)
     assert broken.returncode in (1, 2)
     one_error_line(broken.stderr)
+
+
+def _token(obj: dict[str, Any]) -> str:
+    from mpcid.broker.invitation import TOKEN_PREFIX
+    from mpcid.p2p.records import canonical_json
+
+    packed = base64.urlsafe_b64encode(zlib.compress(canonical_json(obj)))
+    return TOKEN_PREFIX + packed.decode().rstrip("=")
+
+
+def test_tampered_and_expired_invitations_are_refused(tmp_path: Path, node: str,
+                                                      people: dict[str, str]) -> None:
+    from mpcid.broker.invitation import Invitation, decode_token
+    from mpcid.identity.keystore import Keystore
+
+    token = invite(tmp_path, node, people).stdout.strip().splitlines()[-1]
+    obj = json.loads(decode_token(token))
+    obj["mpyc"]["threshold"] = 0  # content changed, signature kept
+    tampered = mpcid("join", _token(obj), "--home", str(tmp_path / "bob"), "--as", "bob",
+                     "--program", SALARY)
+    assert tampered.returncode == 1
+    assert "signature" in one_error_line(tampered.stderr)
+    alice = Keystore(tmp_path / "alice").load_identity("alice")
+    old, _ = Invitation.create(alice, [people["bob"]], "salary_sum.py",
+                               hashlib.sha256(Path(SALARY).read_bytes()).digest(),
+                               ttl=3600, bootstrap=(node,), now=time.time() - 7200)
+    expired = mpcid("join", old.token(), "--home", str(tmp_path / "bob"), "--as", "bob",
+                    "--program", SALARY)
+    assert expired.returncode == 1
+    assert "expired" in one_error_line(expired.stderr)
 
 
 def test_invite_needs_a_node_and_valid_input(tmp_path: Path, people: dict[str, str]) -> None:
