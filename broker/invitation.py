@@ -15,7 +15,8 @@ has exactly one byte string. Version 1 knows every member: an unknown member, a 
 or a non-canonical encoding is refused before the signature is checked, and a changed
 content fails the signature with the opaque :class:`~mpcid.identity.errors.InvalidProof`.
 Time checks come last, so an expiry is reported only for an authentic invitation.
-Wire format and validation order: ``specs/session.md``.
+Wire format and validation order: ``specs/session.md``; the mechanics shared with the
+other signed documents: :mod:`mpcid.p2p.signed`.
 
 This module is sans-IO: no sockets, no event loop, no clock. Time comes in as ``now``.
 """
@@ -32,10 +33,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mpcid.identity.did_key import DIDKey, Ed25519Key
-from mpcid.identity.errors import InvalidDID, UsageError
+from mpcid.identity.did_key import Ed25519Key
+from mpcid.identity.errors import UsageError
 from mpcid.identity.policy import Policy
-from mpcid.p2p.records import canonical_json, strict_json
+from mpcid.p2p.signed import (SignedContent, b64url, check_limits, check_members,
+                              encode_signed, open_document, read_did, read_integer,
+                              read_signature, show)
 
 from .errors import NotAParty, SessionError
 from .session import MpycOptions, PartyEndpoint, SessionSpec
@@ -58,7 +61,6 @@ MIN_TTL = 60
 MAX_TTL = 30 * 86400
 #: An invitation may be issued this far in the future (clock skew inviter/reader).
 MAX_CLOCK_SKEW = 300
-MAX_INT = 2**53 - 1
 #: Deepest nesting of arrays and objects (the requirements are the deepest, at 4).
 MAX_DEPTH = 8
 
@@ -67,7 +69,6 @@ _FIELDS = ("v", "session", "nonce", "inviter", "parties", "program", "program_sh
 _MPYC_FIELDS = ("threshold", "no_prss")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_SIG = re.compile(r"[A-Za-z0-9_-]{86}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]{0,%d}" % (MAX_MULTIADDR - 1))
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -115,7 +116,7 @@ class NoBootstrapNodes(InvitationError):
 
 
 @dataclass(frozen=True)
-class Invitation:
+class Invitation(SignedContent):
     """The signed content of one invitation (``specs/session.md`` 2)."""
 
     session_id: str
@@ -146,9 +147,15 @@ class Invitation:
     signature: bytes = field(default=b"", repr=False)
     """The inviter's Ed25519 signature; empty until signed."""
 
+    _domain, _what, _error = DOMAIN, "invitation", InvalidInvitation
+
     @property
     def inviter(self) -> str:
         return self.parties[0]
+
+    @property
+    def signer_did(self) -> str:
+        return self.inviter
 
     @classmethod
     def create(cls, inviter_key: Ed25519Key, invited_dids: Iterable[str], program_name: str,
@@ -188,33 +195,17 @@ class Invitation:
                 "expires": self.expires, "bootstrap": list(self.bootstrap),
                 "relays": list(self.relays)}
 
-    def signing_input(self) -> bytes:
-        """``DOMAIN || JCS(content())``: the bytes the Ed25519 signature covers."""
-        return DOMAIN + canonical_json(self.content())
-
-    def sign(self, key: Ed25519Key) -> bytes:
-        """The signed JSON, signed with ``key`` (the inviter's). Does not check limits;
-        :meth:`create` and :meth:`verify` do."""
-        if key.did.did != self.inviter:
-            raise InvalidInvitation(f"an invitation of {self.inviter} cannot be signed by "
-                                    f"{key.did.did}")
-        return self._encode(key.sign(self.signing_input()))
-
     def encode(self) -> bytes:
         """The signed JSON of an invitation that carries its signature."""
         if not self.signature:
             raise InvalidInvitation("this invitation is not signed; sign it with the "
                                     "inviter's key first")
-        return self._encode(self.signature)
-
-    def _encode(self, signature: bytes) -> bytes:
-        sig = base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii")
-        return canonical_json({**self.content(), "sig": sig})
+        return encode_signed(self.content(), self.signature)
 
     def token(self) -> str:
         """The compact form: ``"mpcid1:" + base64url(zlib(signed JSON))``, no padding."""
         packed = zlib.compress(self.encode(), 9)
-        return TOKEN_PREFIX + base64.urlsafe_b64encode(packed).rstrip(b"=").decode("ascii")
+        return TOKEN_PREFIX + b64url(packed)
 
     @classmethod
     def from_token(cls, text: str, now: float) -> Invitation:
@@ -230,26 +221,11 @@ class Invitation:
         content), :class:`InvitationNotYetValid` or :class:`InvitationExpired`, checked in
         that order (``specs/session.md`` 4).
         """
-        if not isinstance(data, bytes):
-            raise InvalidInvitation(f"an invitation is bytes, not {type(data).__name__}")
-        if len(data) > MAX_INVITATION_BYTES:
-            raise InvalidInvitation(f"invitation of {len(data)} bytes exceeds "
-                                    f"{MAX_INVITATION_BYTES}")
-        obj = _parse_json(data)
-        if not isinstance(obj, dict):
-            raise InvalidInvitation("an invitation is a JSON object")
-        _check_limits(obj, 0)
-        version = obj.get("v")
-        if type(version) is not int:
-            raise InvalidInvitation("invitation has no integer version \"v\"")
-        if version != VERSION:
-            raise InvalidInvitation(f"invitation version {version} is not supported (this "
-                                    f"is version {VERSION})", hint="update mpcid")
+        obj = open_document(data, what="invitation", max_bytes=MAX_INVITATION_BYTES,
+                            version=VERSION, error=InvalidInvitation, hint="update mpcid",
+                            limits=_check_limits)
         invitation = _check_fields(obj)
-        if invitation.encode() != data:
-            raise InvalidInvitation("invitation is not in canonical JSON form (RFC 8785)")
-        DIDKey.parse(invitation.inviter).verify(invitation.signing_input(),
-                                                invitation.signature)  # InvalidProof
+        invitation.check_signed(data, invitation.signature)  # canonical form, InvalidProof
         if invitation.issued > now + MAX_CLOCK_SKEW:
             raise InvitationNotYetValid(f"invitation {invitation.session_id} was issued "
                                         f"{invitation.issued - now:.0f} s in the future")
@@ -276,7 +252,7 @@ class Invitation:
         try:
             return self.parties.index(did)
         except ValueError:
-            raise NotAParty(f"{_show(did)} is not invited to session {self.session_id}",
+            raise NotAParty(f"{show(did)} is not invited to session {self.session_id}",
                             hint="ask the inviter to invite this identity") from None
 
 
@@ -297,7 +273,7 @@ def decode_token(text: str) -> bytes:
     if not compact.startswith(TOKEN_PREFIX):
         match = _TOKEN_VERSION.match(compact)
         if match:
-            raise InvalidInvitation(f"token version {_show(match.group())} is not supported "
+            raise InvalidInvitation(f"token version {show(match.group())} is not supported "
                                     f"(this is {TOKEN_PREFIX})", hint="update mpcid")
         raise InvalidInvitation(f"this is not an mpcid invitation token (it must start with "
                                 f"{TOKEN_PREFIX!r})")
@@ -308,7 +284,7 @@ def decode_token(text: str) -> bytes:
         packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         raise InvalidInvitation("token is not base64url text (damaged in copying?)") from None
-    if base64.urlsafe_b64encode(packed).rstrip(b"=").decode("ascii") != body:
+    if b64url(packed) != body:
         raise InvalidInvitation("token is not canonical base64url (damaged in copying?)")
     inflater = zlib.decompressobj()
     try:
@@ -327,42 +303,13 @@ def decode_token(text: str) -> bytes:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def _parse_json(value: bytes) -> Any:
-    return strict_json(value, "invitation", InvalidInvitation)
-
-
-def _check_limits(value: Any, depth: int) -> None:
-    """Bounded nesting (no later step can run out of stack), strings of at most
-    :data:`MAX_STRING` characters, integers exact in JCS and valid Unicode strings."""
-    if depth > MAX_DEPTH:
-        raise InvalidInvitation(f"invitation nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_limits(key, depth + 1)
-            _check_limits(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_limits(item, depth + 1)
-    elif isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise InvalidInvitation(f"invitation has a string longer than {MAX_STRING} "
-                                    "characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeError:  # an unpaired surrogate, "\ud800"
-            raise InvalidInvitation("invitation has a string that is not valid Unicode"
-                                    ) from None
-    elif type(value) is int and abs(value) > MAX_INT:
-        raise InvalidInvitation("invitation has an integer beyond 2^53-1")
+def _check_limits(obj: dict[str, Any]) -> None:
+    check_limits(obj, what="invitation", error=InvalidInvitation, max_depth=MAX_DEPTH,
+                 max_string=MAX_STRING)
 
 
 def _check_fields(obj: dict[str, Any]) -> Invitation:
-    missing = [name for name in _FIELDS if name not in obj]
-    if missing:
-        raise InvalidInvitation(f"invitation lacks {', '.join(missing)}")
-    unknown = sorted(set(obj) - set(_FIELDS))
-    if unknown:
-        raise InvalidInvitation(f"invitation has unknown members {_show(', '.join(unknown))}")
+    check_members(obj, _FIELDS, what="invitation", error=InvalidInvitation)
     session = obj["session"]
     if not isinstance(session, str) or not _SESSION.fullmatch(session):
         raise InvalidInvitation("invitation \"session\" is not 32 lowercase hex digits")
@@ -391,15 +338,12 @@ def _check_fields(obj: dict[str, Any]) -> Invitation:
     if not MIN_TTL <= expires - issued <= MAX_TTL:
         raise InvalidInvitation(f"invitation lifetime {expires - issued} s is not within "
                                 f"{MIN_TTL} s .. {MAX_TTL} s (30 days)")
-    sig = obj["sig"]
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
-        raise InvalidInvitation("invitation \"sig\" is not a 64-byte base64url signature")
-    return Invitation(session_id=session, nonce=bytes.fromhex(nonce), parties=parties, program_name=program,
-                      program_sha256=bytes.fromhex(digest), threshold=threshold,
-                      no_prss=no_prss, requirements=requirements, issued=issued,
-                      expires=expires, bootstrap=_multiaddrs(obj, "bootstrap"),
-                      relays=_multiaddrs(obj, "relays"),
-                      signature=base64.urlsafe_b64decode(sig + "=="))
+    signature = read_signature(obj, what="invitation", error=InvalidInvitation, exact=False)
+    return Invitation(session_id=session, nonce=bytes.fromhex(nonce), parties=parties,
+                      program_name=program, program_sha256=bytes.fromhex(digest),
+                      threshold=threshold, no_prss=no_prss, requirements=requirements,
+                      issued=issued, expires=expires, bootstrap=_multiaddrs(obj, "bootstrap"),
+                      relays=_multiaddrs(obj, "relays"), signature=signature)
 
 
 def _parties(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -410,12 +354,7 @@ def _parties(obj: dict[str, Any]) -> tuple[str, ...]:
         raise InvalidInvitation(f"invitation has {len(parties)} parties; a session has "
                                 f"{MIN_PARTIES} to {MAX_PARTIES}")
     for i, did in enumerate(parties):
-        try:
-            parsed = DIDKey.parse(did)
-        except InvalidDID as exc:
-            raise InvalidInvitation(f"invitation party {i}: {exc}") from None
-        if parsed.did != did:
-            raise InvalidInvitation(f"invitation party {i} is a DID URL, not a bare DID")
+        read_did(did, subject=f"invitation party {i}", error=InvalidInvitation)
     if len(set(parties)) != len(parties):
         raise InvalidInvitation("invitation lists a party twice")
     return tuple(parties)
@@ -435,12 +374,7 @@ def _mpyc(options: Any, n: int) -> tuple[int, bool]:
 
 
 def _integer(obj: dict[str, Any], name: str) -> int:
-    value = obj[name]
-    if type(value) is not int:  # bool is an int subclass, and not a number here
-        raise InvalidInvitation(f"invitation \"{name}\" is not an integer")
-    if not 0 <= value <= MAX_INT:
-        raise InvalidInvitation(f"invitation \"{name}\" is out of range 0..2^53-1")
-    return value
+    return read_integer(obj, name, what="invitation", error=InvalidInvitation)
 
 
 def _multiaddrs(obj: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -452,12 +386,6 @@ def _multiaddrs(obj: dict[str, Any], name: str) -> tuple[str, ...]:
                                 f"{MAX_ADDRS}")
     for addr in items:
         if not _MULTIADDR.fullmatch(addr):
-            raise InvalidInvitation(f"invitation \"{name}\" entry {_show(addr)} is not a "
+            raise InvalidInvitation(f"invitation \"{name}\" entry {show(addr)} is not a "
                                     f"multiaddr of at most {MAX_MULTIADDR} characters")
     return tuple(items)
-
-
-def _show(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = text.encode("unicode_escape").decode("ascii")  # one line, whatever it holds
-    return text if len(text) <= 80 else text[:77] + "..."

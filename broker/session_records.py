@@ -24,7 +24,6 @@ work on a started :class:`~mpcid.p2p.discovery.Discovery`.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -32,10 +31,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from mpcid.identity.did_key import DIDKey, Ed25519Key
-from mpcid.identity.errors import InvalidDID, InvalidProof, MpcidError
-from mpcid.p2p.records import (InvalidRecord, KindValidator, canonical_json, kind_key,
-                               kind_of, strict_json)
+from mpcid.identity.did_key import Ed25519Key
+from mpcid.identity.errors import InvalidProof, MpcidError
+from mpcid.p2p.records import InvalidRecord, KindValidator, best_index, kind_key, kind_of
+from mpcid.p2p.signed import (SignedContent, check_canonical, check_members, open_document,
+                              read_did, read_integer, read_signature, show)
 
 from .errors import SessionError
 from .invitation import Invitation
@@ -54,11 +54,9 @@ MAX_REASON = 500
 MAX_DECLINE_TTL = 30 * 86400
 #: A decline may be issued this far in the future (clock skew between parties).
 MAX_CLOCK_SKEW = 300
-MAX_INT = 2**53 - 1
 
 _DECLINE_FIELDS = ("v", "session", "did", "reason", "issued", "expires", "sig")
 _SESSION = re.compile(r"[0-9a-f]{32}")
-_SIG = re.compile(r"[A-Za-z0-9_-]{86}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -102,26 +100,20 @@ def decline_key(session_id: str, did: str) -> str:
 def _rest(key: str, kind: str) -> str:
     parsed = kind_of(key)
     if parsed is None or parsed[0] != kind:
-        raise InvalidRecord(f"DHT key {_show(key)} is not a key of kind {kind}")
+        raise InvalidRecord(f"DHT key {show(key)} is not a key of kind {kind}")
     return parsed[1]
 
 
 def _check_session(session_id: object, error: Callable[[str], Exception]) -> str:
     if not isinstance(session_id, str) or not _SESSION.fullmatch(session_id):
-        raise error(f"session id {_show(session_id)} is not 32 lowercase hex digits")
+        raise error(f"session id {show(session_id)} is not 32 lowercase hex digits")
     return session_id
 
 
 def _check_did(did: object, error: Callable[[str], Exception]) -> str:
     if not isinstance(did, str):
         raise error("a party is named by a did:key string")
-    try:
-        parsed = DIDKey.parse(did)
-    except InvalidDID as exc:
-        raise error(f"{_show(did)} is not a did:key: {exc}") from None
-    if parsed.did != did:
-        raise error(f"{_show(did)} is a DID URL, not a bare DID")
-    return did
+    return read_did(did, subject=show(did), error=error)
 
 
 # --- invitations ---------------------------------------------------------------------------
@@ -150,7 +142,7 @@ class InvitationKind:
 
 
 @dataclass(frozen=True)
-class Decline:
+class Decline(SignedContent):
     """The signed content of one decline: party ``did`` will not join ``session_id``."""
 
     session_id: str
@@ -161,6 +153,8 @@ class Decline:
     issued: int
     expires: int
     """At most 30 days after ``issued``; by default when the invitation expires."""
+
+    _domain, _what, _error = DECLINE_DOMAIN, "decline", InvalidDecline
 
     @classmethod
     def create(cls, key: Ed25519Key, invitation: Invitation, reason: str, now: float
@@ -188,16 +182,9 @@ class Decline:
         return {"v": DECLINE_VERSION, "session": self.session_id, "did": self.did,
                 "reason": self.reason, "issued": self.issued, "expires": self.expires}
 
-    def signing_input(self) -> bytes:
-        """``DECLINE_DOMAIN || JCS(content())``."""
-        return DECLINE_DOMAIN + canonical_json(self.content())
-
-    def sign(self, key: Ed25519Key) -> bytes:
-        """The encoded decline, signed by ``key`` (which must be :attr:`did`'s)."""
-        if key.did.did != self.did:
-            raise InvalidDecline(f"a decline of {self.did} cannot be signed by {key.did.did}")
-        sig = base64.urlsafe_b64encode(key.sign(self.signing_input())).rstrip(b"=")
-        return canonical_json({**self.content(), "sig": sig.decode("ascii")})
+    @property
+    def signer_did(self) -> str:
+        return self.did
 
     def to_json(self) -> dict[str, object]:
         return dict(self.content())
@@ -213,29 +200,13 @@ def decode_decline(key: str, value: bytes, now: float) -> Decline:
     session_id, sep, did = _rest(key, DECLINE_KIND).partition("/")
     _check_session(session_id, InvalidRecord)
     _check_did(did if sep else "", InvalidRecord)
-    if not isinstance(value, bytes):
-        raise InvalidDecline(f"a decline is bytes, not {type(value).__name__}")
-    if len(value) > MAX_DECLINE_BYTES:
-        raise InvalidDecline(f"decline of {len(value)} bytes exceeds {MAX_DECLINE_BYTES}")
-    obj = strict_json(value, "decline", InvalidDecline)
-    if not isinstance(obj, dict):
-        raise InvalidDecline("a decline is a JSON object")
-    version = obj.get("v")
-    if type(version) is not int:
-        raise InvalidDecline("decline has no integer version \"v\"")
-    if version != DECLINE_VERSION:
-        raise InvalidDecline(f"decline version {version} is not supported (this is "
-                             f"version {DECLINE_VERSION})")
+    obj = open_document(value, what="decline", max_bytes=MAX_DECLINE_BYTES,
+                        version=DECLINE_VERSION, error=InvalidDecline)
     decline, signature = _decline_fields(obj)
-    try:
-        canonical = canonical_json(obj)
-    except (ValueError, UnicodeError):  # an unpaired surrogate, "\ud800"
-        raise InvalidDecline("decline contains a string that is not valid Unicode") from None
-    if canonical != value:
-        raise InvalidDecline("decline is not in canonical JSON form (RFC 8785)")
+    check_canonical(obj, value, what="decline", error=InvalidDecline)
     if (decline.session_id, decline.did) != (session_id, did):
         raise InvalidDecline("decline is stored under the key of another session or party")
-    DIDKey.parse(did).verify(decline.signing_input(), signature)  # raises InvalidProof
+    decline.verify_signature(signature)  # raises InvalidProof
     if decline.issued > now + MAX_CLOCK_SKEW:
         raise DeclineNotYetValid(f"decline by {did} was issued "
                                  f"{decline.issued - now:.0f} s in the future")
@@ -245,38 +216,20 @@ def decode_decline(key: str, value: bytes, now: float) -> Decline:
 
 
 def _decline_fields(obj: dict[str, Any]) -> tuple[Decline, bytes]:
-    missing = [name for name in _DECLINE_FIELDS if name not in obj]
-    if missing:
-        raise InvalidDecline(f"decline lacks {', '.join(missing)}")
-    unknown = sorted(set(obj) - set(_DECLINE_FIELDS))
-    if unknown:
-        raise InvalidDecline(f"decline has unknown members {_show(', '.join(unknown))}")
+    check_members(obj, _DECLINE_FIELDS, what="decline", error=InvalidDecline)
     session_id = _check_session(obj["session"], InvalidDecline)
     did = _check_did(obj["did"], InvalidDecline)
     reason = obj["reason"]
     if not isinstance(reason, str) or len(reason) > MAX_REASON or _CONTROL.search(reason):
         raise InvalidDecline(f"decline \"reason\" is not one line of at most {MAX_REASON} "
                              "characters")
-    issued, expires = (_integer(obj, name) for name in ("issued", "expires"))
+    issued, expires = (read_integer(obj, name, what="decline", error=InvalidDecline)
+                       for name in ("issued", "expires"))
     if not 0 < expires - issued <= MAX_DECLINE_TTL:
         raise InvalidDecline(f"decline lifetime {expires - issued} s is not within "
                              f"1 s .. {MAX_DECLINE_TTL} s (30 days)")
-    sig = obj["sig"]
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
-        raise InvalidDecline("decline \"sig\" is not a 64-byte base64url signature")
-    signature = base64.urlsafe_b64decode(sig + "==")
-    if base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii") != sig:
-        raise InvalidDecline("decline \"sig\" is not canonical base64url")
+    signature = read_signature(obj, what="decline", error=InvalidDecline)
     return Decline(session_id, did, reason, issued, expires), signature
-
-
-def _integer(obj: dict[str, Any], name: str) -> int:
-    value = obj[name]
-    if type(value) is not int:  # bool is an int subclass, and not a number here
-        raise InvalidDecline(f"decline \"{name}\" is not an integer")
-    if not 0 <= value <= MAX_INT:
-        raise InvalidDecline(f"decline \"{name}\" is out of range 0..2^53-1")
-    return value
 
 
 class DeclineKind:
@@ -291,21 +244,9 @@ class DeclineKind:
 
 def _select(key: str, values: Sequence[bytes], issued: Callable[[bytes], int]) -> int:
     """Latest ``issued``, then the larger bytes, then the first; invalid values never win."""
-    best: tuple[int, bytes] | None = None
-    index = -1
-    last: Exception | None = None
-    for i, value in enumerate(values):
-        try:
-            rank = (issued(value), value)
-        except (MpcidError, InvalidProof) as exc:
-            last = exc
-            continue
-        if best is None or rank > best:
-            best, index = rank, i
-    if best is None:
-        raise InvalidRecord(f"none of {len(values)} values under {_show(key)} is "
-                            "valid") from last
-    return index
+    return best_index(values, lambda value: (issued(value), value),
+                      errors=(MpcidError, InvalidProof),
+                      none=f"none of {len(values)} values under {show(key)} is valid")
 
 
 #: The record kinds of sessions, for :class:`~mpcid.p2p.discovery.DiscoveryConfig`'s
@@ -361,9 +302,3 @@ async def session_dht(key: Ed25519Key, bootstrap: tuple[str, ...], *,
         yield discovery
     finally:
         await discovery.stop()
-
-
-def _show(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= 80 else text[:77] + "..."

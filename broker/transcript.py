@@ -20,7 +20,7 @@ algorithm, which Python's ``repr`` does not always match, and integers sidestep 
 unknown or missing member or a non-canonical encoding is refused before the signature is
 checked; changed content fails the signature with the opaque
 :class:`~mpcid.identity.errors.InvalidProof`. Wire format and validation order:
-``specs/session.md`` section 9.
+``specs/session.md`` section 9; the shared mechanics: :mod:`mpcid.p2p.signed`.
 
 This module is sans-IO apart from :func:`write_transcript`, the one helper that writes a
 file: no sockets, no event loop, no clock. Times are passed in.
@@ -28,7 +28,6 @@ file: no sockets, no event loop, no clock. Times are passed in.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -36,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
-from mpcid.identity.did_key import DIDKey, Ed25519Key, parse_did
+from mpcid.identity.did_key import Ed25519Key, parse_did
 from mpcid.identity.errors import InvalidDID, UsageError
 from mpcid.identity.keystore import atomic_write
-from mpcid.p2p.records import canonical_json, strict_json
+from mpcid.p2p.signed import (MAX_INT, SignedContent, check_limits, check_members,
+                              encode_signed, open_document, read_did, read_integer,
+                              read_signature, show)
 
 from .errors import SessionError
 
@@ -55,7 +56,6 @@ MAX_CREDENTIALS = 32
 MAX_TYPES = 16
 #: Longest string anywhere in a transcript (the error message and credential ids).
 MAX_STRING = 1024
-MAX_INT = 2**53 - 1
 #: The structure is 6 levels deep (object, parties, entry, credentials, credential, types).
 MAX_DEPTH = 8
 
@@ -68,7 +68,6 @@ _PARTY_FIELDS = ("index", "did", "admitted", "credentials")
 _CREDENTIAL_FIELDS = ("id", "types", "issuer")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_SIG = re.compile(r"[A-Za-z0-9_-]{86}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _TYPE = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _TEXT = re.compile(r"[^\x00-\x1f\x7f]{0,%d}" % MAX_STRING)
@@ -135,7 +134,7 @@ class PartyEntry:
 
 
 @dataclass(frozen=True)
-class Transcript:
+class Transcript(SignedContent):
     """The signed content of one transcript (``specs/session.md`` 9)."""
 
     session_id: str
@@ -159,6 +158,8 @@ class Transcript:
     error: str
     """What went wrong, one line; empty when the outcome is ``completed``."""
     signature: bytes = field(default=b"", repr=False)
+
+    _domain, _what, _error = DOMAIN, "transcript", InvalidTranscript
 
     @property
     def started(self) -> float | None:
@@ -212,28 +213,16 @@ class Transcript:
                 "started_ms": self.started_ms, "ended_ms": self.ended_ms,
                 "outcome": self.outcome, "error": self.error}
 
-    def signing_input(self) -> bytes:
-        """``DOMAIN || JCS(content())``: the bytes the Ed25519 signature covers."""
-        return DOMAIN + canonical_json(self.content())
-
-    def sign(self, key: Ed25519Key) -> bytes:
-        """The signed JSON, signed with ``key`` (the signer's). Does not check limits;
-        :meth:`create` and :meth:`verify` do."""
-        if key.did.did != self.signer:
-            raise InvalidTranscript(f"a transcript of {_show(self.signer)} cannot be signed "
-                                    f"by {key.did.did}")
-        return self._encode(key.sign(self.signing_input()))
+    @property
+    def signer_did(self) -> str:
+        return self.signer
 
     def encode(self) -> bytes:
         """The signed JSON of a transcript that carries its signature."""
         if not self.signature:
             raise InvalidTranscript("this transcript is not signed",
                                     hint="sign it with the signer's key first")
-        return self._encode(self.signature)
-
-    def _encode(self, signature: bytes) -> bytes:
-        sig = base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii")
-        return canonical_json({**self.content(), "sig": sig})
+        return encode_signed(self.content(), self.signature)
 
     @classmethod
     def verify(cls, data: bytes) -> Transcript:
@@ -244,26 +233,11 @@ class Transcript:
         this content), in that order (``specs/session.md`` 9.3). No time check: a
         transcript records the past and stays valid.
         """
-        if not isinstance(data, bytes):
-            raise InvalidTranscript(f"a transcript is bytes, not {type(data).__name__}")
-        if len(data) > MAX_TRANSCRIPT_BYTES:
-            raise InvalidTranscript(f"transcript of {len(data)} bytes exceeds "
-                                    f"{MAX_TRANSCRIPT_BYTES}")
-        obj = strict_json(data, "transcript", InvalidTranscript)
-        if not isinstance(obj, dict):
-            raise InvalidTranscript("a transcript is a JSON object")
-        _check_limits(obj, 0)
-        version = obj.get("v")
-        if type(version) is not int:
-            raise InvalidTranscript("transcript has no integer version \"v\"")
-        if version != VERSION:
-            raise InvalidTranscript(f"transcript version {version} is not supported (this "
-                                    f"is version {VERSION})", hint="update mpcid")
+        obj = open_document(data, what="transcript", max_bytes=MAX_TRANSCRIPT_BYTES,
+                            version=VERSION, error=InvalidTranscript, hint="update mpcid",
+                            limits=_check_limits)
         transcript = _check_fields(obj)
-        if transcript.encode() != data:
-            raise InvalidTranscript("transcript is not in canonical JSON form (RFC 8785)")
-        DIDKey.parse(transcript.signer).verify(transcript.signing_input(),
-                                               transcript.signature)  # InvalidProof
+        transcript.check_signed(data, transcript.signature)  # canonical form, InvalidProof
         return transcript
 
 
@@ -288,42 +262,17 @@ def one_line(text: str) -> str:
 def _to_ms(seconds: float, name: str) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
             not 0 <= seconds <= MAX_INT / 1000:
-        raise InvalidTranscript(f"\"{name}\" must be Unix seconds, not {_show(seconds)}")
+        raise InvalidTranscript(f"\"{name}\" must be Unix seconds, not {show(seconds)}")
     return round(seconds * 1000)
 
 
-def _check_limits(value: Any, depth: int) -> None:
-    """Bounded nesting, strings of at most :data:`MAX_STRING` characters and valid
-    Unicode (JCS cannot encode a lone surrogate), integers exact in JCS."""
-    if depth > MAX_DEPTH:
-        raise InvalidTranscript(f"transcript nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_limits(key, depth + 1)
-            _check_limits(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_limits(item, depth + 1)
-    elif isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise InvalidTranscript(f"transcript has a string longer than {MAX_STRING} "
-                                    "characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeError:
-            raise InvalidTranscript("transcript has a string that is not valid Unicode"
-                                    ) from None
-    elif type(value) is int and abs(value) > MAX_INT:
-        raise InvalidTranscript("transcript has an integer beyond 2^53-1")
+def _check_limits(obj: dict[str, Any]) -> None:
+    check_limits(obj, what="transcript", error=InvalidTranscript, max_depth=MAX_DEPTH,
+                 max_string=MAX_STRING)
 
 
 def _members(obj: dict[str, Any], names: tuple[str, ...], what: str) -> None:
-    missing = [name for name in names if name not in obj]
-    if missing:
-        raise InvalidTranscript(f"{what} lacks {', '.join(missing)}")
-    unknown = sorted(set(obj) - set(names))
-    if unknown:
-        raise InvalidTranscript(f"{what} has unknown members {_show(', '.join(unknown))}")
+    check_members(obj, names, what=what, error=InvalidTranscript)
 
 
 def _check_fields(obj: dict[str, Any]) -> Transcript:
@@ -357,14 +306,12 @@ def _check_fields(obj: dict[str, Any]) -> Transcript:
         raise InvalidTranscript("transcript \"error\" is not one line of text")
     if outcome == "completed" and (error or started is None):
         raise InvalidTranscript("a completed transcript has \"started_ms\" and no \"error\"")
-    sig = obj["sig"]
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
-        raise InvalidTranscript("transcript \"sig\" is not a 64-byte base64url signature")
+    signature = read_signature(obj, what="transcript", error=InvalidTranscript, exact=False)
     return Transcript(session_id=session, invitation_sha256=invitation_sha256,
                       program_name=program, program_sha256=program_sha256,
                       signer=parties[index].did, index=index, parties=parties,
                       started_ms=started, ended_ms=ended, outcome=outcome, error=error,
-                      signature=base64.urlsafe_b64decode(sig + "=="))
+                      signature=signature)
 
 
 def _parties(items: Any) -> tuple[PartyEntry, ...]:
@@ -385,13 +332,8 @@ def _party(i: int, item: Any) -> PartyEntry:
     if type(item["index"]) is not int or item["index"] != i:
         raise InvalidTranscript(f"{what} has \"index\" other than {i} (parties are listed "
                                 "in index order)")
-    did = item["did"]
-    try:
-        parsed = DIDKey.parse(did)
-    except InvalidDID:
-        raise InvalidTranscript(f"{what} \"did\" is not a did:key") from None
-    if parsed.did != did:
-        raise InvalidTranscript(f"{what} \"did\" is a DID URL, not a bare DID")
+    did = read_did(item["did"], subject=f"{what} \"did\"", error=InvalidTranscript,
+                   detail=False)
     if type(item["admitted"]) is not bool:
         raise InvalidTranscript(f"{what} \"admitted\" is not true or false")
     credentials = item["credentials"]
@@ -432,15 +374,4 @@ def _digest(obj: dict[str, Any], name: str) -> bytes:
 
 
 def _integer(obj: dict[str, Any], name: str) -> int:
-    value = obj[name]
-    if type(value) is not int:  # bool is an int subclass, and not a number here
-        raise InvalidTranscript(f"transcript \"{name}\" is not an integer")
-    if not 0 <= value <= MAX_INT:
-        raise InvalidTranscript(f"transcript \"{name}\" is out of range 0..2^53-1")
-    return value
-
-
-def _show(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= 80 else text[:77] + "..."
+    return read_integer(obj, name, what="transcript", error=InvalidTranscript)

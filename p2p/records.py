@@ -13,7 +13,8 @@ The value is canonical JSON (RFC 8785, JCS) of the whole object, signature inclu
 signature covers ``DOMAIN || JCS(object without "sig")``. One signed content therefore has
 exactly one byte string, which keeps DHT deduplication and selection deterministic. Unknown
 fields are kept, signed and returned in :attr:`EndpointRecord.extra`: a later version can
-add fields that version 1 readers carry along. Wire format: ``specs/discovery.md`` 2.
+add fields that version 1 readers carry along. Wire format: ``specs/discovery.md`` 2;
+the mechanics shared with the other signed documents: :mod:`mpcid.p2p.signed`.
 
 Other record kinds share the namespace under keys ``/mpcid/<kind>/<rest>`` (a kind is a
 lowercase word, so it never reads ``did:``). This module knows none of them: whoever runs a
@@ -26,9 +27,7 @@ This module is sans-IO: no sockets, no event loop, no clock. Time comes in as ``
 
 from __future__ import annotations
 
-import base64
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,11 @@ from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import InvalidDID, InvalidProof
 
 from .errors import ProtocolError
+from .signed import (MAX_INT, SignedContent, check_canonical, open_document, read_integer,
+                     read_signature)
+# Re-exported for the code that imported them from here before they moved to .signed.
+from .signed import canonical_json as canonical_json
+from .signed import strict_json as strict_json
 
 VERSION = 1
 KEY_PREFIX = "/mpcid/"
@@ -55,13 +59,10 @@ MAX_TTL = 86400
 DEFAULT_TTL = 3600
 #: A record may be issued this far in the future (clock skew between publisher and reader).
 MAX_CLOCK_SKEW = 300
-#: Integers must survive a round trip through an IEEE double (JavaScript, JCS).
-MAX_INT = 2**53 - 1
 #: Deepest nesting of arrays and objects inside unknown fields.
 MAX_DEPTH = 16
 
 _FIELDS = ("v", "did", "seq", "issued", "expires", "tcp", "addrs", "sig")
-_SIG = re.compile(r"[A-Za-z0-9_-]{86}")  # 64 bytes, base64url without padding
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces
@@ -187,7 +188,7 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
-class EndpointRecord:
+class EndpointRecord(SignedContent):
     """The signed content of one endpoint record (``specs/discovery.md`` 2)."""
 
     did: str
@@ -205,6 +206,8 @@ class EndpointRecord:
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}),
                                      hash=False)
     """Fields this version does not know, kept and signed for forward compatibility."""
+
+    _domain, _what, _error = DOMAIN, "record", InvalidRecord
 
     @classmethod
     def create(cls, key: Ed25519Key, seq: int, now: float, ttl: int = DEFAULT_TTL,
@@ -233,18 +236,9 @@ class EndpointRecord:
             raise InvalidRecord(f"extra fields may not be named {', '.join(sorted(clash))}")
         return {**self.extra, **known}
 
-    def signing_input(self) -> bytes:
-        """``DOMAIN || JCS(content())``: the bytes the Ed25519 signature covers."""
-        return DOMAIN + canonical_json(self.content())
-
-    def sign(self, key: Ed25519Key) -> bytes:
-        """The encoded record (the DHT value), signed with ``key``, which must be the
-        key of :attr:`did`. Does not check limits; :meth:`create` does."""
-        if key.did.did != self.did:
-            raise InvalidRecord(f"a record of {self.did} cannot be signed by {key.did.did}")
-        signature = key.sign(self.signing_input())
-        sig = base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii")
-        return canonical_json({**self.content(), "sig": sig})
+    @property
+    def signer_did(self) -> str:
+        return self.did
 
     @property
     def refresh_at(self) -> int:
@@ -256,26 +250,6 @@ class EndpointRecord:
         return [parse_endpoint(text) for text in self.tcp]
 
 
-def canonical_json(obj: Any) -> bytes:
-    """RFC 8785 (JCS) for the values a record may hold: objects, arrays, strings,
-    integers with ``|n| <= 2**53 - 1``, booleans and null (no floats).
-
-    ``json.dumps`` writes strings and integers exactly as JCS does; object members are
-    sorted here by UTF-16 code units, as JCS requires (plain ``sort_keys`` sorts by code
-    points, which differs above U+FFFF).
-    """
-    return json.dumps(_sorted(obj), separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def _sorted(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _sorted(obj[k]) for k in sorted(obj, key=lambda k: k.encode("utf-16-be"))}
-    if isinstance(obj, (list, tuple)):
-        return [_sorted(item) for item in obj]
-    return obj
-
-
 def decode_and_verify(key: str, value: bytes, now: float) -> EndpointRecord:
     """Check a DHT value found under ``key`` at time ``now``, and return its content.
 
@@ -285,29 +259,13 @@ def decode_and_verify(key: str, value: bytes, now: float) -> EndpointRecord:
     Checks run in that order, so a time error is only ever reported for an authentic record.
     """
     did = did_from_key(key)
-    if not isinstance(value, bytes):
-        raise InvalidRecord(f"a record is bytes, not {type(value).__name__}")
-    if len(value) > MAX_RECORD_BYTES:
-        raise InvalidRecord(f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}")
-    obj = _parse_json(value)
-    if not isinstance(obj, dict):
-        raise InvalidRecord("a record is a JSON object")
-    version = obj.get("v")
-    if type(version) is not int:
-        raise InvalidRecord("record has no integer version \"v\"")
-    if version != VERSION:
-        raise InvalidRecord(f"record version {version} is not supported (this is version "
-                            f"{VERSION})")
+    obj = open_document(value, what="record", max_bytes=MAX_RECORD_BYTES, version=VERSION,
+                        error=InvalidRecord)
     record, signature = _check_fields(obj)
-    try:
-        canonical = canonical_json(obj)
-    except (ValueError, UnicodeError):  # e.g. an unpaired surrogate: "\ud800"
-        raise InvalidRecord("record contains a string that is not valid Unicode") from None
-    if canonical != value:
-        raise InvalidRecord("record is not in canonical JSON form (RFC 8785)")
+    check_canonical(obj, value, what="record", error=InvalidRecord)
     if record.did != did:
         raise InvalidRecord(f"record of {_show(record.did)} is stored under the key of {did}")
-    DIDKey.parse(did).verify(record.signing_input(), signature)  # raises InvalidProof
+    record.verify_signature(signature)  # raises InvalidProof
     if record.issued > now + MAX_CLOCK_SKEW:
         raise RecordNotYetValid(f"record of {did} was issued {record.issued - now:.0f} s "
                                 "in the future")
@@ -323,21 +281,33 @@ def select(key: str, values: Sequence[bytes], now: float) -> int:
     (lexicographically); among identical byte strings the first. Invalid, forged and
     expired values never win. Raises :class:`InvalidRecord` if none is valid.
     """
-    best: tuple[int, int, bytes] | None = None
+    def rank(value: bytes) -> tuple[int, int, bytes]:
+        record = decode_and_verify(key, value, now)
+        return record.seq, record.issued, value
+
+    return best_index(values, rank, errors=(RecordError, InvalidProof),
+                      none=f"none of {len(values)} values under {_show(key)} is a valid "
+                           "record")
+
+
+def best_index(values: Sequence[bytes], rank: Callable[[bytes], tuple[Any, ...]], *,
+               errors: tuple[type[Exception], ...], none: str) -> int:
+    """Index of the value of highest ``rank(value)``, the first among equals; a value whose
+    rank raises one of ``errors`` never wins. If none ranks, raise :class:`InvalidRecord`
+    saying ``none``, from the last of those errors. (The selection rule of every kind.)"""
+    best: tuple[Any, ...] | None = None
     index = -1
     last: Exception | None = None
     for i, value in enumerate(values):
         try:
-            record = decode_and_verify(key, value, now)
-        except (RecordError, InvalidProof) as exc:
+            ranked = rank(value)
+        except errors as exc:
             last = exc
             continue
-        rank = (record.seq, record.issued, value)
-        if best is None or rank > best:
-            best, index = rank, i
+        if best is None or ranked > best:
+            best, index = ranked, i
     if best is None:
-        raise InvalidRecord(f"none of {len(values)} values under {_show(key)} is a valid "
-                            "record") from last
+        raise InvalidRecord(none) from last
     return index
 
 
@@ -407,29 +377,6 @@ def _check_size(value: bytes) -> None:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def strict_json(value: bytes, what: str, error: Callable[[str], Exception]) -> Any:
-    """UTF-8 JSON without duplicate member names or non-integer numbers (either would make
-    the canonical form ambiguous); failures raise ``error(message)`` naming ``what``."""
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(items)
-        if len(obj) != len(items):
-            raise error(f"{what} has a duplicate JSON member name")
-        return obj
-
-    def no_float(text: str) -> Any:
-        raise error(f"{what} contains the number {_show(text)}; only integers are allowed")
-
-    try:
-        return json.loads(value.decode("utf-8"), object_pairs_hook=pairs,
-                          parse_float=no_float, parse_constant=no_float)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
-        raise error(f"{what} is not UTF-8 JSON") from None
-
-
-def _parse_json(value: bytes) -> Any:
-    return strict_json(value, "record", InvalidRecord)
-
-
 def _check_fields(obj: dict[str, Any]) -> tuple[EndpointRecord, bytes]:
     missing = [name for name in _FIELDS if name not in obj]
     if missing:
@@ -448,12 +395,7 @@ def _check_fields(obj: dict[str, Any]) -> tuple[EndpointRecord, bytes]:
     for addr in addrs:
         if not _MULTIADDR.fullmatch(addr):
             raise InvalidRecord(f"record address {_show(addr)} is not a multiaddr")
-    sig = obj["sig"]
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
-        raise InvalidRecord("record \"sig\" is not a 64-byte base64url signature")
-    signature = base64.urlsafe_b64decode(sig + "==")
-    if base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii") != sig:
-        raise InvalidRecord("record \"sig\" is not canonical base64url")
+    signature = read_signature(obj, what="record", error=InvalidRecord)
     extra = {k: v for k, v in obj.items() if k not in _FIELDS}
     _check_extra(extra)
     return EndpointRecord(did=obj["did"], seq=seq, issued=issued, expires=expires, tcp=tcp,
@@ -461,12 +403,7 @@ def _check_fields(obj: dict[str, Any]) -> tuple[EndpointRecord, bytes]:
 
 
 def _integer(obj: dict[str, Any], name: str) -> int:
-    value = obj[name]
-    if type(value) is not int:  # bool is an int subclass, and not a number here
-        raise InvalidRecord(f"record \"{name}\" is not an integer")
-    if not 0 <= value <= MAX_INT:
-        raise InvalidRecord(f"record \"{name}\" is out of range 0..2^53-1")
-    return value
+    return read_integer(obj, name, what="record", error=InvalidRecord)
 
 
 def _strings(obj: dict[str, Any], name: str, limit: int) -> tuple[str, ...]:
