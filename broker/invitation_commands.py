@@ -318,7 +318,7 @@ async def decline(session_id: str, reason: str, name: str | None, timeout: float
             hint="import it first with `mpcid invitations import TOKEN|FILE`, or fetch it "
                  f"with `mpcid invitations fetch {session_id} --bootstrap MULTIADDR`")
     invitation = stored.invitation
-    who = _invited_identity(keystore, invitation, name)
+    who = invited_identity(keystore, invitation, name)
     now = time.time()
     if stored.expired(now):
         store.set_state(session_id, "declined", reason, now)
@@ -356,8 +356,10 @@ def _check_session_id(session_id: str) -> None:
                               "`mpcid invitations` shows")
 
 
-def _invited_identity(keystore: Keystore, invitation: Invitation,
+def invited_identity(keystore: Keystore, invitation: Invitation,
                       name: str | None) -> IdentityInfo:
+    """The identity ``--as name`` names (which must be invited), or without a name the one
+    identity of this keystore that is invited."""
     if name is not None:
         info = keystore.identity(name)
         invitation.index_of(info.did)  # NotAParty

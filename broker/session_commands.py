@@ -194,15 +194,16 @@ def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) ->
 @click.argument("invitation_arg", metavar="TOKEN|FILE|SESSION_ID")
 @click.option("--program", required=True, type=click.Path(dir_okay=False),
               help="Your copy of the session's MPyC program.")
-@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
-              help="Your identity; must be one of the invited parties.")
+@click.option("--as", "name", default=None, metavar="NAME",
+              help="Your identity; must be one of the invited parties [default: the one "
+                   "of your identities that is invited].")
 @click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
               envvar="MPCID_BOOTSTRAP", show_envvar=True,
               help="DHT node to fetch the invitation from, when given a SESSION_ID.")
 @join_options
 @home_option
 @click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
-def join(invitation_arg: str, program: str, name: str, bootstrap: tuple[str, ...],
+def join(invitation_arg: str, program: str, name: str | None, bootstrap: tuple[str, ...],
          home: str | None, program_args: tuple[str, ...], **options: Any) -> None:
     """Join a session from its invitation and run the program as your party.
 
@@ -212,7 +213,7 @@ def join(invitation_arg: str, program: str, name: str, bootstrap: tuple[str, ...
     finds the other parties, opens Noise channels, exchanges presentations bound to the
     session, and runs MPyC once every party has admitted every other."""
     from .discovery_commands import quiet_libp2p
-    from .invitation_commands import receive_invitation
+    from .invitation_commands import invited_identity, receive_invitation
 
     quiet_libp2p()
     ks = config_from(home).keystore(prompt_passphrase)
@@ -221,7 +222,7 @@ def join(invitation_arg: str, program: str, name: str, bootstrap: tuple[str, ...
     if stored.state == "declined":
         raise SessionError(f"you declined invitation {stored.session_id}",
                            hint="the other parties were told; ask the inviter for a new one")
-    key = ks.load_identity(name)
+    key = ks.load_identity(invited_identity(ks, stored.invitation, name).name)
     run_join(ks, key, stored.invitation, Path(program), list(program_args),
              JoinOptions(**options))
 

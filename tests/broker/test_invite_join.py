@@ -42,8 +42,9 @@ def invite(tmp_path: Path, node: str, people: dict[str, str], *extra: str
 
 
 def join(tmp_path: Path, name: str, token: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([MPCID, "join", token, "--home", str(tmp_path / name), "--as",
-                             name, "--program", SALARY, *extra],
+    # No --as: each keystore holds one identity, the invited one.
+    return subprocess.Popen([MPCID, "join", token, "--home", str(tmp_path / name),
+                             "--program", SALARY, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env())
 
@@ -80,6 +81,9 @@ def test_join_refusals(tmp_path: Path, node: str, people: dict[str, str]) -> Non
                      "--program", SALARY)
     assert outsider.returncode == 1
     assert "is not invited" in one_error_line(outsider.stderr)
+    unnamed = mpcid("join", token, "--home", str(tmp_path / "mallory"), "--program", SALARY)
+    assert unnamed.returncode == 1
+    assert "none of your identities is invited" in one_error_line(unnamed.stderr)
     tampered = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
     broken = mpcid("join", tampered, "--home", str(tmp_path / "bob"), "--as", "bob",
                    "--program", SALARY)
