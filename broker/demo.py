@@ -144,7 +144,8 @@ class _Demo:
         requirement = f"MembershipCredential@{org.did.did};organization=Acme"
         active = names[:-1]
         token = self.invite(active, requirement, bootstrap)
-        print_(f"[bold]4.[/] member0 invited {', '.join(active[1:])} to run "
+        print_(f"[bold]4.[/] member0 invited {', '.join(active[1:])} to the session "
+               f"'Acme demo: {self.program.stem}' to run "
                f"{self.program.name}, requiring {requirement.split('@')[0]} from Acme "
                "(organization=Acme); invitation token:")
         print_(f"      {token[:60]}… ({len(token)} characters)")
@@ -173,7 +174,8 @@ class _Demo:
     def invite(self, names: list[str], requirement: str, bootstrap: str) -> str:
         args = ["invite", "--home", str(self.root / names[0]), "--as", names[0],
                 "--program", str(self.program), "--require", requirement,
-                "--bootstrap", bootstrap, "--expires", "1h"]
+                "--bootstrap", bootstrap, "--expires", "1h", "--name",
+                f"Acme demo: {self.program.stem}"]
         for name in names[1:]:
             args += ["--did", Keystore(self.root / name).identity(name).did]
         proc = self.mpcid(*args)

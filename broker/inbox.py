@@ -54,7 +54,7 @@ class StoredInvitation:
         inv = self.invitation
         mine = [did for did in my_dids if inv.is_party(did)]
         return {
-            "session": inv.session_id, "inviter": inv.inviter, "parties": list(inv.parties),
+            "session": inv.session_id, "name": inv.name, "inviter": inv.inviter, "parties": list(inv.parties),
             "program": inv.program_name, "program_sha256": inv.program_sha256.hex(),
             "threshold": inv.threshold, "no_prss": inv.no_prss,
             "requirements": [str(r) for r in inv.requirements.requirements],

@@ -64,12 +64,13 @@ MAX_CLOCK_SKEW = 300
 #: Deepest nesting of arrays and objects (the requirements are the deepest, at 4).
 MAX_DEPTH = 8
 
-_FIELDS = ("v", "session", "nonce", "inviter", "parties", "program", "program_sha256", "mpyc",
+_FIELDS = ("v", "session", "nonce", "name", "inviter", "parties", "program", "program_sha256", "mpyc",
            "requirements", "issued", "expires", "bootstrap", "relays", "sig")
 _MPYC_FIELDS = ("threshold", "no_prss")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{0,128}")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]{0,%d}" % (MAX_MULTIADDR - 1))
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TOKEN_VERSION = re.compile(r"mpcid[0-9]+:")
@@ -146,6 +147,8 @@ class Invitation(SignedContent):
     """libp2p multiaddrs of circuit relays."""
     signature: bytes = field(default=b"", repr=False)
     """The inviter's Ed25519 signature; empty until signed."""
+    name: str = ""
+    """What the session is called, for people (may be empty)."""
 
     _domain, _what, _error = DOMAIN, "invitation", InvalidInvitation
 
@@ -161,7 +164,8 @@ class Invitation(SignedContent):
     def create(cls, inviter_key: Ed25519Key, invited_dids: Iterable[str], program_name: str,
                program_sha256: bytes, *, threshold: int | None = None, no_prss: bool = False,
                requirements: Policy = Policy(), ttl: int, bootstrap: Iterable[str] = (),
-               relays: Iterable[str] = (), now: float) -> tuple[Invitation, bytes]:
+               relays: Iterable[str] = (), name: str = "", now: float
+               ) -> tuple[Invitation, bytes]:
         """Make and sign a new invitation with a fresh session id, valid from ``now`` for
         ``ttl`` seconds. ``threshold`` defaults to ``(n - 1) // 2`` for n parties.
 
@@ -180,14 +184,14 @@ class Invitation(SignedContent):
                          program_name=program_name, program_sha256=program_sha256,
                          threshold=threshold, no_prss=no_prss, requirements=requirements,
                          issued=issued, expires=issued + ttl, bootstrap=tuple(bootstrap),
-                         relays=tuple(relays))
+                         relays=tuple(relays), name=name)
         data = invitation.sign(inviter_key)
         return cls.verify(data, now), data
 
     def content(self) -> dict[str, Any]:
         """The JSON object without ``"sig"``."""
         return {"v": VERSION, "session": self.session_id, "nonce": self.nonce.hex(),
-                "inviter": self.inviter,
+                "name": self.name, "inviter": self.inviter,
                 "parties": list(self.parties), "program": self.program_name,
                 "program_sha256": self.program_sha256.hex(),
                 "mpyc": {"threshold": self.threshold, "no_prss": self.no_prss},
@@ -322,6 +326,9 @@ def _check_fields(obj: dict[str, Any]) -> Invitation:
     if session != session_id_for(parties[0], bytes.fromhex(nonce)):
         raise InvalidInvitation("invitation \"session\" is not derived from its inviter and "
                                 "nonce (section 2 of specs/session.md)")
+    name = obj["name"]
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidInvitation("invitation \"name\" is not 0-128 printable characters")
     program = obj["program"]
     if not isinstance(program, str) or not _PROGRAM.fullmatch(program):
         raise InvalidInvitation("invitation \"program\" is not a name of 1-256 printable "
@@ -343,7 +350,7 @@ def _check_fields(obj: dict[str, Any]) -> Invitation:
                       program_name=program, program_sha256=bytes.fromhex(digest),
                       threshold=threshold, no_prss=no_prss, requirements=requirements,
                       issued=issued, expires=expires, bootstrap=_multiaddrs(obj, "bootstrap"),
-                      relays=_multiaddrs(obj, "relays"), signature=signature)
+                      relays=_multiaddrs(obj, "relays"), signature=signature, name=name)
 
 
 def _parties(obj: dict[str, Any]) -> tuple[str, ...]:

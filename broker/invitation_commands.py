@@ -172,8 +172,10 @@ def summary(stored: StoredInvitation, mine: Sequence[IdentityInfo], now: float) 
     you = ", ".join(f"party {inv.index_of(did)} as {name!r}" for did, name in names.items()
                     if inv.is_party(did)) or "none of your identities is invited"
     needs = "; ".join(str(r) for r in inv.requirements.requirements) or "no credentials"
-    lines = [f"session {inv.session_id}  {state}",
-             f"  inviter    {inviter}",
+    lines = [f"session {inv.session_id}  {state}"]
+    if inv.name:
+        lines.append(f"  name       {inv.name!r}")  # repr: escapes what is not printable
+    lines += [f"  inviter    {inviter}",
              f"  you        {you}",
              f"  program    {inv.program_name} (sha256 {inv.program_sha256.hex()[:16]}...), "
              f"{len(inv.parties)} parties, threshold {inv.threshold}",

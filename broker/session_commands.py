@@ -113,6 +113,8 @@ class JoinOptions:
               help="Relay for parties behind NAT (repeatable).")
 @click.option("--as", "name", default="default", show_default=True, metavar="NAME",
               help="Your identity: party 0 and signer of the invitation.")
+@click.option("--name", "session_name", default="", metavar="NAME",
+              help="What the session is called, for the invitees (e.g. 'Q3 salaries').")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON here.")
 @click.option("--no-publish", is_flag=True,
               help="Do not publish the invitation in the DHT (hand out the token only).")
@@ -123,7 +125,8 @@ class JoinOptions:
 @click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
 def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
            threshold: int | None, no_prss: bool, expires: str, bootstrap: tuple[str, ...],
-           relays: tuple[str, ...], name: str, out: str | None, no_publish: bool,
+           relays: tuple[str, ...], name: str, session_name: str, out: str | None,
+           no_publish: bool,
            and_join: bool, home: str | None, program_args: tuple[str, ...],
            **options: Any) -> None:
     """Create a session and print its invitation token (last line).
@@ -148,7 +151,7 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
     invitation, data = Invitation.create(
         key, dids, path.name, digest, threshold=threshold, no_prss=no_prss,
         requirements=Policy.parse(requirements), ttl=parse_duration(expires),
-        bootstrap=nodes, relays=relays, now=time.time())
+        bootstrap=nodes, relays=relays, name=session_name, now=time.time())
     if out:
         Path(out).write_text(json.dumps(json.loads(data), indent=2) + "\n")
         click.echo(f"wrote {out}", err=True)

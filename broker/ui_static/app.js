@@ -159,7 +159,8 @@ function invitationCard(inv) {
   const card = el("article", {class: "invitation", "data-session": inv.session});
   const mine = Object.entries(inv.my_indexes).map(([did, i]) => "party " + i + " (" + short(did) + ")");
   card.append(
-    el("h3", {}, inv.program + " ", el("span", {class: "state"})),
+    el("h3", {}, (inv.name ? inv.name + " · " : "") + inv.program + " ",
+       el("span", {class: "state"})),
     el("dl", {},
       el("dt", {text: "session"}), el("dd", {}, el("code", {text: inv.session})),
       el("dt", {text: "from"}), el("dd", {class: "did", title: inv.inviter, text: short(inv.inviter)}),

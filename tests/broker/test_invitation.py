@@ -186,6 +186,7 @@ TAMPERED: dict[str, Any] = {
     "v": None,  # covered by the version test; every other member below
     "session": None,  # derived from inviter and nonce: test_session_id_names_its_inviter
     "nonce": None,
+    "name": "another name",
     "inviter": None,
     "parties": [ALICE.did.did, CAROL.did.did, BOB.did.did],
     "program": "other.py",
@@ -308,6 +309,7 @@ WRONG_TYPES: dict[str, list[Any]] = {
     "v": ["1", None, True, 2, 0],
     "session": [1, None, "0" * 31, "0" * 33, "G" * 32, "A" * 32, "0" * 32],
     "nonce": [1, None, "0" * 31, "0" * 33, "G" * 32, "A" * 32],
+    "name": [None, 1, "a\nb", "x" * 129, ["x"]],
     "inviter": [None, 1, BOB.did.did],
     "parties": ["did:key:x", None, {}, [1, 2]],
     "program": [None, 1, "", "a\nb", "x" * 257],
@@ -339,7 +341,7 @@ def test_wrong_field_value(name: str, value: Any) -> None:
         Invitation.verify(data, NOW)
 
 
-@pytest.mark.parametrize("name", ["v", "session", "nonce", "inviter", "parties", "program",
+@pytest.mark.parametrize("name", ["v", "session", "nonce", "name", "inviter", "parties", "program",
                                   "program_sha256", "mpyc", "requirements", "issued",
                                   "expires", "bootstrap", "relays"])
 def test_missing_field(name: str) -> None:

@@ -183,12 +183,13 @@ def test_published_invitation_is_fetched_declined_and_the_decline_seen(
 
 def test_import_from_token_and_file(tmp_path: Path, people: dict[str, str]) -> None:
     out = tmp_path / "invitation.json"
-    token = invite(tmp_path, people, NOWHERE, "--out", str(out))
+    token = invite(tmp_path, people, NOWHERE, "--out", str(out), "--name", "Q3 Gehälter")
     carol = home(tmp_path, "carol")
     imported = ok(mpcid("invitations", "import", token, "--home", carol))
-    assert "party 2 as 'carol'" in imported.stdout
+    assert "party 2 as 'carol'" in imported.stdout and "'Q3 Gehälter'" in imported.stdout
     [entry] = listed(tmp_path, "carol")
     assert entry["source"] == "token" and entry["token"] == token
+    assert entry["name"] == "Q3 Gehälter"
     bob = home(tmp_path, "bob")
     ok(mpcid("invitations", "import", str(out), "--home", bob))  # indented JSON
     [entry] = listed(tmp_path, "bob")
