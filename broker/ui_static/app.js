@@ -87,6 +87,21 @@ function invitationState(inv) {
   return inv.state;
 }
 
+// When several of my identities are invited, the form asks which one acts.
+function chooseIdentity(form, inv, label) {
+  if (inv.names.length > 1) {
+    const select = el("select", {name: "as"});
+    for (const name of inv.names) select.append(el("option", {value: name, text: name}));
+    form.append(el("label", {text: label}), select);
+  }
+}
+
+function buttons(kind, text) {
+  return el("div", {class: "form-row"},
+    el("button", {type: "submit", class: kind, text: text}),
+    el("button", {type: "button", class: "cancel", text: "Cancel"}));
+}
+
 function joinForm(inv, card) {
   const form = el("form", {class: "inline-form join-form", hidden: true, autocomplete: "off"});
   form.append(el("label", {text: "Your copy of the program (" + inv.program + "), full path"}),
@@ -94,14 +109,8 @@ function joinForm(inv, card) {
                  placeholder: "/path/to/" + inv.program}),
     el("label", {text: "Program arguments (separated by spaces, optional)"}),
     el("input", {type: "text", name: "args", class: "wide"}));
-  if (inv.names.length > 1) {
-    const select = el("select", {name: "as"});
-    for (const name of inv.names) select.append(el("option", {value: name, text: name}));
-    form.append(el("label", {text: "Join as"}), select);
-  }
-  form.append(el("div", {class: "form-row"},
-    el("button", {type: "submit", class: "primary", text: "Join"}),
-    el("button", {type: "button", class: "cancel", text: "Cancel"})));
+  chooseIdentity(form, inv, "Join as");
+  form.append(buttons("primary", "Join"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const args = form.elements.args.value.trim();
@@ -118,14 +127,8 @@ function declineForm(inv, card) {
   const form = el("form", {class: "inline-form decline-form", hidden: true, autocomplete: "off"});
   form.append(el("label", {text: "Reason (optional, sent to the other parties)"}),
     el("input", {type: "text", name: "reason", class: "wide", maxlength: 500}));
-  if (inv.names.length > 1) {
-    const select = el("select", {name: "as"});
-    for (const name of inv.names) select.append(el("option", {value: name, text: name}));
-    form.append(el("label", {text: "Decline as"}), select);
-  }
-  form.append(el("div", {class: "form-row"},
-    el("button", {type: "submit", class: "danger", text: "Decline invitation"}),
-    el("button", {type: "button", class: "cancel", text: "Cancel"})));
+  chooseIdentity(form, inv, "Decline as");
+  form.append(buttons("danger", "Decline invitation"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = {reason: form.elements.reason.value.trim()};

@@ -28,8 +28,9 @@ def mpcid(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:
-    """Ask ``proc`` to stop, kill it if it does not within 15 s, close its pipes."""
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, str]:
+    """Signal ``proc``, wait for it (kill it after 15 s), close its pipes; its exit code
+    and what is left of its stderr."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -37,9 +38,11 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    err = proc.stderr.read() if proc.stderr is not None and not proc.stderr.closed else ""
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+    return proc.returncode, err
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import stop
 
 pytestmark = pytest.mark.integration
 
@@ -64,23 +65,6 @@ def read_line(proc: subprocess.Popen[str], want: Callable[[str], bool], timeout:
                 return line.strip()
     raise AssertionError(f"{proc.args!r} printed no expected line in {timeout} s "
                          f"(exit {proc.poll()})")
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, str]:
-    """Signal ``proc``, wait for it (kill it after 15 s); its exit code and what is left
-    of its stderr."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    err = proc.stderr.read() if proc.stderr is not None and not proc.stderr.closed else ""
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    return proc.returncode, err
 
 
 @dataclass
