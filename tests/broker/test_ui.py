@@ -259,15 +259,7 @@ def test_import_through_the_api(world: World, server: Server) -> None:
     assert status == 400 and '"token"' in value["error"]
 
 
-def decline_available() -> None:
-    probe = subprocess.run(cli("invitations", "decline", "--help"), capture_output=True,
-                           env=env(), timeout=30)
-    if probe.returncode != 0:
-        pytest.skip("`mpcid invitations decline` does not exist in this tree yet")
-
-
 def test_decline_and_join_refusals_through_the_api(world: World, server: Server) -> None:
-    decline_available()
     session = world.session_of(world.tokens["api_decline"])
     status, value = post(server, f"api/invitations/{session}/decline",
                          {"reason": "busy that day"})
@@ -378,7 +370,6 @@ def card(driver: Any, session: str) -> Any:
 def test_page_renders_declines_imports(world: World, server: Server, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    decline_available()
     browser.get(server.url)
     text = lambda: browser.find_element(By.TAG_NAME, "main").text  # noqa: E731
     wait_for("identities", lambda: world.dids["bob"] in text() and world.dids["spare"] in text())
