@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -139,6 +140,9 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
     from mpcid.identity.did_key import DIDKey
     from mpcid.identity.policy import Policy
 
+    if program_args and not and_join:
+        raise UsageError(f"program arguments ({' '.join(program_args)}) are only used with "
+                         "--join", hint="each party gives its own to `mpcid join`")
     for did in dids:
         DIDKey.parse(did)
     nodes = tuple(a for value in bootstrap for a in value.split())
@@ -168,8 +172,6 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
 
         sys.stdout.flush()
         run_join(ks, key, invitation, path, list(program_args), JoinOptions(**options))
-    elif program_args:
-        raise UsageError("program arguments are only used with --join")
 
 
 def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) -> None:
@@ -243,6 +245,11 @@ def run_join(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pat
     index = invitation.index_of(key.did.did)  # NotAParty otherwise
     session = invitation.session_spec()
     session.check_program(program)
+    if options.transcript:
+        folder = Path(options.transcript).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write the transcript {options.transcript}: {folder} is "
+                             "not a writable folder", hint="give a path in an existing folder")
     store = InvitationStore(ks)
     config = make_verify_config(ks, options.contexts, options.status_files, False,
                                 options.ca_file, None)
@@ -276,8 +283,12 @@ def run_join(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pat
         progress.emit("finished", outcome=outcome, **({"error": error} if error else {}))
         progress.close()
         if options.transcript:
-            write_session_transcript(Path(options.transcript), key, invitation, index, choice,
-                                     report, outcome, error)
+            try:
+                write_session_transcript(Path(options.transcript), key, invitation, index,
+                                         choice, report, outcome, error)
+            except (MpcidError, OSError) as exc:  # never hide how the session ended
+                click.echo(f"warning: could not write the transcript {options.transcript}: "
+                           f"{exc}", err=True)
 
 
 def write_session_transcript(path: Path, key: Ed25519Key, invitation: Invitation, index: int,

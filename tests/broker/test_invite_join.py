@@ -81,6 +81,12 @@ def test_join_refusals(tmp_path: Path, node: str, people: dict[str, str]) -> Non
                      "--program", SALARY)
     assert outsider.returncode == 1
     assert "is not invited" in one_error_line(outsider.stderr)
+    no_folder = mpcid("join", token, "--home", str(tmp_path / "bob"), "--program", SALARY,
+                      "--transcript", str(tmp_path / "missing" / "t.json"))
+    assert no_folder.returncode == 2 and "transcript" in one_error_line(no_folder.stderr)
+    stray = mpcid("invite", "--home", str(tmp_path / "alice"), "--as", "alice", "--did",
+                  people["bob"], "--program", SALARY, "--bootstrap", node, "--", "--x", "1")
+    assert stray.returncode == 2 and "only used with --join" in one_error_line(stray.stderr)
     unnamed = mpcid("join", token, "--home", str(tmp_path / "mallory"), "--program", SALARY)
     assert unnamed.returncode == 1
     assert "none of your identities is invited" in one_error_line(unnamed.stderr)
