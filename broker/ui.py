@@ -220,7 +220,6 @@ class Ui:
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped: set[int] = set()
-        self._join_features: tuple[bool, bool] | None = None
 
     # -- keystore views
 
@@ -338,11 +337,9 @@ class Ui:
         if running is not None and running.state == "running":
             raise UiError(f"session {stored.session_id} is running already", status=409,
                           hint="wait until it ends")
-        progress, by_id = await self.join_features()
-        argv = ["join", stored.session_id if by_id else stored.invitation.token(),
-                "--program", str(program), "--as", name, "--home", str(self.settings.home)]
-        argv += ["--progress", "json"] if progress else []
-        proc = await self.spawn(*argv, "--", *args)
+        proc = await self.spawn("join", stored.session_id, "--program", str(program), "--as",
+                                name, "--home", str(self.settings.home), "--progress", "json",
+                                "--", *args)
         mine = self.keystore.identity(name).did
         run = Run.new(stored.session_id, name, str(program), list(args),
                       list(stored.invitation.parties), mine)
@@ -374,14 +371,6 @@ class Ui:
         finally:
             self._children.pop(proc.pid, None)
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-
-    async def join_features(self) -> tuple[bool, bool]:
-        """Whether this mpcid's ``join`` takes ``--progress`` and a stored session id."""
-        if self._join_features is None:
-            code, out, _ = await self.cli_command("join", "--help")
-            self._join_features = ("--progress" in out, "SESSION" in out) if code == 0 \
-                else (False, False)
-        return self._join_features
 
     async def watch(self, run: Run, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None and proc.stderr is not None
