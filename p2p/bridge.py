@@ -163,6 +163,10 @@ class TrioThread:
         self._work_scope: trio.CancelScope | None = None
         self._services_scope: trio.CancelScope | None = None
         self._requests: trio.MemorySendChannel[_Enter | None] | None = None
+        # Tasks running stream callbacks. asyncio keeps only weak references to tasks, so a
+        # callback waiting on its own socket would otherwise be garbage-collected mid-way
+        # ("Task was destroyed but it is pending!"); touched on the asyncio side only.
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     # -- lifecycle (asyncio) ---------------------------------------------------------------
 
@@ -343,7 +347,7 @@ class TrioThread:
                 await _quietly(stream.reset)
                 return
             try:
-                asyncio.run_coroutine_threadsafe(_deliver(callback, sock, peer), loop)
+                loop.call_soon_threadsafe(self._deliver, callback, sock, peer)
             except RuntimeError:  # the asyncio loop is closed
                 sock.close()
 
@@ -351,6 +355,13 @@ class TrioThread:
             host.set_stream_handler(TProtocol(protocol), handler)
 
         await self.call(register)
+
+    def _deliver(self, callback: StreamCallback, sock: socket.socket, peer: str) -> None:
+        """On the asyncio loop: run ``callback`` for an incoming stream as a task that is
+        referenced until it ends."""
+        task = asyncio.ensure_future(_deliver(callback, sock, peer))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
 
     # -- the trio side ---------------------------------------------------------------------
 

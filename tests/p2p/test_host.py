@@ -8,6 +8,7 @@ libp2p stream, which is how the relay fallback carries a session.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import socket
@@ -227,6 +228,39 @@ def test_a_stream_is_handed_to_asyncio_as_a_socket_both_ways_with_eof() -> None:
             assert await served == a.get_id().to_base58()
             writer.close()
             await writer.wait_closed()
+
+    run(main)
+
+
+@pytest.mark.integration
+def test_a_waiting_stream_callback_survives_garbage_collection() -> None:
+    """Regression: the task running a stream callback was referenced by nothing but its
+    own socket's waiter, so a garbage collection while it waited destroyed it and the
+    stream was lost (seen under load as an empty reply)."""
+    alice, bob = Ed25519Key.generate(), Ed25519Key.generate()
+
+    async def main() -> None:
+        async with bridge_with_hosts(alice, bob) as (bridge, (a, b)):
+            waiting = asyncio.get_running_loop().create_future()
+
+            async def echo(sock: socket.socket, peer: str) -> None:
+                reader, writer = await asyncio.open_connection(sock=sock)
+                waiting.set_result(None)
+                writer.write(await reader.read())
+                writer.write_eof()
+                await writer.drain()
+                writer.close()
+
+            await bridge.set_stream_handler(b, PROTOCOL, echo)
+            await bridge.call(connect, a, host_addrs(b)[0])
+            sock = await bridge.open_stream(a, b.get_id().to_base58(), PROTOCOL)
+            reader, writer = await asyncio.open_connection(sock=sock)
+            await waiting
+            gc.collect()  # the callback waits in reader.read() now
+            writer.write(b"still here")
+            writer.write_eof()
+            assert await reader.read() == b"still here"
+            writer.close()
 
     run(main)
 
