@@ -36,9 +36,9 @@ Threading rules
    thread, and may read immutable facts such as ``host.get_id()``, but must not call
    anything that awaits or changes state.
 2. The trio thread never blocks on asyncio: results go back with
-   ``loop.call_soon_threadsafe`` and asyncio callbacks are scheduled with
-   ``run_coroutine_threadsafe``, never awaited. asyncio never blocks on trio either: it
-   awaits futures that the trio thread completes.
+   ``loop.call_soon_threadsafe``, which also starts asyncio callbacks as tasks that the
+   bridge references until they end; trio never awaits them. asyncio never blocks on trio
+   either: it awaits futures that the trio thread completes.
 3. :meth:`TrioThread.adopt_stream` is called in the trio thread. The socket it returns
    belongs to asyncio, which must close it; the other end belongs to the pump.
 4. :meth:`TrioThread.stop` cancels every call in flight (its caller gets
