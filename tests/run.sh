@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "note: ${missing[*]} missing and not installable here; the NAT tests will fail" \
-         "and the page tests (chromium) skip" >&2
+         "and so will the page tests (chromium)" >&2
   fi
 fi
 python3 -m venv .venv
