@@ -123,29 +123,40 @@ async def open_client(kind: str, port: int) -> Client:
     return client
 
 
-async def measure(kind: str, port: int, mib: int, round_trips: int) -> tuple[float, float]:
-    sink = await open_client(kind, port)
-    total = mib << 20
-    chunk = b"\0" * (1 << 20)
+MESSAGE = b"0123456789abcdef"
+
+
+async def send_bulk(sink: Client, mib: int) -> float:
+    """MiB/s of ``mib`` MiB one way on a fresh sink connection, until its one-byte ack."""
     start = time.perf_counter()
-    sink.transport.write(b"S" + total.to_bytes(8, "big"))
+    sink.transport.write(b"S" + (mib << 20).to_bytes(8, "big"))
+    chunk = b"\0" * (1 << 20)
     for _ in range(mib):
         sink.transport.write(chunk)
         await asyncio.sleep(0)
     await sink.wait_for(1)
-    throughput = mib / (time.perf_counter() - start)
-    sink.transport.close()
-    echo = await open_client(kind, port)
+    return mib / (time.perf_counter() - start)
+
+
+async def ping_pong(echo: Client, round_trips: int) -> float:
+    """Mean round-trip time in µs of 16-byte messages on a fresh echo connection."""
     echo.transport.write(b"E")
-    message = b"0123456789abcdef"
     for _ in range(100):  # warm up
-        echo.transport.write(message)
+        echo.transport.write(MESSAGE)
         await echo.wait_for(16)
     start = time.perf_counter()
     for _ in range(round_trips):
-        echo.transport.write(message)
+        echo.transport.write(MESSAGE)
         await echo.wait_for(16)
-    rtt_us = (time.perf_counter() - start) / round_trips * 1e6
+    return (time.perf_counter() - start) / round_trips * 1e6
+
+
+async def measure(kind: str, port: int, mib: int, round_trips: int) -> tuple[float, float]:
+    sink = await open_client(kind, port)
+    throughput = await send_bulk(sink, mib)
+    sink.transport.close()
+    echo = await open_client(kind, port)
+    rtt_us = await ping_pong(echo, round_trips)
     echo.transport.close()
     await asyncio.sleep(0.05)
     return throughput, rtt_us

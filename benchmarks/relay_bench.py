@@ -44,8 +44,8 @@ import platform
 import socket
 import statistics
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from libp2p.abc import IHost
 
@@ -59,7 +59,7 @@ from mpcid.p2p.relay import RelayLimits, dial_circuit, relay_service, reservatio
 T = TypeVar("T")
 
 import channel_bench  # noqa: E402  (same folder)
-from channel_bench import KEYS, Server, channel_config  # noqa: E402
+from channel_bench import KEYS, Server, channel_config, ping_pong, send_bulk  # noqa: E402
 
 # Channel identities, configuration and the sink/echo server are channel_bench.py's.
 SERVER_KEY, CLIENT_KEY = KEYS[1], KEYS[0]
@@ -76,7 +76,6 @@ def host_key(name: str) -> Ed25519Key:
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 CHANNEL = "/mpcid/bench/channel/1"
 PATHS = ("TCP", "libp2p", "libp2p relayed")
-MESSAGE = b"0123456789abcdef"
 
 
 class Client(channel_bench.Client):
@@ -203,34 +202,14 @@ class Bench:
     async def throughput(self, path: str) -> float:
         mib: int = self.args.mib
         sink = await self.wait(self.open_client(path), f"{path}: opening a channel")
-        total = mib << 20
-        chunk = b"\0" * (1 << 20)
-        start = time.perf_counter()
-        sink.transport.write(b"S" + total.to_bytes(8, "big"))
-        for _ in range(mib):
-            sink.transport.write(chunk)
-            await asyncio.sleep(0)
-        await self.wait(sink.wait_for(1), f"{path}: {mib} MiB one way")
-        mib_per_s = mib / (time.perf_counter() - start)
+        mib_per_s = await self.wait(send_bulk(sink, mib), f"{path}: {mib} MiB one way")
         sink.transport.close()
         return mib_per_s
 
     async def round_trip(self, path: str) -> float:
         echo = await self.wait(self.open_client(path), f"{path}: opening a channel")
-
-        async def run() -> float:
-            echo.transport.write(b"E")
-            for _ in range(100):  # warm up
-                echo.transport.write(MESSAGE)
-                await echo.wait_for(16)
-            start = time.perf_counter()
-            round_trips: int = self.args.round_trips
-            for _ in range(round_trips):
-                echo.transport.write(MESSAGE)
-                await echo.wait_for(16)
-            return (time.perf_counter() - start) / round_trips * 1e6
-
-        rtt_us = await self.wait(run(), f"{path}: {self.args.round_trips} round trips")
+        rtt_us = await self.wait(ping_pong(echo, self.args.round_trips),
+                                 f"{path}: {self.args.round_trips} round trips")
         echo.transport.close()
         return rtt_us
 
