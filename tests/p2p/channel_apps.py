@@ -1,11 +1,23 @@
-"""asyncio applications run on an mpcid channel in the libp2p tests (host and relay)."""
+"""Shared by the libp2p tests (bridge, host, relay): a bounded ``asyncio.run``, and the
+asyncio applications run on an mpcid channel."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from mpcid.p2p.channel import ChannelTransport
+
+T = TypeVar("T")
+
+
+def run(main: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """``asyncio.run(main())``, failing after ``timeout`` seconds instead of hanging."""
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), timeout)
+    return asyncio.run(bounded())
 
 
 class Receiver(asyncio.Protocol):

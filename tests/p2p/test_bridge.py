@@ -21,14 +21,14 @@ import trio
 from mpcid.p2p.bridge import TrioThread
 from mpcid.p2p.errors import LocalProtocolError, TransportError
 
+from channel_apps import run as bounded_run  # this folder
+
 T = TypeVar("T")
 TIMEOUT = 10.0
 
 
 def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(main(), timeout)
-    return asyncio.run(bounded())
+    return bounded_run(main, timeout)
 
 
 @asynccontextmanager

@@ -34,7 +34,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import UsageError
 from mpcid.p2p.bridge import TrioThread
-from mpcid.p2p.channel import ChannelProtocol, ChannelTransport, over_socket
+from mpcid.p2p.channel import ChannelProtocol, over_socket
 from mpcid.p2p.errors import ConnectFailed, ListenFailed
 from mpcid.p2p.host import (YAMUX_PROTOCOL_ID, connect, host_addrs,
                             libp2p_key_pair, make_host, peer_id_from_public_key, running_host)
@@ -42,6 +42,7 @@ from mpcid.p2p.noise import ChannelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
+from channel_apps import run as bounded_run  # noqa: E402
 
 T = TypeVar("T")
 MakeConfig = Callable[..., ChannelConfig]
@@ -51,9 +52,7 @@ TIMEOUT = 15.0
 
 
 def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(main(), timeout)
-    return asyncio.run(bounded())
+    return bounded_run(main, timeout)
 
 
 @asynccontextmanager

@@ -31,7 +31,7 @@ from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_ms
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import UsageError
 from mpcid.p2p.bridge import TrioThread
-from mpcid.p2p.channel import ChannelProtocol, ChannelTransport, over_socket
+from mpcid.p2p.channel import ChannelProtocol, over_socket
 from mpcid.p2p.errors import ConnectFailed
 from mpcid.p2p.host import connect, host_addrs, libp2p_key_pair, running_host
 from mpcid.p2p.noise import ChannelConfig
@@ -40,6 +40,7 @@ from mpcid.p2p.relay import (HOP_PROTOCOL_ID, RelayLimits, circuit_addr, dial_ci
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
+from channel_apps import run as bounded_run  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +53,7 @@ TIMEOUT = 20.0
 
 
 def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(main(), timeout)
-    return asyncio.run(bounded())
+    return bounded_run(main, timeout)
 
 
 @asynccontextmanager
