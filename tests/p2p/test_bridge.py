@@ -9,11 +9,12 @@ over real libp2p streams).
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -23,12 +24,18 @@ from mpcid.p2p.errors import LocalProtocolError, TransportError
 
 from channel_apps import run as bounded_run  # this folder
 
-T = TypeVar("T")
 TIMEOUT = 10.0
 
 
-def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
-    return bounded_run(main, timeout)
+run = functools.partial(bounded_run, timeout=TIMEOUT)
+
+
+async def sleep_forever_then_set(cleaned_up: threading.Event) -> None:
+    """A trio task that only ends by cancellation, and says so."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        cleaned_up.set()
 
 
 @asynccontextmanager
@@ -143,12 +150,7 @@ def test_call_when_not_running_is_a_transport_error() -> None:
 
 def test_stop_cancels_calls_in_flight() -> None:
     cleaned_up = threading.Event()
-
-    async def forever() -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            cleaned_up.set()
+    forever = functools.partial(sleep_forever_then_set, cleaned_up)
 
     async def main() -> None:
         bridge = TrioThread()
@@ -167,12 +169,7 @@ def test_stop_cancels_calls_in_flight() -> None:
 
 def test_cancelling_the_asyncio_side_cancels_the_trio_task() -> None:
     cleaned_up = threading.Event()
-
-    async def forever() -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            cleaned_up.set()
+    forever = functools.partial(sleep_forever_then_set, cleaned_up)
 
     async def main() -> None:
         async with started() as bridge:

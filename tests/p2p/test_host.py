@@ -8,16 +8,17 @@ libp2p stream, which is how the relay fallback carries a session.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
 import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import multiaddr
 import pytest
@@ -44,15 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
 from channel_apps import run as bounded_run  # noqa: E402
 
-T = TypeVar("T")
 MakeConfig = Callable[..., ChannelConfig]
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 PROTOCOL = "/mpcid/test/1.0.0"
 TIMEOUT = 15.0
 
 
-def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
-    return bounded_run(main, timeout)
+run = functools.partial(bounded_run, timeout=TIMEOUT)
 
 
 @asynccontextmanager

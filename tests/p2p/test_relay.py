@@ -8,15 +8,16 @@ inside the circuit, with a record of every byte R forwarded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from libp2p.abc import IHost, INetStream
@@ -44,7 +45,6 @@ from channel_apps import run as bounded_run  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 MakeConfig = Callable[..., ChannelConfig]
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 ECHO = "/mpcid/test/echo/1.0.0"
@@ -52,8 +52,7 @@ CHANNEL = "/mpcid/channel/1"
 TIMEOUT = 20.0
 
 
-def run(main: Callable[[], Awaitable[T]], timeout: float = TIMEOUT) -> T:
-    return bounded_run(main, timeout)
+run = functools.partial(bounded_run, timeout=TIMEOUT)
 
 
 @asynccontextmanager
