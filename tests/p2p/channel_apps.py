@@ -8,7 +8,10 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from mpcid.p2p.channel import ChannelTransport
+import socket
+
+from mpcid.p2p.channel import ChannelProtocol, ChannelTransport, over_socket
+from mpcid.p2p.noise import ChannelConfig
 
 T = TypeVar("T")
 
@@ -54,3 +57,28 @@ class Sender(asyncio.Protocol):
         self.buffer += data
         if len(self.buffer) >= 32 and not self.reply.done():
             self.reply.set_result(bytes(self.buffer))
+
+
+class Acceptor:
+    """The accepting end of mpcid channels over libp2p streams: a stream callback that runs
+    a responder channel with ``config`` whose peer must be ``peer_did``, each with a
+    :class:`Receiver` of ``size`` bytes."""
+
+    def __init__(self, config: ChannelConfig, peer_did: str, size: int) -> None:
+        self.config = config
+        self.peer_did = peer_did
+        self.size = size
+        self.receivers: list[Receiver] = []
+        self.peers: list[str] = []
+        self.accepted: asyncio.Future[ChannelProtocol] = (
+            asyncio.get_running_loop().create_future())
+
+    def receiver(self, peer_did: str) -> Receiver:
+        assert peer_did == self.peer_did
+        self.receivers.append(Receiver(self.size))
+        return self.receivers[-1]
+
+    async def __call__(self, sock: socket.socket, peer: str) -> None:
+        self.peers.append(peer)
+        self.accepted.set_result(await over_socket(sock, lambda: ChannelProtocol(
+            self.config, self.receiver, label="responder ")))

@@ -42,7 +42,7 @@ from mpcid.p2p.host import (YAMUX_PROTOCOL_ID, connect, host_addrs,
 from mpcid.p2p.noise import ChannelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
+from channel_apps import Acceptor, Sender  # noqa: E402  (this folder)
 from channel_apps import run as bounded_run  # noqa: E402
 
 MakeConfig = Callable[..., ChannelConfig]
@@ -270,19 +270,8 @@ def test_our_noise_channel_runs_end_to_end_inside_a_libp2p_stream(
 
     async def main() -> None:
         async with bridge_with_hosts(alice, bob) as (bridge, (a, b)):
-            receivers: list[Receiver] = []
-            accepted: asyncio.Future[ChannelProtocol] = (
-                asyncio.get_running_loop().create_future())
-
-            def receiver(peer_did: str) -> Receiver:
-                assert peer_did == alice.did.did
-                receivers.append(Receiver(len(message)))
-                return receivers[-1]
-
-            async def accept(sock: socket.socket, peer: str) -> None:
-                accepted.set_result(await over_socket(sock, lambda: ChannelProtocol(
-                    make_config(bob, [alice], initiator=False), receiver, label="bob ")))
-
+            accept = Acceptor(make_config(bob, [alice], initiator=False), alice.did.did,
+                              len(message))
             await bridge.set_stream_handler(b, "/mpcid/channel/1.0.0", accept)
             await bridge.call(connect, a, host_addrs(b)[0])
             sock = await bridge.open_stream(a, peer_id_from_public_key(bob.public_key),
@@ -291,12 +280,12 @@ def test_our_noise_channel_runs_end_to_end_inside_a_libp2p_stream(
             channel = await over_socket(sock, lambda: ChannelProtocol(
                 make_config(alice, [bob], initiator=True), lambda _: sender, label="alice "))
             assert await channel.ready == bob.did.did
-            assert await (await accepted).ready == alice.did.did
+            assert await (await accept.accepted).ready == alice.did.did
             assert channel.app_transport is not None
             channel.app_transport.write(message)
             assert await sender.reply == hashlib.sha256(message).digest()
-            assert bytes(receivers[0].data) == message
+            assert bytes(accept.receivers[0].data) == message
             channel.app_transport.close()  # the channel's authenticated close
-            assert await receivers[0].lost is None
+            assert await accept.receivers[0].lost is None
 
     run(main)

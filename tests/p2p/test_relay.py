@@ -11,7 +11,6 @@ import asyncio
 import functools
 import hashlib
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,7 +39,7 @@ from mpcid.p2p.relay import (HOP_PROTOCOL_ID, RelayLimits, circuit_addr, dial_ci
                              libp2p_limits, relay_service, reservation, reserve)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from channel_apps import Receiver, Sender  # noqa: E402  (this folder)
+from channel_apps import Acceptor, Sender  # noqa: E402  (this folder)
 from channel_apps import run as bounded_run  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -323,19 +322,8 @@ def test_our_noise_channel_crosses_the_relay_as_ciphertext_only(
         # R is carol's node; alice (S) reaches bob (T) through it.
         async with relay_trio(None, carol, bob, alice) as (bridge, r, t, s):
             addr = await reserve_target(bridge, r, t)
-            receivers: list[Receiver] = []
-            accepted: asyncio.Future[ChannelProtocol] = (
-                asyncio.get_running_loop().create_future())
-
-            def receiver(peer_did: str) -> Receiver:
-                assert peer_did == alice.did.did
-                receivers.append(Receiver(len(message)))
-                return receivers[-1]
-
-            async def accept(sock: socket.socket, peer_id: str) -> None:
-                assert peer_id == peer(s)
-                accepted.set_result(await over_socket(sock, lambda: ChannelProtocol(
-                    make_config(bob, [alice], initiator=False), receiver, label="bob ")))
+            accept = Acceptor(make_config(bob, [alice], initiator=False), alice.did.did,
+                              len(message))
 
             await bridge.set_stream_handler(t, CHANNEL, accept)
             began = time.perf_counter()
@@ -346,7 +334,8 @@ def test_our_noise_channel_crosses_the_relay_as_ciphertext_only(
             channel = await over_socket(sock, lambda: ChannelProtocol(
                 make_config(alice, [bob], initiator=True), lambda _: sender, label="alice "))
             assert await channel.ready == bob.did.did
-            responder = await accepted
+            responder = await accept.accepted
+            assert accept.peers == [peer(s)]
             assert await responder.ready == alice.did.did
             assert channel.handshake_hash is not None
             assert channel.handshake_hash == responder.handshake_hash
@@ -356,9 +345,9 @@ def test_our_noise_channel_crosses_the_relay_as_ciphertext_only(
             channel.app_transport.write(message)
             assert await sender.reply == hashlib.sha256(message).digest()
             transfer_ms = (time.perf_counter() - began) * 1e3
-            assert bytes(receivers[0].data) == message
+            assert bytes(accept.receivers[0].data) == message
             channel.app_transport.close()
-            assert await receivers[0].lost is None
+            assert await accept.receivers[0].lost is None
 
             # The relay carried all of it, and none of it in the clear.
             (s_side,) = await transport_addrs(bridge, s, t)
