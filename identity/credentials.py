@@ -169,12 +169,8 @@ async def _verify_credential(document: Any, config: VerifyConfig,
     subject = document.get("credentialSubject")
     if not isinstance(subject, dict):
         raise MalformedCredential("credentialSubject must be one JSON object")
-    if "proof" not in document:
-        raise MalformedCredential("the credential has no proof (it is not signed)")
-    proof = await _verify_proof(document, config, "assertionMethod", None, None)
-    if proof.controller != issuer:
-        raise InvalidProof(f"the credential claims issuer {issuer} but was signed by "
-                           f"{proof.controller}")
+    proof = await _signed_by(document, config, issuer, "credential", "claims issuer",
+                             "assertionMethod", None, None)
     start, end = _validity(document, version)
     if start is not None and config.now < start:
         raise CredentialNotYetValid(f"credential {document.get('id', '')} is not valid until "
@@ -206,12 +202,8 @@ async def verify_presentation(document: Any, config: VerifyConfig, *, challenge:
     if not isinstance(holder, str):
         raise MalformedCredential("the presentation names no holder")
     _did(holder, "holder")
-    if "proof" not in document:
-        raise MalformedCredential("the presentation has no proof (it is not signed)")
-    proof = await _verify_proof(document, config, "authentication", challenge, domain)
-    if proof.controller != holder:
-        raise InvalidProof(f"the presentation names holder {holder} but was signed by "
-                           f"{proof.controller}")
+    proof = await _signed_by(document, config, holder, "presentation", "names holder",
+                             "authentication", challenge, domain)
     raw = document.get("verifiableCredential", [])
     items = raw if isinstance(raw, list) else [raw]
     verified = []
@@ -225,6 +217,19 @@ async def verify_presentation(document: Any, config: VerifyConfig, *, challenge:
         verified.append(credential)
     return VerifiedPresentation(holder=holder, challenge=proof.challenge, domain=proof.domain,
                                 credentials=tuple(verified), proof=proof)
+
+
+async def _signed_by(document: dict[str, Any], config: VerifyConfig, signer: str, what: str,
+                     names: str, purpose: str, challenge: str | None, domain: str | None
+                     ) -> di.VerifiedProof:
+    """The document's verified proof, which must be by ``signer``, the DID it names."""
+    if "proof" not in document:
+        raise MalformedCredential(f"the {what} has no proof (it is not signed)")
+    proof = await _verify_proof(document, config, purpose, challenge, domain)
+    if proof.controller != signer:
+        raise InvalidProof(f"the {what} {names} {signer} but was signed by "
+                           f"{proof.controller}")
+    return proof
 
 
 async def _verify_proof(document: dict[str, Any], config: VerifyConfig, purpose: str,
