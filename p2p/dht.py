@@ -8,7 +8,7 @@ sequence number (:mod:`mpcid.p2p.records`), plus whatever record kinds
 or returns, so a malicious node can withhold records but cannot forge, alter or roll them
 back. ``strict_validation`` makes the DHT refuse keys of namespaces nobody registered.
 
-Two py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
+Three py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
 
 * A node answers ``FIND_NODE`` only for keys that parse as a multihash or are at most 50
   bytes (``kad_dht.py``, "FIND_NODE key is not a valid PeerId"), but a value lookup sends
@@ -19,6 +19,9 @@ Two py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
 * ``get_value`` answers from the local store when it holds the key, never asking the
   network; :meth:`DHTNode.get` drops a local copy it did not publish itself first, so a
   lookup sees the newest record.
+* ``put_value`` first looks up the closest peers and only then stores; with peers that
+  have just gone that lookup can take longer than the publisher waits, and the update is
+  lost. :meth:`DHTNode.put` stores on the bootstrap peers first, directly.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from libp2p.abc import IHost
 from libp2p.kad_dht import kad_dht as _kad
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
+from libp2p.records.record import make_signed_put_record
 from libp2p.records.validator import Validator
 
 from mpcid.identity.errors import MpcidError
@@ -99,6 +103,8 @@ class DHTNode:
         self.dht = KadDHT(host, DHTMode.SERVER if server else DHTMode.CLIENT)
         self.dht.register_validator(NAMESPACE, _Validator(clock, kinds))
         self.published: set[str] = set()
+        #: The bootstrap peers reached: every put stores there first (see :meth:`put`).
+        self.bootstrap_peers: list[str] = []
 
     def running(self) -> Any:
         """Trio async context manager that runs the DHT service (refreshes, handlers)."""
@@ -123,6 +129,7 @@ class DHTNode:
                                 hint="check the --bootstrap addresses (or MPCID_BOOTSTRAP)")
         if reached:
             await self.dht.refresh_routing_table()
+        self.bootstrap_peers = reached
         return reached
 
     async def add_peer(self, peer: str, *, timeout: float = 5.0) -> bool:
@@ -134,9 +141,26 @@ class DHTNode:
                 await trio.sleep(0.01)
         return bool(await self.dht.add_peer(peer_id))
 
-    async def put(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key`` locally and on the closest peers. Raises if the
-        record is invalid or older than one already stored (the validator decides)."""
+    async def put(self, key: str, value: bytes, *, first_timeout: float = 5.0) -> None:
+        """Store ``value`` under ``key`` on the bootstrap peers, then locally and on the
+        closest peers. Raises if the record is invalid or older than one already stored
+        (the validator decides).
+
+        The bootstrap peers come first, directly, because the network lookup for the
+        closest peers can outlast a caller's deadline when peers in the routing table
+        have just gone, typically the other parties at the end of a session, when a
+        party withdraws its record or publishes why it stopped. The bootstrap nodes are
+        where every reader starts its lookup, so they must not miss that update."""
+        assert self.dht.validator is not None
+        try:
+            self.dht.validator.validate(key, value)
+        except MpcidError:
+            raise
+        except Exception as exc:
+            raise ConnectFailed(f"publishing {key} failed: {exc}") from exc
+        async with trio.open_nursery() as nursery:
+            for peer in self.bootstrap_peers:
+                nursery.start_soon(self._store_at, peer, key, value, first_timeout)
         try:
             await self.dht.put_value(key, value)
         except MpcidError:
@@ -144,6 +168,20 @@ class DHTNode:
         except Exception as exc:
             raise ConnectFailed(f"publishing {key} failed: {exc}") from exc
         self.published.add(key)
+
+    async def _store_at(self, peer: str, key: str, value: bytes, timeout: float) -> None:
+        # The record is passed explicitly: without it, py-libp2p sends what its local store
+        # holds under the key, which is the value being replaced.
+        record = make_signed_put_record(key.encode(), value, self.host.get_private_key())
+        with trio.move_on_after(timeout):
+            try:
+                stored = await self.dht.value_store._store_at_peer(
+                    ID.from_base58(peer), key.encode(), value, record)
+            except Exception as exc:  # a peer that fails is one copy fewer, not an error
+                log.debug("storing %s at bootstrap peer %s failed: %r", key, peer, exc)
+                return
+            if not stored:
+                log.debug("bootstrap peer %s did not store %s", peer, key)
 
     async def get(self, key: str) -> bytes | None:
         """The best valid record for ``key`` in the network, or None."""

@@ -128,3 +128,28 @@ def test_malicious_node_pushing_records_directly_is_refused() -> None:
         assert seq_of(await nodes[18].get(key)) == 3
 
     run(body)
+
+
+def test_a_put_reaches_the_bootstrap_node_even_when_the_lookup_hangs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a withdrawal at the end of a session was lost when the network lookup
+    for the closest peers outlasted the party's deadline (peers that had just gone); the
+    bootstrap node, where readers start, kept the old record."""
+    party = Ed25519Key.generate()
+    key = dht_key(party.did.did)
+
+    async def body(nodes: list[DHTNode]) -> None:
+        publisher = nodes[3]
+        await publisher.put(key, record(party, 1))
+        assert seq_of(nodes[0].dht.value_store.get(key.encode()).value) == 1
+
+        async def hang(*args: object) -> list[object]:
+            await trio.sleep_forever()
+            return []
+
+        monkeypatch.setattr(publisher.dht.peer_routing, "find_closest_peers_network", hang)
+        with trio.move_on_after(3):
+            await publisher.put(key, record(party, 2))
+        assert seq_of(nodes[0].dht.value_store.get(key.encode()).value) == 2
+
+    run(body, n=4)
