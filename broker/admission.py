@@ -17,7 +17,9 @@ sent. On every channel both sides send, in this order (``specs/session.md`` 6):
 A party starts MPyC when it has sent ``ready`` and received ``ready`` from every peer:
 then every pair has admitted each other. A refusal is final for the whole session: the
 refusing party sends its verdict to the refused party and ``abort`` (with the reason) to
-everyone else, so that every party ends with a message naming the refused party and why.
+everyone else, the refused party and every party told so pass ``abort`` on to everyone else (once),
+and a channel that opens after that gets only ``abort``, so that every party ends with a message naming the
+refused party and why, whichever message reaches it first.
 
 Messages are framed as ``u32 big-endian length || JSON`` (at most
 :data:`MAX_MESSAGE` bytes). ``ready`` is the last admission message on a channel: the
@@ -228,6 +230,9 @@ class Admission:
     state: dict[int, PeerState] = field(init=False)
     sent_ready: bool = field(default=False, init=False)
     error: MpcidError | None = field(default=None, init=False)
+    abort_reason: str = field(default="", init=False)
+    """Once failed: why, as told in ``abort`` to the other parties (also to any whose
+    channel opens later: :meth:`late_channel`)."""
 
     def __post_init__(self) -> None:
         self.state = {p: PeerState() for p in self.peers}
@@ -248,7 +253,9 @@ class Admission:
         if kind == "abort":
             self.error = SessionAborted(f"{self.name(peer)} stopped the session: "
                                         f"{message['reason']}")
-            return []
+            self.abort_reason = self.error.message
+            # Passed on once: a party connected only to this one still learns why.
+            return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
         peer_state = self.state[peer]
         if (peer_state.mine, peer_state.theirs) not in TRANSITIONS[kind]:
             return self._fail_protocol(peer, f"sent {kind} while I had {peer_state.mine.value}"
@@ -258,9 +265,10 @@ class Admission:
             return [Verify(peer, message["vp"])]
         if kind == "verdict":
             if not message["admitted"]:
-                self.error = AdmissionRefused(f"{self.name(peer)} refused me: "
-                                              f"{message['reason'] or 'no reason given'}")
-                return []
+                why = message["reason"] or "no reason given"
+                self.error = AdmissionRefused(f"{self.name(peer)} refused me: {why}")
+                self.abort_reason = f"{self.name(peer)} refused it: {why}"
+                return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
             peer_state.theirs = Theirs.ADMITTED_ME
             return self._maybe_ready()
         peer_state.theirs = Theirs.READY  # ready
@@ -277,9 +285,9 @@ class Admission:
         if reason is not None:
             peer_state.mine = Mine.REFUSED
             self.error = AdmissionRefused(f"refused {self.name(peer)}: {reason}")
+            self.abort_reason = f"it refused {self.name(peer)}: {reason}"
             out: list[Send | Verify] = [Send(peer, verdict(False, reason))]
-            out += [Send(p, abort(f"it refused {self.name(peer)}: {reason}"))
-                    for p in self.peers if p != peer]
+            out += [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
             return out
         peer_state.mine = Mine.ADMITTED
         peer_state.presented = presented
@@ -290,7 +298,13 @@ class Admission:
         if self.error is not None:
             return []
         self.error = error
+        self.abort_reason = error.message
         return [Send(p, abort(error.message)) for p in notify]
+
+    def late_channel(self, peer: int) -> list[Send | Verify]:
+        """A channel to ``peer`` opened: after a failure it gets ``abort`` and nothing
+        else (the parties connected at the time were told then)."""
+        return [] if self.error is None else [Send(peer, abort(self.abort_reason))]
 
     def _maybe_ready(self) -> list[Send | Verify]:
         if self.sent_ready or not all(
@@ -303,4 +317,5 @@ class Admission:
     def _fail_protocol(self, peer: int, what: str) -> list[Send | Verify]:
         self.error = RemoteProtocolError(f"{self.name(peer)} broke the admission protocol: "
                                          f"{what}")
+        self.abort_reason = self.error.message
         return [Send(p, abort(self.error.message)) for p in self.peers]

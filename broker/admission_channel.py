@@ -79,6 +79,11 @@ class AdmissionGate:
 
     def opened(self, app: AdmissionApp) -> None:
         self.apps[app.peer] = app
+        late = self.machine.late_channel(app.peer)
+        if late:  # the session has failed already: tell this party why, and nothing else
+            self._carry_out(late)
+            app.transport.close()
+            return
         hh = app.transport.get_extra_info("handshake_hash")
         try:
             vp = vc.create_presentation(

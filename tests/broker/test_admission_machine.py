@@ -88,13 +88,31 @@ def test_refusal_tells_the_refused_and_aborts_the_others() -> None:
     assert isinstance(machine.error, adm.AdmissionRefused)
 
 
+def test_a_channel_opening_after_a_refusal_gets_only_the_reason() -> None:
+    """Regression: a party whose channel opened after the refusal got a presentation and
+    then a closed channel, and reported a lost party instead of the refusal."""
+    machine = adm.Admission(1, (0, 2), {2: "party 2 (did:key:z...)"})
+    assert machine.late_channel(0) == []
+    machine.receive(2, adm.presentation({}))
+    machine.verified(2, "no credential was presented")
+    assert _sends(machine.late_channel(0)) == [(0, "abort")]
+    [late] = machine.late_channel(0)
+    assert isinstance(late, adm.Send)
+    assert late.message["reason"] == ("it refused party 2 (did:key:z...): no credential "
+                                      "was presented")
+    refused = adm.Admission(2, (0, 1), {1: "party 1"})
+    refused.receive(1, adm.verdict(False, "expired"))
+    assert refused.late_channel(0)[0].message["reason"] == "party 1 refused it: expired"
+
+
 def test_refused_by_a_peer_and_aborted_by_a_peer() -> None:
     machine = adm.Admission(1, (0, 2))
-    machine.receive(0, adm.verdict(False, "expired"))
+    assert _sends(machine.receive(0, adm.verdict(False, "expired"))) == [(2, "abort")]
     assert isinstance(machine.error, adm.AdmissionRefused) and "refused me: expired" in str(
         machine.error)
     other = adm.Admission(1, (0, 2))
-    other.receive(2, adm.abort("it refused party 0: revoked"))
+    assert _sends(other.receive(2, adm.abort("it refused party 0: revoked"))) == [
+        (0, "abort")]
     assert isinstance(other.error, adm.SessionAborted) and "revoked" in str(other.error)
 
 
