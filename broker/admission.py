@@ -44,26 +44,12 @@ from typing import Any
 from mpcid.identity.errors import MpcidError
 from mpcid.p2p.errors import RemoteProtocolError
 
-from .errors import SessionError
+from .errors import AdmissionRefused, SessionAborted, SessionError
 
 VERSION = 1
 MAX_MESSAGE = 256 * 1024
 MAX_REASON = 500
 _LENGTH = struct.Struct(">I")
-
-
-class AdmissionRefused(SessionError):
-    """A party was refused admission: its credentials do not meet the session's policy,
-    or it refused this party."""
-
-    hint = ("the refused party needs a valid credential that meets every requirement of "
-            "the invitation (see `mpcid credential list` and `mpcid credential import`)")
-
-
-class SessionAborted(SessionError):
-    """Another party stopped the session before MPyC started."""
-
-    hint = "the message names who stopped it and why; fix that and start a new session"
 
 
 def challenge_for(handshake_hash: bytes) -> str:

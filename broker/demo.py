@@ -26,9 +26,8 @@ import click
 
 from mpcid.identity.keystore import Keystore
 
-from .admission import AdmissionRefused
 from .cli import cli
-from .errors import SessionError, SessionFileInvalid
+from .errors import AdmissionRefused, SessionError, SessionFileInvalid
 
 EXAMPLES = ("salary_sum", "sealed_bid_auction")
 

@@ -40,7 +40,8 @@ from mpcid.p2p.signed import (SignedContent, b64url, check_limits, check_members
                               encode_signed, open_document, read_did, read_integer,
                               read_signature, show)
 
-from .errors import NotAParty, SessionError
+from .errors import (InvalidInvitation, InvitationExpired, InvitationNotYetValid,
+                     NoBootstrapNodes, NotAParty, SessionError)
 from .session import MpycOptions, PartyEndpoint, SessionSpec
 
 VERSION = 1
@@ -82,38 +83,6 @@ def session_id_for(inviter: str, nonce: bytes) -> str:
     (second preimages of 128 bits are out of reach)."""
     digest = hashlib.sha256(b"mpcid-session/1\n" + inviter.encode() + b"\n" + nonce)
     return digest.hexdigest()[:32]
-
-
-class InvitationError(SessionError):
-    """An invitation cannot be used."""
-
-    hint = "ask the inviter to send the invitation again"
-
-
-class InvalidInvitation(InvitationError, UsageError):
-    """The invitation or token is malformed: not an mpcid invitation, a wrong field or
-    type, a broken limit, or damaged in copying."""
-
-    exit_code = 2
-    hint = "copy the whole invitation again, unchanged, or ask the inviter for a new one"
-
-
-class InvitationExpired(InvitationError):
-    """The invitation's ``expires`` time has passed."""
-
-    hint = "ask the inviter for a new invitation"
-
-
-class InvitationNotYetValid(InvitationError):
-    """The invitation was issued more than :data:`MAX_CLOCK_SKEW` seconds in the future."""
-
-    hint = "check this machine's clock (and the inviter's)"
-
-
-class NoBootstrapNodes(InvitationError):
-    """The invitation names no bootstrap node, so parties cannot be found via the DHT."""
-
-    hint = "ask the inviter for an invitation that lists bootstrap nodes (--bootstrap)"
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from mpcid.identity.keystore import IdentityInfo, Keystore
 
 from .cli import cli, config_from, home_option, prompt_passphrase, wraps_async
 from .discovery_commands import quiet_libp2p
-from .errors import NotAParty, SessionError
+from .errors import (DeclineNotPublished, InvalidInvitation, InvitationConflict,
+                     InvitationNotFound, NotAParty, SessionError)
 from .inbox import InvitationStore, StoredInvitation
-from .invitation import Invitation, InvalidInvitation
+from .invitation import Invitation
 
 #: What a file given as an invitation may weigh (a 16 KiB invitation pretty-printed).
 MAX_FILE_BYTES = 64 * 1024
@@ -34,19 +35,6 @@ DHT_TIMEOUT = 30.0
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OPEN = ("received", "accepted")
-
-
-class InvitationNotFound(SessionError):
-    """No invitation of that session, neither in this keystore nor in the DHT."""
-
-
-class InvitationConflict(SessionError):
-    """The DHT returned an invitation of a session id already held here, by another
-    inviter: someone published their own invitation under a copied session id."""
-
-
-class DeclineNotPublished(SessionError):
-    """The decline is kept here, but could not be published: the others do not know."""
 
 
 # --- receiving -----------------------------------------------------------------------------

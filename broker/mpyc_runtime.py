@@ -36,9 +36,8 @@ from mpcid.p2p.channel import ChannelProtocol, connect, listen, over_socket
 from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
-from .admission import SessionAborted
 from .admission_channel import AdmissionGate, AdmissionSettings
-from .errors import InvitationDeclined, PartiesMissing, PeerFailed
+from .errors import InvitationDeclined, PartiesMissing, PeerFailed, SessionAborted
 from .paths import Paths, PathSettings
 from .progress import Progress
 from .session import SessionSpec

@@ -24,14 +24,13 @@ from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
-from .admission import AdmissionRefused, SessionAborted
 from .admission_channel import AdmissionSettings
 from .inbox import InvitationStore
 from .invitation import Invitation
 from .progress import Progress
 
 from .cli import cli, config_from, home_option, prompt_passphrase
-from .errors import SessionError
+from .errors import AdmissionRefused, SessionAborted, SessionError
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

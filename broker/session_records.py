@@ -37,7 +37,7 @@ from mpcid.p2p.records import InvalidRecord, KindValidator, best_index, kind_key
 from mpcid.p2p.signed import (SignedContent, check_canonical, check_members, open_document,
                               read_did, read_integer, read_signature, show)
 
-from .errors import SessionError
+from .errors import DeclineExpired, DeclineNotYetValid, InvalidDecline, SessionError
 from .invitation import Invitation
 
 if TYPE_CHECKING:
@@ -58,27 +58,6 @@ MAX_CLOCK_SKEW = 300
 _DECLINE_FIELDS = ("v", "session", "did", "reason", "issued", "expires", "sig")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class DeclineError(SessionError):
-    """A decline from the DHT was not accepted."""
-
-    hint = "the decline is ignored; the party may still join"
-
-
-class InvalidDecline(DeclineError):
-    """The decline is malformed: not canonical JSON, a wrong field or type, a broken
-    limit, or stored under the key of another session or party."""
-
-
-class DeclineExpired(DeclineError):
-    """The decline's ``expires`` time has passed."""
-
-
-class DeclineNotYetValid(DeclineError):
-    """The decline was issued more than :data:`MAX_CLOCK_SKEW` seconds in the future."""
-
-    hint = "check this machine's clock (and the declining party's)"
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from mpcid.p2p.signed import (MAX_INT, SignedContent, check_limits, check_member
                               encode_signed, open_document, read_did, read_integer,
                               read_signature, show)
 
-from .errors import SessionError
+from .errors import InvalidTranscript, SessionError
 
 VERSION = 1
 #: Domain separation: a transcript signature never passes for another mpcid signature.
@@ -72,14 +72,6 @@ _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _TYPE = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _TEXT = re.compile(r"[^\x00-\x1f\x7f]{0,%d}" % MAX_STRING)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-class InvalidTranscript(SessionError, UsageError):
-    """The transcript is malformed: not an mpcid transcript, a wrong member or type, a
-    broken limit, or not in canonical form."""
-
-    exit_code = 2
-    hint = "a transcript is the exact file `mpcid join` wrote; copy it again, unchanged"
 
 
 class CredentialLike(Protocol):

@@ -14,7 +14,8 @@ import click
 from mpcid.identity.errors import UsageError
 
 from .cli import cli, home_option
-from .transcript import MAX_TRANSCRIPT_BYTES, InvalidTranscript, Transcript
+from .transcript import MAX_TRANSCRIPT_BYTES, Transcript
+from .errors import InvalidTranscript
 
 
 @cli.group("transcript")

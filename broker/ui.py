@@ -47,6 +47,7 @@ from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
 from .cli import cli, config_from, home_option
+from .errors import NotLoopback, UiError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -73,26 +74,6 @@ MAX_STDOUT = 1 << 20
 MAX_LOG_LINES = 400
 CLI_TIMEOUT = 60.0
 """Seconds a short CLI command (decline, --help) may take."""
-
-
-class UiError(MpcidError):
-    """A request to the page's API cannot be carried out; ``status`` is its HTTP code."""
-
-    status = 400
-
-    def __init__(self, message: str, *, hint: str | None = None,
-                 status: int | None = None) -> None:
-        super().__init__(message, hint=hint)
-        if status is not None:
-            self.status = status
-
-
-class NotLoopback(UiError, UsageError):
-    """``--host`` names a non-loopback address and ``--public`` was not given."""
-
-    exit_code = 2
-    hint = ("keep the default --host 127.0.0.1, or add --public to expose the page (and "
-            "your keystore's invitations) to that network")
 
 
 @dataclass(frozen=True)

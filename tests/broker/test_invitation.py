@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpcid.broker.errors import NotAParty, SessionError
-from mpcid.broker.invitation import (DOMAIN, MAX_CLOCK_SKEW, MAX_INVITATION_BYTES,
-                                     MAX_PARTIES, MAX_TTL, MIN_TTL, TOKEN_PREFIX,
-                                     InvalidInvitation, Invitation, InvitationError,
-                                     InvitationExpired, InvitationNotYetValid,
-                                     NoBootstrapNodes, decode_token, session_id_for)
+from mpcid.broker.errors import (InvalidInvitation, InvitationError, InvitationExpired,
+                                 InvitationNotYetValid, NoBootstrapNodes, NotAParty,
+                                 SessionError)
+from mpcid.broker.invitation import (DOMAIN, MAX_CLOCK_SKEW, MAX_INVITATION_BYTES, MAX_PARTIES,
+                                     MAX_TTL, MIN_TTL, TOKEN_PREFIX, Invitation, decode_token,
+                                     session_id_for)
 from mpcid.broker.session import SessionSpec
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError

@@ -13,12 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpcid.broker.errors import NotAParty
-from mpcid.broker.invitation import Invitation, InvitationExpired
+from mpcid.broker.errors import (DeclineError, DeclineExpired, DeclineNotYetValid,
+                                 InvalidDecline, InvitationExpired, NotAParty)
+from mpcid.broker.invitation import Invitation
 from mpcid.broker.session_records import (DECLINE_DOMAIN, MAX_DECLINE_BYTES, SESSION_KINDS,
-                                          Decline, DeclineError, DeclineExpired,
-                                          DeclineNotYetValid, InvalidDecline, decline_key,
-                                          decode_decline, invitation_key)
+                                          Decline, decline_key, decode_decline, invitation_key)
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
 from mpcid.p2p.records import InvalidRecord, MpcidValidator, canonical_json

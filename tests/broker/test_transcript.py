@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpcid.broker.errors import SessionError
-from mpcid.broker.transcript import (DOMAIN, MAX_CREDENTIALS, MAX_STRING,
-                                     MAX_TRANSCRIPT_BYTES, CredentialRef, InvalidTranscript,
-                                     PartyEntry, Transcript, one_line, write_transcript)
+from mpcid.broker.errors import InvalidTranscript, SessionError
+from mpcid.broker.transcript import (DOMAIN, MAX_CREDENTIALS, MAX_STRING, MAX_TRANSCRIPT_BYTES,
+                                     CredentialRef, PartyEntry, Transcript, one_line,
+                                     write_transcript)
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError, UsageError
 from mpcid.p2p.records import canonical_json
