@@ -22,6 +22,7 @@ from mpcid.identity.errors import MpcidError
 from mpcid.identity.keystore import Keystore
 
 from .invitation import Invitation
+from .session_id import is_session_id
 
 KIND = "invitations"
 STATES = ("received", "accepted", "declined", "completed", "failed")
@@ -84,7 +85,7 @@ class InvitationStore:
         return stored
 
     def get(self, session_id: str) -> StoredInvitation | None:
-        if not _is_session_id(session_id):
+        if not is_session_id(session_id):
             return None
         raw = self.keystore.get_document(KIND, session_id)
         return None if raw is None else _load(raw)
@@ -120,10 +121,6 @@ class InvitationStore:
             "invitation": stored.data.decode(), "state": stored.state,
             "source": stored.source, "received": stored.received,
             "updated": stored.updated, "reason": stored.reason})
-
-
-def _is_session_id(text: str) -> bool:
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 def _load(raw: dict[str, object]) -> StoredInvitation | None:

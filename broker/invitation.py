@@ -42,6 +42,7 @@ from mpcid.p2p.signed import (SignedContent, b64url, check_limits, check_members
 
 from .errors import (InvalidInvitation, InvitationExpired, InvitationNotYetValid,
                      NoBootstrapNodes, NotAParty, SessionError)
+from .session_id import is_session_id, session_id_for
 from .session import MpycOptions, PartyEndpoint, SessionSpec
 
 VERSION = 1
@@ -68,21 +69,13 @@ MAX_DEPTH = 8
 _FIELDS = ("v", "session", "nonce", "name", "inviter", "parties", "program", "program_sha256", "mpyc",
            "requirements", "issued", "expires", "bootstrap", "relays", "sig")
 _MPYC_FIELDS = ("threshold", "no_prss")
-_SESSION = re.compile(r"[0-9a-f]{32}")
+_NONCE = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{0,128}")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]{0,%d}" % (MAX_MULTIADDR - 1))
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TOKEN_VERSION = re.compile(r"mpcid[0-9]+:")
-
-
-def session_id_for(inviter: str, nonce: bytes) -> str:
-    """``hex(SHA-256("mpcid-session/1\\n" || inviter || "\\n" || nonce))[:32]``: a session
-    id names its inviter, so an invitation published under it by anyone else is refused
-    (second preimages of 128 bits are out of reach)."""
-    digest = hashlib.sha256(b"mpcid-session/1\n" + inviter.encode() + b"\n" + nonce)
-    return digest.hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -284,10 +277,10 @@ def _check_limits(obj: dict[str, Any]) -> None:
 def _check_fields(obj: dict[str, Any]) -> Invitation:
     check_members(obj, _FIELDS, what="invitation", error=InvalidInvitation)
     session = obj["session"]
-    if not isinstance(session, str) or not _SESSION.fullmatch(session):
+    if not is_session_id(session):
         raise InvalidInvitation("invitation \"session\" is not 32 lowercase hex digits")
     nonce = obj["nonce"]
-    if not isinstance(nonce, str) or not _SESSION.fullmatch(nonce):
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
         raise InvalidInvitation("invitation \"nonce\" is not 32 lowercase hex digits")
     parties = _parties(obj)
     if obj["inviter"] != parties[0]:

@@ -28,11 +28,11 @@ from .errors import (DeclineNotPublished, InvalidInvitation, InvitationConflict,
                      InvitationNotFound, NotAParty, SessionError)
 from .inbox import InvitationStore, StoredInvitation
 from .invitation import Invitation
+from .session_id import is_session_id
 
 #: What a file given as an invitation may weigh (a 16 KiB invitation pretty-printed).
 MAX_FILE_BYTES = 64 * 1024
 DHT_TIMEOUT = 30.0
-_SESSION = re.compile(r"[0-9a-f]{32}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OPEN = ("received", "accepted")
 
@@ -60,7 +60,7 @@ def receive_invitation(keystore: Keystore, text: str, now: float,
     if text and path.is_file():
         invitation, data = read_invitation_file(path, now)
         return store.add(invitation, data, "file", now)
-    if _SESSION.fullmatch(text):
+    if is_session_id(text):
         stored = store.get(text)
         if stored is not None:
             Invitation.verify(stored.data, now)  # expired or not yet valid: say so
@@ -244,7 +244,7 @@ def list_invitations(as_json: bool, show_all: bool, home: str | None) -> None:
 @home_option
 def import_invitation(source: str, home: str | None) -> None:
     """Verify an invitation given as a token or file, and keep it."""
-    if _SESSION.fullmatch(source.strip()) and not Path(source).exists():
+    if is_session_id(source.strip()) and not Path(source).exists():
         raise UsageError("import takes a token or a file, not a session id",
                          hint=f"use `mpcid invitations fetch {source.strip()} --bootstrap ...`")
     keystore = _keystore(home)
@@ -340,7 +340,7 @@ async def decline(session_id: str, reason: str, name: str | None, timeout: float
 
 
 def _check_session_id(session_id: str) -> None:
-    if not _SESSION.fullmatch(session_id):
+    if not is_session_id(session_id):
         raise UsageError(f"{_show(session_id)} is not a session id",
                          hint="a session id is 32 lowercase hex digits, as "
                               "`mpcid invitations` shows")

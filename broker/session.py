@@ -28,10 +28,10 @@ from mpcid.identity.did_key import DIDKey
 from mpcid.identity.errors import InvalidDID
 
 from .errors import NotAParty, ProgramMismatch, SessionFileInvalid
+from .session_id import is_session_label
 
 MAX_PARTIES = 64
 MAX_SESSION_FILE = 1024 * 1024
-_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class SessionSpec:
         if not isinstance(value, dict):
             raise bad("must be a JSON object")
         sid = value.get("session")
-        if not isinstance(sid, str) or not _SESSION_ID.fullmatch(sid):
+        if not is_session_label(sid):
             raise bad("'session' must be 1-128 characters of [A-Za-z0-9._:-]")
         digest = value.get("program_sha256")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):

@@ -37,8 +37,9 @@ from mpcid.p2p.records import InvalidRecord, KindValidator, best_index, kind_key
 from mpcid.p2p.signed import (SignedContent, check_canonical, check_members, open_document,
                               read_did, read_integer, read_signature, show)
 
-from .errors import DeclineExpired, DeclineNotYetValid, InvalidDecline, SessionError
+from .errors import DeclineExpired, DeclineNotYetValid, InvalidDecline
 from .invitation import Invitation
+from .session_id import is_session_id
 
 if TYPE_CHECKING:
     from mpcid.p2p.discovery import Discovery
@@ -56,7 +57,6 @@ MAX_DECLINE_TTL = 30 * 86400
 MAX_CLOCK_SKEW = 300
 
 _DECLINE_FIELDS = ("v", "session", "did", "reason", "issued", "expires", "sig")
-_SESSION = re.compile(r"[0-9a-f]{32}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -84,7 +84,7 @@ def _rest(key: str, kind: str) -> str:
 
 
 def _check_session(session_id: object, error: Callable[[str], Exception]) -> str:
-    if not isinstance(session_id, str) or not _SESSION.fullmatch(session_id):
+    if not is_session_id(session_id):
         raise error(f"session id {show(session_id)} is not 32 lowercase hex digits")
     return session_id
 

@@ -43,6 +43,7 @@ from mpcid.p2p.signed import (MAX_INT, SignedContent, check_limits, check_member
                               read_signature, show)
 
 from .errors import InvalidTranscript, SessionError
+from .session_id import is_session_id
 
 VERSION = 1
 #: Domain separation: a transcript signature never passes for another mpcid signature.
@@ -66,7 +67,6 @@ _FIELDS = ("v", "session", "invitation_sha256", "program", "program_sha256", "si
            "index", "parties", "started_ms", "ended_ms", "outcome", "error", "sig")
 _PARTY_FIELDS = ("index", "did", "admitted", "credentials")
 _CREDENTIAL_FIELDS = ("id", "types", "issuer")
-_SESSION = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _TYPE = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
@@ -270,7 +270,7 @@ def _members(obj: dict[str, Any], names: tuple[str, ...], what: str) -> None:
 def _check_fields(obj: dict[str, Any]) -> Transcript:
     _members(obj, _FIELDS, "transcript")
     session = obj["session"]
-    if not isinstance(session, str) or not _SESSION.fullmatch(session):
+    if not is_session_id(session):
         raise InvalidTranscript("transcript \"session\" is not 32 lowercase hex digits")
     invitation_sha256, program_sha256 = (_digest(obj, name) for name in
                                          ("invitation_sha256", "program_sha256"))

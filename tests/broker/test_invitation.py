@@ -23,8 +23,8 @@ from mpcid.broker.errors import (InvalidInvitation, InvitationError, InvitationE
                                  InvitationNotYetValid, NoBootstrapNodes, NotAParty,
                                  SessionError)
 from mpcid.broker.invitation import (DOMAIN, MAX_CLOCK_SKEW, MAX_INVITATION_BYTES, MAX_PARTIES,
-                                     MAX_TTL, MIN_TTL, TOKEN_PREFIX, Invitation, decode_token,
-                                     session_id_for)
+                                     MAX_TTL, MIN_TTL, TOKEN_PREFIX, Invitation, decode_token)
+from mpcid.broker.session_id import session_id_for
 from mpcid.broker.session import SessionSpec
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
