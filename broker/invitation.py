@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import secrets
 import zlib
@@ -41,7 +40,7 @@ from mpcid.p2p.signed import (SignedContent, b64url, check_limits, check_members
                               read_signature, show)
 
 from .errors import (InvalidInvitation, InvitationExpired, InvitationNotYetValid,
-                     NoBootstrapNodes, NotAParty, SessionError)
+                     NoBootstrapNodes, NotAParty)
 from .session_id import is_session_id, session_id_for
 from .session import MpycOptions, PartyEndpoint, SessionSpec
 

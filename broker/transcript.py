@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
 from mpcid.identity.did_key import Ed25519Key, parse_did
-from mpcid.identity.errors import InvalidDID, UsageError
+from mpcid.identity.errors import InvalidDID
 from mpcid.identity.keystore import atomic_write
 from mpcid.p2p.signed import (MAX_INT, SignedContent, check_limits, check_members,
                               encode_signed, open_document, read_did, read_integer,
                               read_signature, show)
 
-from .errors import InvalidTranscript, SessionError
+from .errors import InvalidTranscript
 from .session_id import is_session_id
 
 VERSION = 1
