@@ -75,6 +75,23 @@ class AdmissionGate:
     def app(self, peer: int, make_exchanger: Callable[[], asyncio.Protocol]) -> AdmissionApp:
         return AdmissionApp(self, peer, make_exchanger)
 
+    # -- what the runtime and the transcript ask ------------------------------------------
+
+    def has_channel(self, peer: int) -> bool:
+        """Whether a channel with ``peer`` has opened (admitted or not)."""
+        return peer in self.apps
+
+    def presented(self) -> dict[int, Presented]:
+        """What each admitted peer proved."""
+        return {peer: state.presented for peer, state in self.machine.state.items()
+                if isinstance(state.presented, Presented)}
+
+    def unfinished(self) -> list[str]:
+        """The peers whose admission is not complete, with where each side stands."""
+        return [f"{self.machine.name(peer)}: I {state.mine.value}, it {state.theirs.value}"
+                for peer, state in self.machine.state.items()
+                if not (state.mine is adm.Mine.ADMITTED and state.theirs is adm.Theirs.READY)]
+
     # -- called by the apps ---------------------------------------------------------------
 
     def opened(self, app: AdmissionApp) -> None:

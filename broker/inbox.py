@@ -14,15 +14,24 @@ expired invitation can still be listed and explained).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from dataclasses import dataclass
+from typing import Any
 
-from mpcid.identity.errors import MpcidError
-from mpcid.identity.keystore import Keystore
+from mpcid.identity.errors import MpcidError, UsageError
+from mpcid.identity.keystore import IdentityInfo, Keystore
 
-from .invitation import Invitation
+from .errors import InvalidInvitation, InvitationConflict, InvitationNotFound, NotAParty
+from .invitation import Invitation, decode_token
 from .session_id import is_session_id
+
+#: What a file given as an invitation may weigh (a 16 KiB invitation pretty-printed).
+MAX_FILE_BYTES = 64 * 1024
+#: Seconds a lookup of an invitation in the DHT may take.
+DHT_TIMEOUT = 30.0
 
 KIND = "invitations"
 STATES = ("received", "accepted", "declined", "completed", "failed")
@@ -146,3 +155,135 @@ def _issued(data: bytes) -> int:
     if not isinstance(value, int):
         raise ValueError("issued")
     return value
+
+
+# --- receiving ---------------------------------------------------------------------------
+
+
+def receive_invitation(keystore: Keystore, text: str, now: float,
+                       bootstrap: Sequence[str] = (), *,
+                       timeout: float = DHT_TIMEOUT) -> StoredInvitation:
+    """A verified invitation, valid at ``now``, kept in ``keystore``'s invitation store.
+
+    ``text`` is a token (``mpcid1:...``), the path of a file holding a token or the
+    invitation JSON (pretty-printed or not), or a session id (32 hex digits): then the
+    stored invitation, else the one the DHT holds, asked through ``bootstrap``. Raises
+    the invitation's errors (invalid, bad signature, expired), :class:`InvitationNotFound`
+    or :class:`~mpcid.p2p.errors.ConnectFailed`. Blocking: do not call it from a running
+    event loop (use :func:`fetch_and_store` there).
+    """
+    store = InvitationStore(keystore)
+    text = text.strip()
+    if text.startswith("mpcid") and ":" in text[:12]:
+        return store.add(Invitation.from_token(text, now), decode_token(text), "token", now)
+    path = Path(text)
+    if text and path.is_file():
+        invitation, data = read_invitation_file(path, now)
+        return store.add(invitation, data, "file", now)
+    if is_session_id(text):
+        stored = store.get(text)
+        if stored is not None:
+            Invitation.verify(stored.data, now)  # expired or not yet valid: say so
+            return stored
+        if not bootstrap:
+            raise InvitationNotFound(
+                f"invitation {text} is not in this keystore, and no DHT node was given to "
+                "ask", hint="pass --bootstrap (or MPCID_BOOTSTRAP), or import its token")
+        return asyncio.run(fetch_and_store(keystore, text, tuple(bootstrap), now,
+                                           timeout=timeout))
+    raise UsageError(f"{show_input(text)} is not an invitation token, a file or a session id",
+                     hint="give the mpcid1:... token, the invitation file, or the 32-digit "
+                          "session id")
+
+
+def read_invitation_file(path: Path, now: float) -> tuple[Invitation, bytes]:
+    """A file with a token or the signed JSON. JSON is brought back to its canonical form
+    first (``mpcid invite --out`` writes it indented); the signature covers the content,
+    not the layout, so nothing unsigned gets in."""
+    from mpcid.p2p.records import canonical_json, strict_json
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}",
+                         hint="give the path of the invitation file") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInvitation(f"{path} is larger than an invitation can be")
+    text = raw.decode("utf-8", errors="replace").strip()
+    if text.startswith("mpcid"):
+        return Invitation.from_token(text, now), decode_token(text)
+    obj = strict_json(raw, "invitation file", InvalidInvitation)
+    try:
+        data = canonical_json(obj)
+    except (ValueError, UnicodeError):
+        raise InvalidInvitation("invitation file holds a string that is not valid Unicode"
+                                ) from None
+    return Invitation.verify(data, now), data
+
+
+async def fetch_and_store(keystore: Keystore, session_id: str, bootstrap: tuple[str, ...],
+                          now: float, *, timeout: float = DHT_TIMEOUT) -> StoredInvitation:
+    """Fetch ``session_id``'s invitation from the DHT, verify it at ``now`` and keep it."""
+    from mpcid.identity.did_key import Ed25519Key
+
+    from .session_records import fetch_invitation, session_dht
+
+    async def fetch() -> bytes | None:
+        # A throwaway host identity: reading needs none, and the DID key may be encrypted.
+        async with session_dht(Ed25519Key.generate(), bootstrap) as discovery:
+            return await fetch_invitation(discovery, session_id)
+
+    data = await within(fetch(), timeout)
+    if data is None:
+        raise InvitationNotFound(f"the DHT holds no current invitation for session "
+                                 f"{session_id}", hint="check the session id and --bootstrap, "
+                                 "or ask the inviter for the token")
+    invitation = Invitation.verify(data, now)
+    store = InvitationStore(keystore)
+    held = store.get(session_id)
+    if held is not None and held.data != data:
+        # Only the inviter can sign under this session id (it is derived from its DID),
+        # but it may have signed another version; the one this party holds stays.
+        raise InvitationConflict(
+            f"the DHT holds another version of session {session_id}'s invitation from "
+            f"{invitation.inviter} than the one you already have; yours was kept",
+            hint="ask your inviter whether it changed the session")
+    return store.add(invitation, data, "dht", now)
+
+
+async def within(work: Any, timeout: float) -> Any:
+    """``work``, or :class:`~mpcid.p2p.errors.ConnectFailed` when the DHT takes longer
+    than ``timeout`` seconds."""
+    from mpcid.p2p.errors import ConnectFailed
+
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except asyncio.TimeoutError:
+        raise ConnectFailed(f"the DHT did not answer within {timeout:g} s") from None
+
+
+def invited_identity(keystore: Keystore, invitation: Invitation,
+                      name: str | None) -> IdentityInfo:
+    """The identity ``--as name`` names (which must be invited), or without a name the one
+    identity of this keystore that is invited."""
+    if name is not None:
+        info = keystore.identity(name)
+        invitation.index_of(info.did)  # NotAParty
+        return info
+    invited = [i for i in keystore.identities() if invitation.is_party(i.did)]
+    if not invited:
+        raise NotAParty(f"none of your identities is invited to session "
+                        f"{invitation.session_id}", hint="check `mpcid did list`")
+    if len(invited) > 1:
+        raise UsageError(f"several of your identities are invited to session "
+                         f"{invitation.session_id}: "
+                         + ", ".join(repr(i.name) for i in invited),
+                         hint="choose one with --as NAME")
+    return invited[0]
+
+
+def show_input(text: str) -> str:
+    """What a user typed, quoted and shortened, with control characters escaped."""
+    text = text.encode("unicode_escape").decode("ascii")
+    return repr(text if len(text) <= 60 else text[:57] + "...")

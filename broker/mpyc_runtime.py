@@ -1,14 +1,21 @@
 """Run an unmodified MPyC program over mpcid channels. The only module that imports mpyc.
 
-MPyC parses ``sys.argv`` when ``mpyc.runtime`` is first imported, so :func:`run_program`
+MPyC parses ``sys.argv`` when ``mpyc.runtime`` is first imported, so :meth:`PartyRun.run`
 sets ``sys.argv`` to exactly what MPyC and the program should see (``-I index``, one
 ``-P host:port`` per party in session order, the session's MPyC options, then the
 program's own arguments) before importing it. It then replaces the runtime's ``start``
-with :func:`_channel_start`: the same mesh MPyC builds (party i accepts the parties below
+with :meth:`PartyRun.start`: the same mesh MPyC builds (party i accepts the parties below
 it and dials the parties above it), but every connection is a Noise channel whose peer is
 proven by its DID key, and the MPyC index of a peer is the session index of that DID.
-Nothing else in MPyC changes: its ``MessageExchanger`` gets a :class:`ChannelTransport`
+Nothing else in MPyC changes: its ``MessageExchanger`` gets a ``ChannelTransport``
 and its PRSS keys and shares travel inside the channel.
+
+``start`` does four things, each in its own method: listen and accept channels from the
+lower parties (:meth:`PartyRun._listen`), publish this party and join the DHT (through
+:class:`~mpcid.broker.paths.Paths`, the one place that dials), dial the higher parties
+(:meth:`PartyRun._dial`), and, for an invitation's session, admit every peer
+(:meth:`PartyRun._admit`, with :class:`~mpcid.broker.admission_channel.AdmissionGate`)
+before MPyC's exchanger gets the channels.
 
 Failure policy: while connecting, a failed handshake only drops that connection (an
 impostor must not be able to stop a session); parties that never complete a channel
@@ -20,24 +27,26 @@ exits non-zero naming the peer, instead of waiting forever for shares that never
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import runpy
 import sys
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import MpcidError
-from mpcid.p2p.channel import ChannelProtocol, connect, listen, over_socket
+from mpcid.p2p.channel import ChannelProtocol, listen, over_socket
 from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
-from .admission_channel import AdmissionGate, AdmissionSettings
-from .errors import InvitationDeclined, PartiesMissing, PeerFailed, SessionAborted
+from .admission_channel import AdmissionGate, AdmissionSettings, Presented
+from .errors import (InvitationDeclined, PartiesMissing, PeerFailed, SessionAborted,
+                     SessionError)
 from .paths import Paths, PathSettings
 from .progress import Progress
 from .session import SessionSpec
@@ -55,16 +64,37 @@ class RunSettings:
     """Seconds without any frame from a peer after which it is declared dead."""
     listen_host: str = ""
     """Address to accept channels on ('' = all interfaces, as MPyC does)."""
-    paths: PathSettings | None = None
-    """DHT discovery and relay fallback; None: only the session file's endpoints."""
+    paths: PathSettings = PathSettings()
+    """DHT discovery and relay fallback; without bootstrap nodes, only the session file's
+    endpoints are used."""
     admission: AdmissionSettings | None = None
     """Credential-gated admission before MPyC starts (``mpcid join``); None: none."""
     progress: Progress = Progress()
     """Where found/connected/admitted events go."""
 
 
-class _Run:
-    """State of one party's run, shared by the patched ``start`` and the channels."""
+@dataclass(frozen=True)
+class RunReport:
+    """What happened in a run, for the transcript (:meth:`PartyRun.report`)."""
+
+    started: float | None = None
+    """When MPyC started (every channel open, every party admitted)."""
+    presented: Mapping[int, Presented] = field(default_factory=dict)
+    """Per admitted peer: what it proved."""
+
+
+def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_args: list[str],
+                settings: RunSettings = RunSettings(),
+                extra_mpyc_args: Sequence[str] = ()) -> RunReport:
+    """Run ``program`` as this party of ``session``; raises an :class:`MpcidError` on any
+    session failure. The caller has checked the program's hash."""
+    party = PartyRun(session, key, settings)
+    party.run(program, program_args, extra_mpyc_args)
+    return party.report()
+
+
+class PartyRun:
+    """One party's run of one session: MPyC's program, with channels instead of TCP."""
 
     def __init__(self, session: SessionSpec, key: Ed25519Key, settings: RunSettings) -> None:
         self.session = session
@@ -79,6 +109,249 @@ class _Run:
         self.paths: Paths | None = None
         self.gate: AdmissionGate | None = None
         self.start_time: float | None = None
+        self._connected: set[str] = set()
+        self._responder_config: ChannelConfig | None = None
+
+    def report(self) -> RunReport:
+        """What this run did so far (after :meth:`run`, however it ended)."""
+        return RunReport(self.start_time,
+                         self.gate.presented() if self.gate is not None else {})
+
+    # -- running the program ------------------------------------------------------------------
+
+    def run(self, program: Path, program_args: list[str],
+            extra_mpyc_args: Sequence[str] = ()) -> None:
+        """Run ``program`` under MPyC with this party's channels; raise the session's
+        failure as an :class:`MpcidError`."""
+        argv = [str(program), "-I", str(self.index)]
+        for party in self.session.parties:
+            # MPyC only records these; start() below decides how parties are reached.
+            argv += ["-P", f"{party.host or '127.0.0.1'}:{party.port or 0}"]
+        argv += self.session.mpyc.argv() + list(extra_mpyc_args) + list(program_args)
+        saved_argv, saved_path = sys.argv[:], sys.path[:]
+        sys.argv = argv
+        sys.path.insert(0, str(program.resolve().parent))
+        try:
+            runtime_module = _import_mpyc_runtime()
+            rt = getattr(runtime_module, "mpc", None)
+            if rt is None:  # MPyC printed why its setup() failed
+                raise PeerFailed("MPyC could not set up its runtime with the session's "
+                                 "options", hint="see MPyC's message above")
+            rt.start = types.MethodType(self.start, rt)
+            self.loop = rt._loop
+            self._run_program(program)
+        finally:
+            sys.argv, sys.path = saved_argv, saved_path
+            if self.paths is not None and self.loop is not None and not self.loop.is_closed():
+                self.loop.run_until_complete(self.paths.stop())  # withdraw the record
+
+    def _run_program(self, program: Path) -> None:
+        try:
+            runpy.run_path(str(program), run_name="__main__")
+        except SystemExit as exc:
+            if self.fatal is not None:
+                raise self.fatal from None
+            if exc.code not in (None, 0):
+                raise
+        except RuntimeError as exc:
+            # loop.stop() from on_failure surfaces as "Event loop stopped before Future
+            # completed" out of mpc.run(); report the cause, not MPyC's traceback.
+            if self.fatal is not None:
+                raise self.fatal from None
+            raise PeerFailed(f"the MPyC program failed: {exc}") from exc
+        if self.fatal is not None:
+            raise self.fatal
+
+    # -- MPyC's start, over channels ------------------------------------------------------------
+
+    async def start(self, rt: Any) -> None:
+        """Replacement for ``mpyc.runtime.Runtime.start`` (MPyC 0.10/0.11 semantics)."""
+        logging.info(f"Start MPyC runtime v{rt.version} (mpcid channels, session "
+                     f"{self.session.session_id})")
+        m = len(rt.parties)
+        if m > 1:
+            await self._connect_all(rt)
+            logging.info(f"All {m} parties connected via mpcid channels.")
+        self.started = True
+        self.start_time = rt.start_time = time.time()
+        if m > 1:
+            self.settings.progress.emit("started")
+
+    async def _connect_all(self, rt: Any) -> None:
+        """Every channel open (and every peer admitted), or an error naming who is not."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        for peer in rt.parties:
+            peer.protocol = asyncio.Future(loop=loop) if peer.pid == rt.pid else None
+        deadline = loop.time() + self.settings.connect_timeout
+        if self.settings.admission is not None:
+            self.gate = AdmissionGate(self.key, self.session.session_id, rt.pid,
+                                      self.session.dids, self.settings.admission,
+                                      self.settings.progress, self.describe)
+        server, listen_port = await self._listen(rt)
+        self.paths = Paths(self.key, self.settings.paths, self.settings.progress)
+        await self.paths.start(listen_port, self.session.parties[rt.pid].host,
+                               functools.partial(self._accept_stream, rt))
+        tasks = [asyncio.ensure_future(self._dial(rt, i, deadline))
+                 for i in range(rt.pid + 1, len(rt.parties))]
+        if self.gate is not None and self.paths.discovery is not None:
+            tasks.append(asyncio.ensure_future(self._watch_declines(rt)))
+        try:
+            if self.gate is not None:
+                await self._admit(rt, deadline)
+            await asyncio.wait_for(asyncio.shield(rt.parties[rt.pid].protocol),
+                                   max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise self._missing(rt) from None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if server is not None:
+                server.close()
+
+    # -- listen and accept (channels from the lower parties) ------------------------------------
+
+    async def _listen(self, rt: Any) -> tuple[asyncio.Server | None, int]:
+        """Accept channels from the parties below this one on TCP; party 0 dials all."""
+        if rt.pid == 0:
+            return None, 0
+        me = self.session.parties[rt.pid]
+        # An ephemeral port is chosen per socket, so listen on IPv4 only to publish one.
+        where = self.settings.listen_host or ("" if me.port else "0.0.0.0")
+        self._responder_config = self.channel_config(
+            False, [p.did for p in self.session.parties[:rt.pid]])
+        server = await listen(where, me.port or 0, functools.partial(self._responder, rt))
+        return server, server.sockets[0].getsockname()[1]
+
+    def _responder(self, rt: Any) -> ChannelProtocol:
+        assert self._responder_config is not None
+        return ChannelProtocol(self._responder_config, functools.partial(self._accept, rt),
+                               on_failure=self.on_failure)
+
+    async def _accept_stream(self, rt: Any, sock: Any) -> None:
+        """A channel opened over libp2p (a relay circuit, say) instead of TCP."""
+        if rt.pid == 0:  # party 0 accepts no channels: it dials everyone
+            sock.close()
+            return
+        await over_socket(sock, functools.partial(self._responder, rt))
+
+    def _accept(self, rt: Any, did: str) -> asyncio.Protocol:
+        """The application of a channel a lower party opened, once its DID is proven."""
+        if did in self._connected:
+            raise HandshakeFailed(f"{self.describe(did)} connected twice")
+        self._connected.add(did)
+        index = self.session.index_of(did)
+        log.info("channel from %s established", self.describe(did))
+        self.settings.progress.emit("connected", party=index, did=did, path="accepted")
+        return self._application(rt, index, dialled=False)
+
+    # -- dial (channels to the higher parties) --------------------------------------------------
+
+    async def _dial(self, rt: Any, peer_index: int, deadline: float) -> None:
+        party = self.session.parties[peer_index]
+        config = self.channel_config(True, [party.did])
+
+        def factory() -> ChannelProtocol:
+            return ChannelProtocol(config, lambda did: self._application(rt, peer_index, True),
+                                   on_failure=self.on_failure)
+
+        assert self.paths is not None
+        await self.paths.open(party, factory, deadline, self.describe(party.did))
+
+    def _application(self, rt: Any, peer_index: int, dialled: bool) -> asyncio.Protocol:
+        """MPyC's exchanger for a proven peer, behind admission when the session has it."""
+
+        def exchanger() -> asyncio.Protocol:
+            exchanger_type = _channel_exchanger_type()
+            return exchanger_type(rt, self, peer_index, dialled)  # type: ignore[no-any-return]
+
+        if self.gate is None:
+            return exchanger()
+        return self.gate.app(peer_index, exchanger)
+
+    # -- admit (every pair of parties, before MPyC) ---------------------------------------------
+
+    async def _admit(self, rt: Any, deadline: float) -> None:
+        """Wait until every pair of parties admitted each other, then hand the channels to
+        MPyC; on a refusal, tell the others, close every channel and raise."""
+        gate = self.gate
+        assert gate is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(asyncio.shield(gate.done), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            error = self._missing(rt)
+            gate.fail(error)
+            await gate.close()
+            raise error from None
+        except MpcidError as exc:
+            await gate.close()
+            if not isinstance(exc, (SessionAborted, InvitationDeclined)):
+                await self._announce(exc)
+            raise
+        gate.hand_over()
+
+    async def _announce(self, error: MpcidError) -> None:
+        """Publish why this party stopped the session as its decline, so that parties that
+        have no channel to it yet learn the reason instead of waiting for a timeout."""
+        from .session_records import publish_decline
+
+        admission = self.settings.admission
+        discovery = self.paths.discovery if self.paths is not None else None
+        if discovery is None or admission is None or admission.invitation is None:
+            return
+        reason = " ".join(error.message.split())[:500]  # one line, as a decline's reason is
+        try:
+            await asyncio.wait_for(publish_decline(discovery, self.key, admission.invitation,
+                                                   reason, time.time()), 5)
+        except (MpcidError, asyncio.TimeoutError) as exc:
+            log.debug("could not publish why the session stopped: %s", exc)
+
+    async def _watch_declines(self, rt: Any, interval: float = 2.0) -> None:
+        """While parties are missing, look for their declines (``specs/session.md`` 8); one
+        found ends the session for everyone, naming the party and its reason."""
+        from .session_records import fetch_decline
+
+        gate = self.gate
+        discovery = self.paths.discovery if self.paths is not None else None
+        assert gate is not None and discovery is not None
+        while not gate.done.done():
+            for party in self.session.parties:
+                if party.index == rt.pid or gate.has_channel(party.index):
+                    continue
+                try:
+                    decline = await fetch_decline(discovery, self.session.session_id,
+                                                  party.did)
+                except MpcidError as exc:
+                    log.debug("looking for a decline of %s: %s", party.did, exc)
+                    continue
+                if decline is not None:
+                    reason = decline.reason or "no reason given"
+                    self.settings.progress.emit("declined", party=party.index, did=party.did,
+                                                reason=reason)
+                    gate.fail(InvitationDeclined(
+                        f"{self.describe(party.did)} will not take part: {reason}"))
+                    return
+            await asyncio.sleep(interval)
+
+    def _missing(self, rt: Any) -> SessionError:
+        """Why the session did not start in time: parties without a channel, else parties
+        whose admission did not finish."""
+        timeout = self.settings.connect_timeout
+        gate = self.gate
+        absent = [p for p in self.session.parties if p.index != rt.pid and (
+            not gate.has_channel(p.index) if gate is not None
+            else rt.parties[p.index].protocol is None)]
+        if absent:
+            return PartiesMissing("no channel within {:g} s to: {}".format(
+                timeout, "; ".join(f"party {p.index} ({p.did}) at {p.where()}"
+                                   for p in absent)))
+        assert gate is not None
+        return PartiesMissing(f"admission did not finish within {timeout:g} s ("
+                              + "; ".join(gate.unfinished()) + ")")
+
+    # -- shared by the channels -----------------------------------------------------------------
 
     def describe(self, did: str | None) -> str:
         if did is None:
@@ -88,7 +361,7 @@ class _Run:
                 return f"party {party.index} ({did})"
         return did
 
-    def config(self, initiator: bool, peers: list[str]) -> ChannelConfig:
+    def channel_config(self, initiator: bool, peers: list[str]) -> ChannelConfig:
         return ChannelConfig(
             static_private=self.key.x25519_private_key, prologue=self.prologue,
             initiator=initiator,
@@ -109,114 +382,27 @@ class _Run:
             self.loop.stop()
 
 
-@dataclass
-class RunReport:
-    """What happened in a run, for the transcript (filled in by :func:`run_program`)."""
-
-    started: float | None = None
-    """When MPyC started (every channel open, every party admitted)."""
-    presented: dict[int, Any] = field(default_factory=dict)
-    """Per admitted peer: what it proved (:class:`~.admission_channel.Presented`)."""
-
-
-def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_args: list[str],
-                settings: RunSettings = RunSettings(),
-                extra_mpyc_args: Sequence[str] = (), report: RunReport | None = None) -> None:
-    """Run ``program`` as this party of ``session``; raises an :class:`MpcidError` on any
-    session failure. The caller has checked the program's hash."""
-    state = _Run(session, key, settings)
-    try:
-        _run(state, program, program_args, extra_mpyc_args)
-    finally:
-        if report is not None:
-            report.started = state.start_time
-            if state.gate is not None:
-                report.presented = {i: s.presented for i, s in state.gate.machine.state.items()
-                                    if s.presented is not None}
-
-
-def _run(state: _Run, program: Path, program_args: list[str],
-         extra_mpyc_args: Sequence[str]) -> None:
-    session = state.session
-    argv = [str(program), "-I", str(state.index)]
-    for party in session.parties:
-        # MPyC only records these; mpcid's own start() decides how parties are reached.
-        argv += ["-P", f"{party.host or '127.0.0.1'}:{party.port or 0}"]
-    argv += session.mpyc.argv() + list(extra_mpyc_args) + list(program_args)
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = argv
-    sys.path.insert(0, str(program.resolve().parent))
-    try:
-        runtime_module = _import_mpyc_runtime()
-        rt = getattr(runtime_module, "mpc", None)
-        if rt is None:  # MPyC printed why its setup() failed
-            raise PeerFailed("MPyC could not set up its runtime with the session's options",
-                             hint="see MPyC's message above")
-        rt.start = types.MethodType(_make_start(state), rt)
-        state.loop = rt._loop
-        try:
-            runpy.run_path(str(program), run_name="__main__")
-        except SystemExit as exc:
-            if state.fatal is not None:
-                raise state.fatal from None
-            if exc.code not in (None, 0):
-                raise
-        except RuntimeError as exc:
-            # loop.stop() from on_failure surfaces as "Event loop stopped before Future
-            # completed" out of mpc.run(); report the cause, not MPyC's traceback.
-            if state.fatal is not None:
-                raise state.fatal from None
-            raise PeerFailed(f"the MPyC program failed: {exc}") from exc
-        if state.fatal is not None:
-            raise state.fatal
-    finally:
-        sys.argv, sys.path = saved_argv, saved_path
-        if state.paths is not None and state.loop is not None and not state.loop.is_closed():
-            state.loop.run_until_complete(state.paths.stop())  # withdraw the record
-
-
 def _import_mpyc_runtime() -> Any:
     if "mpyc.runtime" in sys.modules:
         # Already set up by an earlier import in this process: set up again from sys.argv.
         module: Any = sys.modules["mpyc.runtime"]
         module.mpc = module.setup()
         return module
-    import mpyc.runtime
+    import mpyc.runtime  # noqa: F401  (parses sys.argv, sets up mpyc.runtime.mpc)
 
     return sys.modules["mpyc.runtime"]
 
 
-def _make_start(state: _Run) -> Any:
-    async def start(rt: Any) -> None:
-        await _channel_start(rt, state)
-
-    return start
-
-
-async def _channel_start(rt: Any, state: _Run) -> None:
-    """Replacement for ``mpyc.runtime.Runtime.start`` (MPyC 0.10/0.11 semantics)."""
+@functools.cache
+def _channel_exchanger_type() -> type:
+    """MPyC's ``MessageExchanger``, bound to the index its channel proved (built once,
+    after MPyC is imported)."""
     from mpyc.asyncoro import MessageExchanger
 
-    logging.info(f"Start MPyC runtime v{rt.version} (mpcid channels, session "
-                 f"{state.session.session_id})")
-    parties = state.session.parties
-    m = len(rt.parties)
-    if m == 1:
-        rt.start_time = time.time()
-        state.started = True
-        return
-    loop = asyncio.get_running_loop()
-    state.loop = loop
-    for peer in rt.parties:
-        peer.protocol = asyncio.Future(loop=loop) if peer.pid == rt.pid else None
-    deadline = loop.time() + state.settings.connect_timeout
-    index_of = {p.did: p.index for p in parties}
-
     class ChannelExchanger(MessageExchanger):  # type: ignore[misc]
-        """MPyC's exchanger, bound to the index its channel proved."""
-
-        def __init__(self, proven: int, dialled: bool) -> None:
+        def __init__(self, rt: Any, party: PartyRun, proven: int, dialled: bool) -> None:
             super().__init__(rt, proven if dialled else None)
+            self.party = party
             self.proven = proven
             self.checked = dialled
 
@@ -226,10 +412,10 @@ async def _channel_start(rt: Any, state: _Run) -> None:
                 self.checked = True
                 if announced != self.proven:
                     # The index MPyC reads is only accepted if it is the proven one.
+                    did = self.party.session.parties[self.proven].did
                     self.transport.abort()
-                    state.on_failure(parties[self.proven].did, RemoteProtocolError(
-                        f"{state.describe(parties[self.proven].did)} announced index "
-                        f"{announced}"))
+                    self.party.on_failure(did, RemoteProtocolError(
+                        f"{self.party.describe(did)} announced index {announced}"))
                     return
             super().data_received(data)
 
@@ -238,180 +424,4 @@ async def _channel_start(rt: Any, state: _Run) -> None:
                 super().connection_lost(None)
             # Failures are reported once, by the channel's failure handler.
 
-    connected: set[str] = set()
-    progress = state.settings.progress
-    if state.settings.admission is not None:
-        state.gate = AdmissionGate(state.key, state.session.session_id, rt.pid,
-                                   state.session.dids, state.settings.admission, progress,
-                                   state.describe)
-
-    def app_for(peer_index: int, dialled: bool) -> asyncio.Protocol:
-        def exchanger() -> asyncio.Protocol:
-            return ChannelExchanger(peer_index, dialled)
-
-        if state.gate is None:
-            return exchanger()
-        return state.gate.app(peer_index, exchanger)
-
-    def accept(did: str) -> asyncio.Protocol:
-        if did in connected:
-            raise HandshakeFailed(f"{state.describe(did)} connected twice")
-        connected.add(did)
-        log.info("channel from %s established", state.describe(did))
-        progress.emit("connected", party=index_of[did], did=did, path="accepted")
-        return app_for(index_of[did], dialled=False)
-
-    server = None
-    listen_port = 0
-    responder = state.config(False, [p.did for p in parties[:rt.pid]]) if rt.pid else None
-    if responder is not None:
-        # An ephemeral port is chosen per socket, so listen on IPv4 only to publish one.
-        where = state.settings.listen_host or ("" if parties[rt.pid].port else "0.0.0.0")
-        server = await listen(where, parties[rt.pid].port or 0,
-                              lambda: ChannelProtocol(responder, accept,
-                                                      on_failure=state.on_failure))
-        listen_port = server.sockets[0].getsockname()[1]
-    if state.settings.paths is not None:
-        state.paths = Paths(state.key, state.settings.paths, progress)
-
-        async def on_stream(sock: Any) -> None:
-            if responder is None:  # party 0 accepts no channels: it dials everyone
-                sock.close()
-                return
-            await over_socket(sock, lambda: ChannelProtocol(responder, accept,
-                                                            on_failure=state.on_failure))
-
-        await state.paths.start(listen_port, parties[rt.pid].host, on_stream)
-
-    async def dial(peer_index: int) -> None:
-        party = parties[peer_index]
-        config = state.config(True, [party.did])
-
-        def factory() -> ChannelProtocol:
-            return ChannelProtocol(config, lambda did: app_for(peer_index, True),
-                                   on_failure=state.on_failure)
-
-        if state.paths is not None:
-            await state.paths.open(party, factory, deadline, state.describe(party.did))
-            return
-        assert party.host is not None and party.port is not None
-        while True:
-            protocol = await connect(party.host, party.port, factory, deadline=deadline,
-                                     what=state.describe(party.did))
-            try:
-                await asyncio.wait_for(protocol.ready, max(0.1, deadline - loop.time()))
-                log.info("channel to %s established", state.describe(party.did))
-                progress.emit("connected", party=peer_index, did=party.did,
-                              path=f"direct TCP {party.host}:{party.port}")
-                return
-            except (MpcidError, asyncio.TimeoutError):
-                if loop.time() >= deadline:
-                    raise
-                await asyncio.sleep(0.2)
-
-    dials = [asyncio.ensure_future(dial(i)) for i in range(rt.pid + 1, m)]
-    if state.gate is not None and state.paths is not None:
-        dials.append(asyncio.ensure_future(_watch_declines(state, rt)))
-    try:
-        if state.gate is not None:
-            await _admit(state, rt, deadline)
-        await asyncio.wait_for(asyncio.shield(rt.parties[rt.pid].protocol),
-                               max(0.0, deadline - loop.time()))
-    except asyncio.TimeoutError:
-        raise _missing(state, rt) from None
-    finally:
-        for task in dials:
-            task.cancel()
-        await asyncio.gather(*dials, return_exceptions=True)
-        if server is not None:
-            server.close()
-    logging.info(f"All {m} parties connected via mpcid channels.")
-    state.started = True
-    state.start_time = rt.start_time = time.time()
-    progress.emit("started")
-
-
-async def _admit(state: _Run, rt: Any, deadline: float) -> None:
-    """Wait until every pair of parties admitted each other, then hand the channels to
-    MPyC; on a refusal, tell the others, close every channel and raise."""
-    gate = state.gate
-    assert gate is not None
-    loop = asyncio.get_running_loop()
-    try:
-        await asyncio.wait_for(asyncio.shield(gate.done), max(0.0, deadline - loop.time()))
-    except asyncio.TimeoutError:
-        error = _missing(state, rt)
-        gate.fail(error)
-        await gate.close()
-        raise error from None
-    except MpcidError as exc:
-        await gate.close()
-        if not isinstance(exc, (SessionAborted, InvitationDeclined)):
-            await _announce(state, exc)
-        raise
-    gate.hand_over()
-
-
-async def _announce(state: _Run, error: MpcidError) -> None:
-    """Publish why this party stopped the session as its decline, so that parties that
-    have no channel to it yet learn the reason instead of waiting for a timeout."""
-    from .session_records import publish_decline
-
-    admission = state.settings.admission
-    if state.paths is None or admission is None or admission.invitation is None:
-        return
-    reason = " ".join(error.message.split())[:500]  # one line, as a decline's reason is
-    try:
-        await asyncio.wait_for(publish_decline(state.paths.discovery, state.key,
-                                               admission.invitation, reason, time.time()), 5)
-    except (MpcidError, asyncio.TimeoutError) as exc:
-        log.debug("could not publish why the session stopped: %s", exc)
-
-
-async def _watch_declines(state: _Run, rt: Any, interval: float = 2.0) -> None:
-    """While parties are missing, look for their declines (``specs/session.md`` 8); one
-    found ends the session for everyone, naming the party and its reason."""
-    from .session_records import fetch_decline
-
-    gate, paths = state.gate, state.paths
-    assert gate is not None and paths is not None
-    while not gate.done.done():
-        for party in state.session.parties:
-            if party.index == rt.pid or party.index in gate.apps:
-                continue
-            try:
-                decline = await fetch_decline(paths.discovery, state.session.session_id,
-                                              party.did)
-            except MpcidError as exc:
-                log.debug("looking for a decline of %s: %s", party.did, exc)
-                continue
-            if decline is not None:
-                reason = decline.reason or "no reason given"
-                state.settings.progress.emit("declined", party=party.index, did=party.did,
-                                             reason=reason)
-                gate.fail(InvitationDeclined(
-                    f"{state.describe(party.did)} will not take part: {reason}"))
-                return
-        await asyncio.sleep(interval)
-
-
-def _missing(state: _Run, rt: Any) -> MpcidError:
-    """Why the session did not start in time: parties without a channel, else parties
-    whose admission did not finish."""
-    parties = state.session.parties
-    gate = state.gate
-    timeout = state.settings.connect_timeout
-    if gate is not None:
-        absent = [p for p in parties if p.index != rt.pid and p.index not in gate.apps]
-    else:
-        absent = [p for p in parties
-                  if p.index != rt.pid and rt.parties[p.index].protocol is None]
-    if absent:
-        return PartiesMissing("no channel within {:g} s to: {}".format(
-            timeout, "; ".join(f"party {p.index} ({p.did}) at {p.where()}" for p in absent)))
-    assert gate is not None
-    waiting = [f"{gate.machine.name(i)}: I {s.mine.value}, it {s.theirs.value}"
-               for i, s in gate.machine.state.items()
-               if not (s.mine.value == "admitted" and s.theirs.value == "ready")]
-    return PartiesMissing(f"admission did not finish within {timeout:g} s ("
-                          + "; ".join(waiting) + ")")
+    return ChannelExchanger

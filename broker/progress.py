@@ -166,3 +166,20 @@ class RichProgress(Progress):
 
 def _join(a: str, b: str) -> str:
     return f"{a}, {b}" if a else b
+
+
+MODES = ("auto", "live", "json", "log", "none")
+
+
+def make_progress(mode: str, *, terminal: bool) -> Progress:
+    """The sink for ``--progress MODE``; ``auto`` is a live table on a ``terminal``, else
+    plain lines."""
+    if mode == "auto":
+        mode = "live" if terminal else "log"
+    if mode == "live":
+        return RichProgress()
+    if mode == "json":
+        return JsonProgress()
+    if mode == "log":
+        return LogProgress()
+    return Progress()

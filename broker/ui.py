@@ -31,7 +31,6 @@ import hmac
 import ipaddress
 import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -41,13 +40,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
-from .cli import cli, config_from, home_option
-from .errors import NotLoopback, UiError
+from .errors import UiError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -590,33 +586,3 @@ async def serve(settings: UiSettings, ready: Callable[[str], None]) -> None:
         await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-
-
-@cli.command("ui")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback unless --public).")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Port to listen on; 0 picks a free one.")
-@click.option("--public", is_flag=True,
-              help="Allow a non-loopback --host (anyone who learns the URL can act as you).")
-@home_option
-def ui_command(host: str, port: int, public: bool, home: str | None) -> None:
-    """Serve a local web page of your identities, credentials and invitations, from
-    which you accept (join) or decline sessions. The URL, with its secret token, is
-    the last line of stdout; Ctrl-C stops the page and every session it started."""
-    config = config_from(home)
-    if not is_loopback_host(host):
-        if not public:
-            raise NotLoopback(f"refusing to serve the page on non-loopback address {host}")
-        click.echo(f"warning: serving on {host}: anyone who can reach it and learns the URL "
-                   "can join and decline sessions as you", err=True)
-    env = {k: v for k, v in os.environ.items() if k != "MPCID_HOME"}
-    settings = UiSettings(home=config.home, host=host, port=port, public=public,
-                          token=secrets.token_urlsafe(24), env={**env, "PYTHONUNBUFFERED": "1"})
-
-    def ready(url: str) -> None:
-        click.echo(f"mpcid ui: keystore {config.home}; Ctrl-C to stop", err=True)
-        click.echo(url)
-        sys.stdout.flush()
-
-    asyncio.run(serve(settings, ready))

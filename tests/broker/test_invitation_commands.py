@@ -87,7 +87,7 @@ SHADOW = """
 RECEIVE = """
     import json, sys, time
     from pathlib import Path
-    from mpcid.broker.invitation_commands import receive_invitation
+    from mpcid.broker.inbox import receive_invitation
     from mpcid.identity.keystore import Keystore
 
     stored = receive_invitation(Keystore(Path(sys.argv[1])), sys.argv[2], time.time(),

@@ -13,37 +13,13 @@ import click
 from mpcid.identity.did_key import Ed25519Key, parse_did
 from mpcid.identity.errors import IdentityNotFound
 
-from .cli import cli, config_from, home_option, prompt_passphrase, wraps_async
-
-
-def bootstrap_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
-                        envvar="MPCID_BOOTSTRAP", show_envvar=True,
-                        help="DHT node to join through, /ip4/.../tcp/.../p2p/12D3KooW... "
-                             "(repeatable; in the variable, separated by spaces).")(func)
+from .options import bootstrap_option, home_option, keystore, wraps_async
 
 
 def listen_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--listen", "listen", multiple=True, default=(default,),
                         show_default=True, metavar="MULTIADDR",
                         help="libp2p listen address (repeatable).")
-
-
-def quiet_libp2p() -> None:
-    """py-libp2p logs failures it also raises (which mpcid reports in one line) and many
-    harmless ones; show them only with MPCID_DEBUG."""
-    import logging
-    import os
-
-    # py-libp2p sets its loggers' levels when first imported: import it, then quiet it.
-    import mpcid.p2p.discovery  # noqa: F401
-
-    if not os.environ.get("MPCID_DEBUG"):
-        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-
-
-def split_env(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(part for value in values for part in value.split())
 
 
 async def wait_for_interrupt() -> None:
@@ -62,18 +38,18 @@ async def wait_for_interrupt() -> None:
 def node_key(home: str | None, name: str) -> Ed25519Key:
     """A node's identity: a keystore identity, created on first use (a bootstrap node's
     multiaddr must not change between restarts)."""
-    keystore = config_from(home).keystore(prompt_passphrase)
+    store = keystore(home)
     try:
-        return keystore.load_identity(name)
+        return store.load_identity(name)
     except IdentityNotFound:
-        key = keystore.create_identity(name, encrypt=False)
-        click.echo(f"created node identity {name!r} in {keystore.home}", err=True)
+        key = store.create_identity(name, encrypt=False)
+        click.echo(f"created node identity {name!r} in {store.home}", err=True)
         return key
 
 
-@cli.command("node")
+@click.command("node")
 @listen_option("/ip4/0.0.0.0/tcp/4001")
-@bootstrap_option
+@bootstrap_option()
 @click.option("--as", "name", default="node", show_default=True, metavar="NAME",
               help="Keystore identity of the node (created if missing).")
 @click.option("--relay/--no-relay", default=True, show_default=True,
@@ -98,13 +74,12 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
     from mpcid.p2p.relay import RelayLimits
 
-    from .session_records import SESSION_KINDS
+    from mpcid.broker.session_records import SESSION_KINDS
 
-    quiet_libp2p()
     limits = RelayLimits(duration=circuit_seconds, data=circuit_mib << 20,
                          max_reservations=max_reservations, max_circuits=max_circuits)
     discovery = Discovery(node_key(home, name),
-                          DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap),
+                          DiscoveryConfig(listen=listen, bootstrap=bootstrap,
                                           relay=limits if relay else None,
                                           kinds=SESSION_KINDS))
     addrs = await discovery.start()
@@ -117,9 +92,9 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
         await discovery.stop()
 
 
-@cli.command("online")
+@click.command("online")
 @listen_option("/ip4/0.0.0.0/tcp/0")
-@bootstrap_option
+@bootstrap_option()
 @click.option("--as", "name", default="default", show_default=True, metavar="NAME",
               help="Local identity to publish.")
 @click.option("--endpoint", "endpoints", multiple=True, metavar="HOST:PORT",
@@ -140,11 +115,10 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
     from mpcid.p2p.peerid import peer_id_from_did
     from mpcid.p2p.records import parse_endpoint
 
-    quiet_libp2p()
     for endpoint in endpoints:
         parse_endpoint(endpoint)
-    key = config_from(home).keystore(prompt_passphrase).load_identity(name)
-    discovery = Discovery(key, DiscoveryConfig(listen=listen, bootstrap=split_env(bootstrap),
+    key = keystore(home).load_identity(name)
+    discovery = Discovery(key, DiscoveryConfig(listen=listen, bootstrap=bootstrap,
                                                ttl=ttl, relays=relays))
     await discovery.start()
     try:
@@ -168,9 +142,9 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
         await discovery.stop()
 
 
-@cli.command("resolve")
+@click.command("resolve")
 @click.argument("did")
-@bootstrap_option
+@bootstrap_option()
 @click.option("--timeout", type=click.FloatRange(min=0.5), default=20.0, show_default=True,
               help="Seconds for the whole lookup.")
 @wraps_async
@@ -179,14 +153,13 @@ async def resolve(did: str, bootstrap: tuple[str, ...], timeout: float) -> None:
     from mpcid.identity.errors import UsageError
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
 
-    quiet_libp2p()
     parse_did(did)
-    if not split_env(bootstrap):
+    if not bootstrap:
         raise UsageError("resolve needs a DHT node to ask",
                          hint="pass --bootstrap MULTIADDR or set MPCID_BOOTSTRAP")
     discovery = Discovery(Ed25519Key.generate(),  # a throwaway identity: it only reads
                           DiscoveryConfig(listen=("/ip4/127.0.0.1/tcp/0",),
-                                          bootstrap=split_env(bootstrap), server=False))
+                                          bootstrap=bootstrap, server=False))
     try:
         await asyncio.wait_for(discovery.start(), timeout)
         record = await asyncio.wait_for(discovery.resolve(did), timeout)
@@ -202,3 +175,6 @@ async def resolve(did: str, bootstrap: tuple[str, ...], timeout: float) -> None:
     click.echo(json.dumps({"did": record.did, "seq": record.seq, "issued": record.issued,
                            "expires": record.expires, "tcp": list(record.tcp),
                            "addrs": list(record.addrs)}, indent=2))
+
+
+COMMANDS = (node, online, resolve)

@@ -24,15 +24,13 @@ from typing import Any
 
 import click
 
+from mpcid.broker.errors import AdmissionRefused, SessionError, SessionFileInvalid
 from mpcid.identity.keystore import Keystore
-
-from .cli import cli
-from .errors import AdmissionRefused, SessionError, SessionFileInvalid
 
 EXAMPLES = ("salary_sum", "sealed_bid_auction")
 
 
-@cli.command("demo")
+@click.command("demo")
 @click.option("--parties", type=click.IntRange(2, 8), default=3, show_default=True,
               help="Number of organisations' members that compute together.")
 @click.option("--program", default="salary_sum", show_default=True,
@@ -309,3 +307,6 @@ def _error_line(err: str) -> str:
     line = lines[-1][len("error: "):]
     hint = f" ({AdmissionRefused.hint})"
     return line[:-len(hint)] if line.endswith(hint) else line
+
+
+COMMANDS = (demo,)

@@ -11,26 +11,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from mpcid.broker.errors import SessionError
+from mpcid.broker.inbox import InvitationStore, invited_identity, receive_invitation
+from mpcid.broker.invitation import Invitation
+from mpcid.broker.join import JoinSettings, SessionPlan, run_join
+from mpcid.broker.progress import MODES, make_progress
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
-from .admission_channel import AdmissionSettings
-from .inbox import InvitationStore
-from .invitation import Invitation
-from .progress import Progress
-
-from .cli import cli, config_from, home_option, prompt_passphrase
-from .errors import AdmissionRefused, SessionAborted, SessionError
+from .options import (bootstrap_option, ca_file_option, files, home_option, keystore,
+                      trust_options)
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -52,48 +51,45 @@ def read_program(path: str) -> tuple[Path, bytes]:
                          hint="give the path of the MPyC program") from None
 
 
-PROGRESS_MODES = ("auto", "live", "json", "log", "none")
-
-
-def progress_option(func: Any) -> Any:
-    return click.option(
-        "--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto",
-        show_default=True,
-        help="How to show who is found, connected, admitted: a live table (on a terminal), "
-             "JSON lines on stderr (for programs), plain lines, or nothing.")(func)
-
-
 def join_options(func: Any) -> Any:
+    """What ``join`` and ``invite --join`` share."""
     for option in reversed([
         click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=120.0,
                      show_default=True,
                      help="Seconds to wait for every party's channel and admission."),
         click.option("--transcript", type=click.Path(dir_okay=False),
                      help="Write this party's signed transcript of the session here."),
-        click.option("--context", "contexts", multiple=True, metavar="URL=FILE",
-                     help="Trust this JSON-LD context file for URL (offline; repeatable)."),
-        click.option("--status-file", "status_files", multiple=True, metavar="URL=FILE",
-                     help="Read the status list published at URL from FILE (repeatable)."),
-        click.option("--ca-file", envvar="MPCID_CA_FILE", show_envvar=True,
-                     type=click.Path(dir_okay=False),
-                     help="Extra CA certificates (PEM) for did:web and status lists."),
-        progress_option,
+        trust_options,
+        ca_file_option(),
+        click.option(
+            "--progress", "progress_mode", type=click.Choice(MODES), default="auto",
+            show_default=True,
+            help="How to show who is found, connected, admitted: a live table (on a "
+                 "terminal), JSON lines on stderr (for programs), plain lines, or nothing."),
     ]):
         func = option(func)
     return func
 
 
-@dataclass(frozen=True)
-class JoinOptions:
-    connect_timeout: float
-    transcript: str | None
-    contexts: tuple[str, ...]
-    status_files: tuple[str, ...]
-    ca_file: str | None
-    progress_mode: str
+def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Path,
+              program_args: tuple[str, ...], connect_timeout: float, transcript: str | None,
+              contexts: tuple[str, ...], status_files: tuple[str, ...], ca_file: str | None,
+              progress_mode: str) -> None:
+    """Plan and run this party's session from the options of ``join_options``."""
+    settings = JoinSettings(connect_timeout=connect_timeout,
+                            transcript=Path(transcript) if transcript else None,
+                            contexts=files(contexts, "--context"),
+                            status_files=files(status_files, "--status-file"),
+                            ca_file=ca_file)
+    plan = SessionPlan.prepare(ks, key, invitation, program, settings)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}; the other parties will refuse you", err=True)
+    progress = make_progress(progress_mode, terminal=sys.stderr.isatty())
+    run_join(ks, plan, list(program_args), settings, progress,
+             notify=lambda line: click.echo(line, err=True))
 
 
-@cli.command("invite")
+@click.command("invite")
 @click.option("--did", "dids", multiple=True, required=True, metavar="DID",
               help="Invited party, in MPyC index order after you (repeatable).")
 @click.option("--program", required=True, type=click.Path(dir_okay=False),
@@ -106,9 +102,7 @@ class JoinOptions:
 @click.option("--no-prss", is_flag=True, help="Disable MPyC's pseudorandom secret sharing.")
 @click.option("--expires", default="24h", show_default=True, metavar="DURATION",
               help="How long the invitation can be used (e.g. 90m, 24h, 7d).")
-@click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
-              envvar="MPCID_BOOTSTRAP", show_envvar=True,
-              help="DHT node the parties find each other through (repeatable).")
+@bootstrap_option(help="DHT node the parties find each other through (repeatable).")
 @click.option("--relay", "relays", multiple=True, metavar="MULTIADDR",
               help="Relay for parties behind NAT (repeatable).")
 @click.option("--as", "name", default="default", show_default=True, metavar="NAME",
@@ -144,17 +138,16 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
                          "--join", hint="each party gives its own to `mpcid join`")
     for did in dids:
         DIDKey.parse(did)
-    nodes = tuple(a for value in bootstrap for a in value.split())
-    if not nodes:
+    if not bootstrap:
         raise UsageError("an invitation needs a DHT node for the parties to meet",
                          hint="run `mpcid node` somewhere reachable and pass --bootstrap")
     path, digest = read_program(program)
-    ks = config_from(home).keystore(prompt_passphrase)
+    ks = keystore(home)
     key = ks.load_identity(name)
     invitation, data = Invitation.create(
         key, dids, path.name, digest, threshold=threshold, no_prss=no_prss,
         requirements=Policy.parse(requirements), ttl=parse_duration(expires),
-        bootstrap=nodes, relays=relays, name=session_name, now=time.time())
+        bootstrap=bootstrap, relays=relays, name=session_name, now=time.time())
     if out:
         Path(out).write_text(json.dumps(json.loads(data), indent=2) + "\n")
         click.echo(f"wrote {out}", err=True)
@@ -164,19 +157,16 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
                "TOKEN)", err=True)
     InvitationStore(ks).add(invitation, data, "created")
     if not no_publish:
-        publish_or_warn(key, data, nodes)
+        publish_or_warn(key, data, bootstrap)
     click.echo(invitation.token())
     if and_join:
-        import sys
-
         sys.stdout.flush()
-        run_join(ks, key, invitation, path, list(program_args), JoinOptions(**options))
+        join_with(ks, key, invitation, path, program_args, **options)
 
 
 def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) -> None:
     """Publish the invitation in the DHT; a failure only costs the lookup by session id."""
-    from .discovery_commands import quiet_libp2p
-    from .session_records import publish_invitation, session_dht
+    from mpcid.broker.session_records import publish_invitation, session_dht
 
     async def publish() -> None:
         # A throwaway host identity: the invitation carries the inviter's signature, and a
@@ -185,7 +175,6 @@ def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) ->
         async with session_dht(Ed25519Key.generate(), bootstrap) as discovery:
             await publish_invitation(discovery, data)
 
-    quiet_libp2p()
     try:
         asyncio.run(asyncio.wait_for(publish(), 20))
     except (MpcidError, asyncio.TimeoutError, OSError) as exc:
@@ -194,16 +183,14 @@ def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) ->
                    "the token instead", err=True)
 
 
-@cli.command("join")
+@click.command("join")
 @click.argument("invitation_arg", metavar="TOKEN|FILE|SESSION_ID")
 @click.option("--program", required=True, type=click.Path(dir_okay=False),
               help="Your copy of the session's MPyC program.")
 @click.option("--as", "name", default=None, metavar="NAME",
               help="Your identity; must be one of the invited parties [default: the one "
                    "of your identities that is invited].")
-@click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
-              envvar="MPCID_BOOTSTRAP", show_envvar=True,
-              help="DHT node to fetch the invitation from, when given a SESSION_ID.")
+@bootstrap_option(help="DHT node to fetch the invitation from, when given a SESSION_ID.")
 @join_options
 @home_option
 @click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
@@ -216,118 +203,13 @@ def join(invitation_arg: str, program: str, name: str | None, bootstrap: tuple[s
     Checks the invitation, that you are a party and that your program is the session's;
     finds the other parties, opens Noise channels, exchanges presentations bound to the
     session, and runs MPyC once every party has admitted every other."""
-    from .discovery_commands import quiet_libp2p
-    from .invitation_commands import invited_identity, receive_invitation
-
-    quiet_libp2p()
-    ks = config_from(home).keystore(prompt_passphrase)
-    stored = receive_invitation(ks, invitation_arg, time.time(),
-                                tuple(a for v in bootstrap for a in v.split()))
+    ks = keystore(home)
+    stored = receive_invitation(ks, invitation_arg, time.time(), bootstrap)
     if stored.state == "declined":
         raise SessionError(f"you declined invitation {stored.session_id}",
                            hint="the other parties were told; ask the inviter for a new one")
     key = ks.load_identity(invited_identity(ks, stored.invitation, name).name)
-    run_join(ks, key, stored.invitation, Path(program), list(program_args),
-             JoinOptions(**options))
+    join_with(ks, key, stored.invitation, Path(program), program_args, **options)
 
 
-def run_join(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Path,
-             program_args: list[str], options: JoinOptions) -> None:
-    """The whole of a party's session, shared by `join`, `invite --join` and `mpcid ui`."""
-    from .credential_choice import choose
-    from .discovery_commands import quiet_libp2p
-    from .identity_commands import make_verify_config
-    from .inbox import InvitationStore
-    from .mpyc_runtime import RunReport, RunSettings, run_program
-    from .paths import PathSettings
-
-    index = invitation.index_of(key.did.did)  # NotAParty otherwise
-    session = invitation.session_spec()
-    session.check_program(program)
-    if options.transcript:
-        folder = Path(options.transcript).resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise UsageError(f"cannot write the transcript {options.transcript}: {folder} is "
-                             "not a writable folder", hint="give a path in an existing folder")
-    store = InvitationStore(ks)
-    config = make_verify_config(ks, options.contexts, options.status_files, False,
-                                options.ca_file, None)
-    choice = asyncio.run(choose(ks, key.did.did, invitation.requirements, config))
-    for warning in choice.warnings:
-        click.echo(f"warning: {warning}; the other parties will refuse you", err=True)
-    progress = make_progress(options.progress_mode)
-    progress.emit("session", session=invitation.session_id, index=index,
-                  parties=list(invitation.parties), program=invitation.program_name)
-    store.set_state(invitation.session_id, "accepted")
-    quiet_libp2p()
-    settings = RunSettings(
-        connect_timeout=options.connect_timeout,
-        paths=PathSettings(bootstrap=session.bootstrap, relays=session.relays),
-        admission=AdmissionSettings(invitation.requirements, choice.credentials, config,
-                                    invitation),
-        progress=progress)
-    report = RunReport()
-    outcome, error = "failed", ""
-    try:
-        run_program(session, key, program, program_args, settings, report=report)
-        outcome = "completed"
-    except MpcidError as exc:
-        error = exc.one_line()
-        outcome = "refused" if isinstance(exc, (AdmissionRefused, SessionAborted)) \
-            else "failed"
-        raise
-    finally:
-        store.set_state(invitation.session_id,
-                        "completed" if outcome == "completed" else "failed", error)
-        progress.emit("finished", outcome=outcome, **({"error": error} if error else {}))
-        progress.close()
-        if options.transcript:
-            try:
-                write_session_transcript(Path(options.transcript), key, invitation, index,
-                                         choice, report, outcome, error)
-            except (MpcidError, OSError) as exc:  # never hide how the session ended
-                click.echo(f"warning: could not write the transcript {options.transcript}: "
-                           f"{exc}", err=True)
-
-
-def write_session_transcript(path: Path, key: Ed25519Key, invitation: Invitation, index: int,
-                             choice: Any, report: Any, outcome: str, error: str) -> None:
-    """This party's signed account of the session (``specs/session.md`` 9)."""
-    from .credential_choice import describe_presented
-    from .transcript import CredentialRef, PartyEntry, Transcript, write_transcript
-
-    entries = []
-    for i, did in enumerate(invitation.parties):
-        if i == index:
-            refs = [CredentialRef(*c) for c in describe_presented(choice.credentials)]
-            entries.append(PartyEntry(i, did, report.started is not None, tuple(refs)))
-            continue
-        presented = report.presented.get(i)
-        refs = [CredentialRef(*c) for c in presented.credentials] if presented else []
-        entries.append(PartyEntry(i, did, presented is not None, tuple(refs)))
-    ended = time.time()
-    started = min(report.started, ended) if report.started is not None else None
-    _, data = Transcript.create(
-        key, session_id=invitation.session_id, invitation=invitation.encode(),
-        program_name=invitation.program_name, program_sha256=invitation.program_sha256,
-        index=index, parties=entries, started=started, ended=ended,
-        outcome=outcome, error=error)  # type: ignore[arg-type]
-    write_transcript(path, data)
-    click.echo(f"wrote the signed transcript {path}", err=True)
-
-
-def make_progress(mode: str) -> Progress:
-    import sys
-
-    from .progress import JsonProgress, LogProgress, RichProgress
-
-    if mode == "auto":
-        mode = "live" if sys.stderr.isatty() else "log"
-    if mode == "live":
-        return RichProgress()
-    if mode == "json":
-        return JsonProgress()
-    if mode == "log":
-        return LogProgress()
-    return Progress()
-
+COMMANDS = (invite, join)

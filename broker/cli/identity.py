@@ -11,23 +11,18 @@ from typing import Any
 
 import click
 
+from mpcid.broker.verifier import verify_config, web_resolver
 from mpcid.identity import credentials as vc
 from mpcid.identity.dataintegrity import isoformat, parse_datetime
 from mpcid.identity.did_key import KEY_FORMATS, DIDKey, parse_did
 from mpcid.identity.errors import (CredentialError, KeystoreError, MalformedCredential,
                                    MpcidError, StatusCheckFailed, UsageError)
-from mpcid.identity.jsonld import ContextLoader
 from mpcid.identity.keystore import Keystore
 from mpcid.identity.policy import Policy
-from mpcid.identity.resolver import UniversalResolver, WebResolver, WebResolverConfig
-from mpcid.identity.statuslist import (Bitstring, FileAndHttpStatusSource,
-                                       parse_status_reference, read_index)
+from mpcid.identity.statuslist import Bitstring, parse_status_reference, read_index
 
-from .cli import cli, config_from, home_option, prompt_passphrase, wraps_async
-
-
-def keystore(home: str | None) -> Keystore:
-    return config_from(home).keystore(prompt_passphrase)
+from .options import (ca_file_option, files, home_option, json_option, keystore,
+                      pairs, trust_options, wraps_async)
 
 
 def emit_json(value: Any) -> None:
@@ -77,21 +72,6 @@ def cli_datetime(value: str, option: str) -> dt.datetime:
                          hint="e.g. 2027-01-31T12:00:00Z") from None
 
 
-def check_ca_file(ca_file: str | None) -> None:
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise UsageError(f"CA file {ca_file} does not exist", hint="give a PEM file")
-
-
-def pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    result = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise UsageError(f"{what} {item!r} is not KEY=VALUE")
-        result[key] = value
-    return result
-
-
 def document_id(document: dict[str, Any]) -> str:
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()[:16]
@@ -106,18 +86,13 @@ def status_list_id(url: str) -> str:
 
 def verify_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--context", "contexts", multiple=True, metavar="URL=FILE",
-                     help="Trust this JSON-LD context file for URL (offline; repeatable)."),
-        click.option("--status-file", "status_files", multiple=True, metavar="URL=FILE",
-                     help="Read the status list published at URL from FILE."),
+        trust_options,
         click.option("--no-status", is_flag=True,
                      help="Do not check revocation status (not recommended)."),
-        click.option("--ca-file", envvar="MPCID_CA_FILE", show_envvar=True,
-                     type=click.Path(dir_okay=False),
-                     help="Extra CA certificates (PEM) for did:web and status list HTTPS."),
+        ca_file_option(help="Extra CA certificates (PEM) for did:web and status list HTTPS."),
         click.option("--at", "at", metavar="ISO8601",
                      help="Check validity at this time instead of now."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        json_option(),
     ]):
         func = option(func)
     return func
@@ -126,18 +101,11 @@ def verify_options(func: Any) -> Any:
 def make_verify_config(ks: Keystore, contexts: tuple[str, ...], status_files: tuple[str, ...],
                        no_status: bool, ca_file: str | None, at: str | None
                        ) -> vc.VerifyConfig:
-    loader = ContextLoader.from_files(pairs(contexts, "--context"))
-    overrides: dict[str, Path | dict[str, Any]] = {}
-    # Lists this keystore hosts are known locally, with no round trip to their server.
-    for _, record in ks.documents("statuslists"):
-        if isinstance(record.get("credential"), dict):
-            overrides[str(record.get("url"))] = record["credential"]
-    overrides.update({u: Path(f) for u, f in pairs(status_files, "--status-file").items()})
-    status = None if no_status else FileAndHttpStatusSource(overrides, ca_file=ca_file)
-    resolver = UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
-    now = cli_datetime(at, "--at") if at else now_utc()
-    check_ca_file(ca_file)
-    return vc.VerifyConfig(loader=loader, resolver=resolver, status=status, now=now)
+    """The options of the verifying commands, as the domain's verify configuration."""
+    return verify_config(ks, contexts=files(contexts, "--context"),
+                         status_files=files(status_files, "--status-file"),
+                         check_status=not no_status, ca_file=ca_file,
+                         now=cli_datetime(at, "--at") if at else now_utc())
 
 
 def credential_summary(cred: vc.VerifiedCredential) -> dict[str, Any]:
@@ -157,7 +125,7 @@ def report_failure(exc: MpcidError, as_json: bool) -> None:
 # --- DIDs ---------------------------------------------------------------------------------
 
 
-@cli.command("create-did")
+@click.command("create-did")
 @click.option("--name", default="default", show_default=True, help="Local label of the DID.")
 @click.option("--force", is_flag=True, help="Replace an existing identity of that name.")
 @home_option
@@ -171,7 +139,7 @@ def create_did(name: str, force: bool, home: str | None) -> None:
     click.echo(key.did.did)
 
 
-@cli.group("did")
+@click.group("did")
 def did_group() -> None:
     """List, show and resolve DIDs."""
 
@@ -211,8 +179,7 @@ def did_show(name: str, key_format: str, home: str | None) -> None:
 @did_group.command("resolve")
 @click.argument("did")
 @_format_option
-@click.option("--ca-file", envvar="MPCID_CA_FILE", type=click.Path(dir_okay=False),
-              help="Extra CA certificates (PEM) for did:web.")
+@ca_file_option(help="Extra CA certificates (PEM) for did:web.")
 @home_option
 @wraps_async
 async def did_resolve(did: str, key_format: str, ca_file: str | None,
@@ -222,15 +189,13 @@ async def did_resolve(did: str, key_format: str, ca_file: str | None,
         emit_json(DIDKey.parse(did).document(key_format))
         return
     parse_did(did)
-    check_ca_file(ca_file)
-    resolver = UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
-    emit_json(await resolver.resolve(did))
+    emit_json(await web_resolver(ca_file).resolve(did))
 
 
 # --- credentials --------------------------------------------------------------------------
 
 
-@cli.group("credential")
+@click.group("credential")
 def credential_group() -> None:
     """Issue, verify, store and revoke verifiable credentials."""
 
@@ -305,7 +270,7 @@ async def credential_verify(file: str, contexts: tuple[str, ...], status_files: 
                             no_status: bool, ca_file: str | None, at: str | None,
                             as_json: bool, home: str | None) -> None:
     """Verify a credential FILE ('-' for stdin): exit 0 if valid, else 1 and the reason."""
-    ks = config_from(home).keystore()
+    ks = keystore(home, prompt=False)
     config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
     try:
         document = read_json_file(file, "credential")
@@ -331,7 +296,7 @@ async def credential_import(file: str, contexts: tuple[str, ...], status_files: 
                             no_status: bool, ca_file: str | None, at: str | None,
                             as_json: bool, home: str | None) -> None:
     """Verify a credential and keep it in the keystore; print its local ID."""
-    ks = config_from(home).keystore()
+    ks = keystore(home, prompt=False)
     document = read_json_file(file, "credential")
     config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
     result = await vc.verify_credential(document, config)
@@ -355,7 +320,7 @@ def credential_list(home: str | None) -> None:
 
     table = Table("id", "type", "issuer", "subject", "valid until")
     count = 0
-    for doc_id, document in config_from(home).keystore().documents("credentials"):
+    for doc_id, document in keystore(home, prompt=False).documents("credentials"):
         subject = document.get("credentialSubject", {})
         types = [t for t in document.get("type", []) if t != "VerifiableCredential"]
         table.add_row(doc_id, ", ".join(types) or "VerifiableCredential",
@@ -374,7 +339,7 @@ def credential_list(home: str | None) -> None:
 @home_option
 def credential_show(doc_id: str, home: str | None) -> None:
     """Print a stored credential."""
-    emit_json(load_stored_credential(config_from(home).keystore(), doc_id))
+    emit_json(load_stored_credential(keystore(home, prompt=False), doc_id))
 
 
 def load_stored_credential(ks: Keystore, doc_id: str) -> dict[str, Any]:
@@ -448,7 +413,7 @@ def publish_status_list(ks: Keystore, record: dict[str, Any], bits: Bitstring) -
     ks.put_document("statuslists", status_list_id(str(record["url"])), record)
 
 
-@cli.group("status-list")
+@click.group("status-list")
 def status_list_group() -> None:
     """Host Bitstring Status Lists for credentials you issue."""
 
@@ -481,7 +446,7 @@ def status_list_create(issuer: str, url: str, purpose: str, publish: str | None,
 # --- presentations ------------------------------------------------------------------------
 
 
-@cli.command("present")
+@click.command("present")
 @click.option("--as", "name", default="default", show_default=True, metavar="NAME",
               help="Local identity that presents (the holder).")
 @click.option("--credential", "creds", multiple=True, required=True, metavar="FILE_OR_ID",
@@ -505,7 +470,7 @@ def present(name: str, creds: tuple[str, ...], challenge: str, domain: str, out:
                                         now=now_utc()), out)
 
 
-@cli.group("presentation")
+@click.group("presentation")
 def presentation_group() -> None:
     """Verify verifiable presentations."""
 
@@ -528,7 +493,7 @@ async def presentation_verify(file: str, challenge: str, domain: str,
     """Verify a presentation FILE: the holder's proof, challenge, domain, every credential
     and, with --require, the credential policy."""
     policy = Policy.parse(requirements)
-    ks = config_from(home).keystore()
+    ks = keystore(home, prompt=False)
     config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
     try:
         document = read_json_file(file, "presentation")
@@ -545,3 +510,7 @@ async def presentation_verify(file: str, challenge: str, domain: str,
     else:
         click.echo(f"valid: presentation by {result.holder} with "
                    f"{len(result.credentials)} credential(s)")
+
+
+COMMANDS = (create_did, did_group, credential_group, status_list_group, present,
+            presentation_group)

@@ -13,12 +13,13 @@ import click
 
 from mpcid.identity.errors import UsageError
 
-from .cli import cli, home_option
-from .transcript import MAX_TRANSCRIPT_BYTES, Transcript
-from .errors import InvalidTranscript
+from mpcid.broker.errors import InvalidTranscript
+from mpcid.broker.transcript import MAX_TRANSCRIPT_BYTES, Transcript
+
+from .options import home_option
 
 
-@cli.group("transcript")
+@click.group("transcript")
 def transcript_group() -> None:
     """Signed session transcripts written by `mpcid join`."""
 
@@ -93,3 +94,6 @@ def _read(file: str) -> bytes:
     if not isinstance(data, bytes):  # pragma: no cover - "rb" always gives bytes
         raise InvalidTranscript(f"{file} did not read as bytes")
     return data
+
+
+COMMANDS = (transcript_group,)

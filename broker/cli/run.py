@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from .cli import cli, config_from, home_option, prompt_passphrase
-from .errors import SessionFileInvalid
-from .session import SessionSpec
+from mpcid.broker.errors import SessionFileInvalid
+from mpcid.broker.session import SessionSpec
+
+from .options import bootstrap_option, home_option, keystore
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": True,
+@click.command("run", context_settings={"ignore_unknown_options": True,
                                       "allow_interspersed_args": False})
 @click.option("--session", "session_file", required=True, type=click.Path(dir_okay=False),
               help="Session file (JSON: session, program_sha256, parties).")
@@ -22,10 +23,8 @@ from .session import SessionSpec
 @click.option("--idle-timeout", type=click.FloatRange(min=1.0), default=30.0,
               show_default=True, help="Seconds of silence after which a peer counts as dead.")
 @click.option("--listen-host", default="", help="Address to accept channels on [all].")
-@click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
-              envvar="MPCID_BOOTSTRAP", show_envvar=True,
-              help="DHT node: find parties by their endpoint records (added to the "
-                   "session's).")
+@bootstrap_option(help="DHT node: find parties by their endpoint records (added to the "
+                      "session's).")
 @click.option("--relay", "relays", multiple=True, metavar="MULTIADDR",
               help="Relay to hold a reservation on, for peers that cannot reach this "
                    "party directly (added to the session's).")
@@ -40,7 +39,8 @@ def run(session_file: str, name: str, connect_timeout: float, idle_timeout: floa
     Usage: mpcid run --session SESSION.json --as NAME -- PROGRAM.py [ARGS...]
     MPyC's own options (e.g. -T, --no-prss, --log-level) may be given among ARGS.
     """
-    from .mpyc_runtime import RunSettings, run_program
+    from mpcid.broker.mpyc_runtime import RunSettings, run_program
+    from mpcid.broker.paths import PathSettings
 
     session = SessionSpec.load(Path(session_file))
     program_path = Path(program)
@@ -48,17 +48,14 @@ def run(session_file: str, name: str, connect_timeout: float, idle_timeout: floa
         raise SessionFileInvalid(f"program {program} does not exist",
                                  hint="give the path of the MPyC program")
     session.check_program(program_path)
-    key = config_from(home).keystore(prompt_passphrase).load_identity(name)
+    key = keystore(home).load_identity(name)
     session.index_of(key.did.did)
-    nodes = session.bootstrap + tuple(a for v in bootstrap for a in v.split())
-    paths = None
-    if nodes:
-        from .discovery_commands import quiet_libp2p
-        from .paths import PathSettings
-
-        quiet_libp2p()
-        paths = PathSettings(bootstrap=nodes, relays=session.relays + relays)
+    # Without DHT nodes only the session file's endpoints are used (and no relay).
+    paths = PathSettings(bootstrap=session.bootstrap + bootstrap,
+                         relays=session.relays + relays)
     settings = RunSettings(connect_timeout=connect_timeout, idle_timeout=idle_timeout,
                            keepalive_interval=min(5.0, idle_timeout / 3),
                            listen_host=listen_host, paths=paths)
     run_program(session, key, program_path, list(program_args), settings)
+
+COMMANDS = (run,)

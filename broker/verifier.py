@@ -1,0 +1,49 @@
+"""How this keystore checks what others present: contexts, DID resolution, status lists.
+
+One :class:`~mpcid.identity.credentials.VerifyConfig` serves ``mpcid credential verify``,
+``mpcid presentation verify`` and the admission of peers in a session, so a credential is
+judged the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mpcid.identity import credentials as vc
+from mpcid.identity.errors import UsageError
+from mpcid.identity.jsonld import ContextLoader
+from mpcid.identity.keystore import Keystore
+from mpcid.identity.resolver import UniversalResolver, WebResolver, WebResolverConfig
+from mpcid.identity.statuslist import FileAndHttpStatusSource
+
+
+def check_ca_file(ca_file: str | None) -> None:
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise UsageError(f"CA file {ca_file} does not exist", hint="give a PEM file")
+
+
+def web_resolver(ca_file: str | None) -> UniversalResolver:
+    """did:key offline, did:web over HTTPS (with an extra CA bundle, if given)."""
+    check_ca_file(ca_file)
+    return UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
+
+
+def verify_config(keystore: Keystore, *, now: dt.datetime,
+                  contexts: Mapping[str, Path] | None = None,
+                  status_files: Mapping[str, Path] | None = None, check_status: bool = True,
+                  ca_file: str | None = None) -> vc.VerifyConfig:
+    """Verification as this keystore does it: the shipped contexts plus ``contexts``; the
+    status lists this keystore hosts known locally (no round trip to their server), then
+    ``status_files``, then the network; did:web through ``ca_file`` if given."""
+    loader = ContextLoader.from_files(dict(contexts or {}))
+    overrides: dict[str, Path | dict[str, Any]] = {}
+    for _, record in keystore.documents("statuslists"):
+        if isinstance(record.get("credential"), dict):
+            overrides[str(record.get("url"))] = record["credential"]
+    overrides.update(status_files or {})
+    status = FileAndHttpStatusSource(overrides, ca_file=ca_file) if check_status else None
+    return vc.VerifyConfig(loader=loader, resolver=web_resolver(ca_file), status=status,
+                           now=now)
