@@ -30,7 +30,7 @@ line (:mod:`mpcid.broker.cli`). The broker's part of the tree::
     └── UiError                       a request to the page's API cannot be carried out
         └── NotLoopback               (also UsageError) --host is public without --public
 
-``tests/broker/test_errors.py`` checks that this drawing is the real hierarchy.
+``tests/test_error_trees.py`` checks that this drawing is the real hierarchy.
 """
 
 from __future__ import annotations
@@ -45,11 +45,15 @@ class SessionError(MpcidError):
 
 
 class SessionFileInvalid(SessionError, UsageError):
+    """A session file (or a program it names) cannot be read or is not valid."""
+
     exit_code = 2
     hint = "see specs/channel.md for the session file format"
 
 
 class NotAParty(SessionError):
+    """This identity is not one of the session's parties."""
+
     hint = "run with --as NAME for an identity that the session lists"
 
 

@@ -200,7 +200,7 @@ def read_invitation_file(path: Path, now: float) -> tuple[Invitation, bytes]:
     """A file with a token or the signed JSON. JSON is brought back to its canonical form
     first (``mpcid invite --out`` writes it indented); the signature covers the content,
     not the layout, so nothing unsigned gets in."""
-    from mpcid.p2p.records import canonical_json, strict_json
+    from mpcid.p2p.signed import canonical_json, strict_json
 
     try:
         with path.open("rb") as handle:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TypeGuard
 
 #: Hex digits in a session id.
 LENGTH = 32
@@ -33,11 +34,11 @@ def session_id_for(inviter: str, nonce: bytes) -> str:
     return digest.hexdigest()[:LENGTH]
 
 
-def is_session_id(value: object) -> bool:
+def is_session_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a session id: 32 lowercase hex digits."""
     return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
 
 
-def is_session_label(value: object) -> bool:
+def is_session_label(value: object) -> TypeGuard[str]:
     """Whether ``value`` may name a session in a session file (ids included)."""
     return isinstance(value, str) and _SESSION_LABEL.fullmatch(value) is not None

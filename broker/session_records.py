@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
-from mpcid.p2p.records import InvalidRecord, KindValidator, best_index, kind_key, kind_of
+from mpcid.p2p.errors import InvalidRecord
+from mpcid.p2p.records import KindValidator, best_index, kind_key, kind_of
 from mpcid.p2p.signed import (SignedContent, check_canonical, check_members, open_document,
                               read_did, read_integer, read_signature, show)
 

@@ -513,7 +513,7 @@ def _error(status: int, message: str, hint: str) -> web.StreamResponse:
 def _static(name: str) -> web.StreamResponse:
     from aiohttp import web
 
-    data = resources.files(__package__).joinpath("ui_static", name).read_bytes()
+    data = resources.files(__package__).joinpath("ui_static").joinpath(name).read_bytes()
     return web.Response(body=data, content_type=STATIC[name], charset="utf-8")
 
 

@@ -1,9 +1,37 @@
-"""The one exception hierarchy of mpcid.
+"""The one exception hierarchy of mpcid, and the errors of mpcid.identity.
 
 Every error a user can meet derives from :class:`MpcidError`. Each carries a message that
 says what happened and a ``hint`` that says what to do; the CLI prints both on one line and
-exits with :attr:`MpcidError.exit_code`. Categories (identity, credential, and in the other
-packages transport, protocol, session) are subclasses, so callers can catch a whole layer.
+exits with :attr:`MpcidError.exit_code`. Categories are subclasses, so callers can catch a
+whole layer: identity and credential here, transport and protocol in
+:mod:`mpcid.p2p.errors`, session in :mod:`mpcid.broker.errors`. This module's part of the
+tree::
+
+    Exception
+    ├── MpcidError                    a message, a hint and an exit code (1)
+    │   ├── UsageError                the command was given something it cannot use (exit 2)
+    │   ├── IdentityError             something about a DID or a key
+    │   │   ├── InvalidDID            (also UsageError) not a DID this tool understands
+    │   │   ├── DIDResolutionError    no DID document (e.g. did:web host unreachable)
+    │   │   └── KeystoreError         the local keystore is missing or unreadable
+    │   │       ├── IdentityNotFound
+    │   │       ├── IdentityExists
+    │   │       ├── WrongPassphrase
+    │   │       └── PassphraseRequired
+    │   └── CredentialError           a credential, presentation or proof is not accepted
+    │       ├── MalformedCredential
+    │       ├── InvalidProof          opaque on purpose: every kind of tampering
+    │       ├── UnsupportedCryptosuite
+    │       ├── UnknownContext
+    │       ├── CredentialExpired
+    │       ├── CredentialNotYetValid
+    │       ├── CredentialRevoked
+    │       ├── StatusCheckFailed
+    │       ├── PresentationMismatch
+    │       └── PolicyNotSatisfied
+    └── FetchFailed                   internal: from http.fetch to its callers only
+
+``tests/test_error_trees.py`` checks that this drawing is the real hierarchy.
 
 Library exceptions (nacl, pyld, didkit, aiohttp) never cross a public function of this
 package: they are mapped at the boundary, with the original kept as ``__cause__``.
@@ -165,3 +193,17 @@ class PolicyNotSatisfied(CredentialError):
     """No presented credential satisfies the session's credential requirement."""
 
     hint = "import a credential that meets the requirement with `mpcid credential import`"
+
+
+# --- internal ---------------------------------------------------------------------------
+
+
+class FetchFailed(Exception):
+    """Why :func:`mpcid.identity.http.fetch` did not produce a body: a fragment without the
+    URL, e.g. 'it answered HTTP 404', for the caller's sentence ("cannot fetch status list
+    URL: ...").
+
+    Internal on purpose, hence not an :class:`MpcidError`: it never reaches a user. Each
+    caller turns it into the error of its own category (:class:`DIDResolutionError`,
+    :class:`StatusCheckFailed`), which is what the user needs to act on.
+    """

@@ -3,7 +3,8 @@
 One function so that both callers get the same guarantees: certificates checked against
 the system store plus an optional extra CA bundle, no redirects, a total timeout, and a
 size limit enforced while reading (a hostile server cannot exhaust memory). Failures raise
-:class:`FetchFailed` with a one-line reason; callers turn it into their own error type.
+:class:`~mpcid.identity.errors.FetchFailed` with a one-line reason; callers turn it into
+their own error type.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-
-class FetchFailed(Exception):
-    """Why a fetch did not produce a body: a fragment without the URL, e.g. 'it answered
-    HTTP 404', for the caller's sentence ("cannot fetch status list URL: ...")."""
+from .errors import FetchFailed
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext:

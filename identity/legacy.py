@@ -1,9 +1,12 @@
-"""VC 1.1 credentials with ``Ed25519Signature2018`` proofs, through didkit.
+"""Verification of VC 1.1 credentials and presentations with ``Ed25519Signature2018``
+proofs, through didkit.
 
 didkit (SpruceID, Rust) implements the 2018 suite's detached-JWS proofs and ships the VC
 1.1 contexts; it rejects VC 2.0 contexts, which is why everything else is done by
-:mod:`mpcid.identity.dataintegrity`. This module is the only one that imports didkit, and
-it maps didkit's answers to our errors.
+:mod:`mpcid.identity.dataintegrity`. This module is the only one that imports didkit,
+and it maps didkit's answers to our errors. mpcid verifies such proofs but never makes
+them: its own credentials carry Data Integrity proofs, and the tests sign 2018 credentials
+with didkit directly (``tests/identity/test_legacy_didkit.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import multibase
 from .dataintegrity import VerifiedProof
-from .did_key import Ed25519Key
 from .errors import InvalidProof, MalformedCredential, UnknownContext
 
 
@@ -24,28 +25,6 @@ def _didkit_error() -> type[BaseException]:
     # time it is a class.
     error: type[BaseException] = getattr(didkit, "DIDKitException")
     return error
-
-
-def jwk(key: Ed25519Key) -> str:
-    """The private key as the OKP JWK didkit takes (RFC 8037)."""
-    return json.dumps({"kty": "OKP", "crv": "Ed25519",
-                       "x": multibase.encode(key.public_key, "u")[1:],
-                       "d": multibase.encode(key.seed, "u")[1:]})
-
-
-async def issue_vc11(credential: dict[str, Any], key: Ed25519Key) -> dict[str, Any]:
-    """Sign a VC 1.1 credential with an Ed25519Signature2018 proof."""
-    import didkit
-
-    options = {"proofPurpose": "assertionMethod", "type": "Ed25519Signature2018",
-               "verificationMethod": key.did.verification_method}
-    try:
-        signed = await didkit.issue_credential(json.dumps(credential), json.dumps(options),
-                                               jwk(key))
-    except _didkit_error() as exc:
-        raise _mapped(str(exc)) from None
-    result: dict[str, Any] = json.loads(signed)
-    return result
 
 
 async def verify_2018(document: dict[str, Any], *, presentation: bool,

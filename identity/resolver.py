@@ -10,14 +10,13 @@ from __future__ import annotations
 import abc
 import json
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import multibase
 from .did_key import DIDKey, parse_did
-from .errors import DIDResolutionError, InvalidDID, InvalidProof
-from .http import FetchFailed, fetch
+from .errors import DIDResolutionError, FetchFailed, InvalidDID, InvalidProof
+from .http import fetch
 
 MAX_DID_DOCUMENT_BYTES = 256 * 1024
 
@@ -32,19 +31,6 @@ class DIDResolver(abc.ABC):
 class KeyResolver(DIDResolver):
     async def resolve(self, did: str) -> dict[str, Any]:
         return DIDKey.parse(did).document()
-
-
-class StaticResolver(DIDResolver):
-    """Documents known in advance (tests, and DIDs pinned by configuration)."""
-
-    def __init__(self, documents: Mapping[str, dict[str, Any]]) -> None:
-        self.documents = dict(documents)
-
-    async def resolve(self, did: str) -> dict[str, Any]:
-        try:
-            return self.documents[parse_did(did)]
-        except KeyError:
-            raise DIDResolutionError(f"{did} is not known to this resolver") from None
 
 
 def did_web_url(did: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import gzip
-import io
 import json
 import zlib
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import multibase
-from .errors import StatusCheckFailed
+from .errors import FetchFailed, StatusCheckFailed
 
 MIN_BITS = 131_072
 MAX_LIST_BYTES = 16 * 1024 * 1024
@@ -113,7 +112,7 @@ class FileAndHttpStatusSource(StatusSource):
         raise StatusCheckFailed(f"cannot fetch status list {url}: unsupported URL scheme")
 
     async def _fetch_http(self, url: str) -> dict[str, Any]:
-        from .http import FetchFailed, fetch
+        from .http import fetch
 
         try:
             body = await fetch(url, limit=MAX_DOCUMENT_BYTES, timeout=self.timeout,

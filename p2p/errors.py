@@ -1,8 +1,34 @@
-"""Transport and protocol errors of the channel layer (part of the one mpcid hierarchy)."""
+"""Transport, protocol and record errors of mpcid.p2p (part of the one mpcid hierarchy).
+
+Every class derives from :class:`mpcid.identity.errors.MpcidError`, so it carries a message
+and a hint and the CLI prints it on one line. Errors split as in h11 and trio: the network
+failed us (transport), we misused a protocol object (local), or the peer broke a rule
+(remote); a record from the DHT that is not accepted is a protocol error too. This
+package's part of the tree::
+
+    MpcidError                        (mpcid.identity.errors)
+    ├── TransportError                the network did not carry us
+    │   ├── ConnectFailed
+    │   ├── ListenFailed
+    │   ├── ConnectionLost            the peer's stream ended without the channel's close
+    │   └── PeerTimeout
+    └── ProtocolError                 a protocol rule was broken
+        ├── LocalProtocolError        we misused a protocol object (a bug in the caller)
+        ├── RemoteProtocolError       the peer sent what the protocol does not allow
+        │   └── HandshakeFailed       the Noise handshake did not prove the expected peer
+        └── RecordError               a record from the DHT is not accepted
+            ├── InvalidRecord
+            ├── RecordExpired
+            └── RecordNotYetValid
+
+``tests/test_error_trees.py`` checks that this drawing is the real hierarchy.
+"""
 
 from __future__ import annotations
 
 from mpcid.identity.errors import MpcidError
+
+# --- transport ----------------------------------------------------------------------------
 
 
 class TransportError(MpcidError):
@@ -10,10 +36,16 @@ class TransportError(MpcidError):
 
 
 class ConnectFailed(TransportError):
+    """A party, a relay, a bootstrap node or the DHT could not be reached, or refused what
+    we asked of it."""
+
     hint = "check that the party is running and its host and port are reachable"
 
 
 class ListenFailed(TransportError):
+    """This party could not listen on its address: the port is taken, or the address is
+    not one of this machine's."""
+
     hint = "choose another port in the session file, or stop the program using it"
 
 
@@ -28,6 +60,9 @@ class PeerTimeout(TransportError):
     """Nothing, not even a keepalive, arrived from the peer for too long."""
 
     hint = "the other party is hung or unreachable; the computation cannot continue"
+
+
+# --- protocol -----------------------------------------------------------------------------
 
 
 class ProtocolError(MpcidError):
@@ -51,3 +86,31 @@ class HandshakeFailed(RemoteProtocolError):
     id, party list, program or protocol version), or a man in the middle tried to step in."""
 
     hint = "check that every party joined the same session with the right identity"
+
+
+# --- records (mpcid.p2p.records, specs/discovery.md section 2) ------------------------------
+
+
+class RecordError(ProtocolError):
+    """A record from the DHT (an endpoint record, or one of a kind registered by its
+    user) was not accepted."""
+
+    hint = "the party's published record is unusable; it will be ignored"
+
+
+class InvalidRecord(RecordError):
+    """The record is malformed: not canonical JSON, a wrong field or type, a broken limit,
+    or stored under the key of another DID."""
+
+
+class RecordExpired(RecordError):
+    """The record's ``expires`` time has passed: the party stopped refreshing it."""
+
+    hint = "the party is probably offline; ask it to start again, or wait for a new record"
+
+
+class RecordNotYetValid(RecordError):
+    """The record was issued more than :data:`mpcid.p2p.records.MAX_CLOCK_SKEW` seconds in
+    the future."""
+
+    hint = "check this machine's clock (and the publisher's)"

@@ -37,12 +37,9 @@ from typing import Any, Protocol
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import InvalidDID, InvalidProof
 
-from .errors import ProtocolError
+from .errors import InvalidRecord, RecordError, RecordExpired, RecordNotYetValid
 from .signed import (MAX_INT, SignedContent, check_canonical, open_document, read_integer,
                      read_signature)
-# Re-exported for the code that imported them from here before they moved to .signed.
-from .signed import canonical_json as canonical_json
-from .signed import strict_json as strict_json
 
 VERSION = 1
 KEY_PREFIX = "/mpcid/"
@@ -68,29 +65,6 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces
 #: A record kind: a lowercase word, hence never ``did:`` (the keys of endpoint records).
 _KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
-
-
-class RecordError(ProtocolError):
-    """An endpoint record from the DHT was not accepted."""
-
-    hint = "the party's published record is unusable; it will be ignored"
-
-
-class InvalidRecord(RecordError):
-    """The record is malformed: not canonical JSON, a wrong field or type, a broken limit,
-    or stored under the key of another DID."""
-
-
-class RecordExpired(RecordError):
-    """The record's ``expires`` time has passed: the party stopped refreshing it."""
-
-    hint = "the party is probably offline; ask it to start again, or wait for a new record"
-
-
-class RecordNotYetValid(RecordError):
-    """The record was issued more than :data:`MAX_CLOCK_SKEW` seconds in the future."""
-
-    hint = "check this machine's clock (and the publisher's)"
 
 
 def dht_key(did: str) -> str:

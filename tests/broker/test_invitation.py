@@ -29,7 +29,7 @@ from mpcid.broker.session import SessionSpec
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
 from mpcid.identity.policy import Policy, Requirement
-from mpcid.p2p.records import canonical_json
+from mpcid.p2p.signed import canonical_json
 
 ALICE = Ed25519Key.from_seed(bytes(range(32)))
 BOB = Ed25519Key.from_seed(bytes(range(1, 33)))

@@ -99,7 +99,7 @@ def test_join_refusals(tmp_path: Path, node: str, people: dict[str, str]) -> Non
 
 def _token(obj: dict[str, Any]) -> str:
     from mpcid.broker.invitation import TOKEN_PREFIX
-    from mpcid.p2p.records import canonical_json
+    from mpcid.p2p.signed import canonical_json
 
     packed = base64.urlsafe_b64encode(zlib.compress(canonical_json(obj)))
     return TOKEN_PREFIX + packed.decode().rstrip("=")

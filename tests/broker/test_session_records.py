@@ -20,7 +20,9 @@ from mpcid.broker.session_records import (DECLINE_DOMAIN, MAX_DECLINE_BYTES, SES
                                           Decline, decline_key, decode_decline, invitation_key)
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
-from mpcid.p2p.records import InvalidRecord, MpcidValidator, canonical_json
+from mpcid.p2p.errors import InvalidRecord
+from mpcid.p2p.records import MpcidValidator
+from mpcid.p2p.signed import canonical_json
 
 NOW = 1_700_000_000
 INVITER, BOB, CAROL, MALLORY = (Ed25519Key.from_seed(bytes([i]) * 32) for i in range(1, 5))

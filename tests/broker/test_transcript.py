@@ -30,7 +30,7 @@ from mpcid.broker.transcript import (DOMAIN, MAX_CREDENTIALS, MAX_STRING, MAX_TR
                                      write_transcript)
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError, UsageError
-from mpcid.p2p.records import canonical_json
+from mpcid.p2p.signed import canonical_json
 
 ALICE = Ed25519Key.from_seed(bytes(range(32)))
 BOB = Ed25519Key.from_seed(bytes(range(1, 33)))

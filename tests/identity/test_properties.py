@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -18,10 +19,11 @@ from hypothesis import strategies as st
 
 from mpcid.identity import credentials, multibase
 from mpcid.identity.credentials import VerifyConfig
-from mpcid.identity.did_key import DIDKey, Ed25519Key
-from mpcid.identity.errors import InvalidDID, MpcidError, StatusCheckFailed, UsageError
+from mpcid.identity.did_key import DIDKey, Ed25519Key, parse_did
+from mpcid.identity.errors import (DIDResolutionError, InvalidDID, MpcidError, StatusCheckFailed,
+                                   UsageError)
 from mpcid.identity.policy import Requirement
-from mpcid.identity.resolver import StaticResolver, UniversalResolver
+from mpcid.identity.resolver import DIDResolver, UniversalResolver
 from mpcid.identity.statuslist import MIN_BITS, Bitstring
 
 FAST = settings(max_examples=200, deadline=None,
@@ -34,6 +36,19 @@ ISSUER = Ed25519Key.from_seed(bytes([7]) * 32)
 HOLDER = Ed25519Key.from_seed(bytes([9]) * 32)
 NOW = dt.datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 CHALLENGE, DOMAIN = "5f1c0e4e-challenge", "verifier.example"
+
+
+class StaticResolver(DIDResolver):
+    """Documents known in advance; every other DID is unknown, without any network."""
+
+    def __init__(self, documents: Mapping[str, dict[str, Any]]) -> None:
+        self.documents = dict(documents)
+
+    async def resolve(self, did: str) -> dict[str, Any]:
+        try:
+            return self.documents[parse_did(did)]
+        except KeyError:
+            raise DIDResolutionError(f"{did} is not known to this resolver") from None
 
 
 def _offline_config() -> VerifyConfig:

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof
-from mpcid.p2p.records import (MAX_KIND_VALUE_BYTES, EndpointRecord, InvalidRecord,
-                               KindValidator, MpcidValidator, dht_key, kind_key, kind_of)
+from mpcid.p2p.errors import InvalidRecord
+from mpcid.p2p.records import (MAX_KIND_VALUE_BYTES, EndpointRecord, KindValidator,
+                               MpcidValidator, dht_key, kind_key, kind_of)
 
 DID = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
 

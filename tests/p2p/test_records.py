@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidDID, InvalidProof, MpcidError
-from mpcid.p2p.errors import ProtocolError
-from mpcid.p2p.records import (DOMAIN, MAX_RECORD_BYTES, EndpointRecord, InvalidRecord,
-                               MpcidValidator, RecordError, RecordExpired, RecordNotYetValid,
-                               canonical_json, decode_and_verify, did_from_key, dht_key,
-                               parse_endpoint, select)
+from mpcid.p2p.errors import (InvalidRecord, ProtocolError, RecordError, RecordExpired,
+                              RecordNotYetValid)
+from mpcid.p2p.records import (DOMAIN, MAX_RECORD_BYTES, EndpointRecord, MpcidValidator,
+                               decode_and_verify, did_from_key, dht_key, parse_endpoint, select)
+from mpcid.p2p.signed import canonical_json
 
 ALICE = Ed25519Key.from_seed(bytes(range(32)))
 BOB = Ed25519Key.from_seed(bytes(range(1, 33)))

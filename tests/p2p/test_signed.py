@@ -14,7 +14,6 @@ import pytest
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
-from mpcid.p2p import records
 from mpcid.p2p.signed import (MAX_INT, SignedContent, b64url, canonical_json, check_canonical,
                               check_limits, check_members, encode_signed, open_document,
                               read_did, read_integer, read_signature, signing_input,
@@ -34,11 +33,6 @@ class Bad(MpcidError):
 def document(**changes: Any) -> bytes:
     signature = KEY.sign(signing_input(DOMAIN, {**CONTENT, **changes}))
     return encode_signed({**CONTENT, **changes}, signature)
-
-
-def test_records_still_export_the_json_helpers() -> None:
-    assert records.canonical_json is canonical_json
-    assert records.strict_json is strict_json
 
 
 def test_encoding_and_signing_input() -> None:
