@@ -169,17 +169,35 @@ class Theirs(enum.Enum):
 
     PENDING = "pending"
     ADMITTED_ME = "admitted me"
+    REFUSED_ME = "refused me"
     READY = "ready"
 
 
-#: (message or step, my state about the peer, its state about me) -> allowed. Anything
-#: else from a peer is a protocol violation, fatal to the session.
-TRANSITIONS: dict[str, set[tuple[Mine, Theirs]]] = {
-    "presentation": {(Mine.AWAITING, t) for t in (Theirs.PENDING, Theirs.ADMITTED_ME)},
-    "verified": {(Mine.VERIFYING, t) for t in (Theirs.PENDING, Theirs.ADMITTED_ME)},
-    "verdict": {(m, Theirs.PENDING) for m in (Mine.AWAITING, Mine.VERIFYING, Mine.ADMITTED)},
+_A, _V, _AD, _R = Mine.AWAITING, Mine.VERIFYING, Mine.ADMITTED, Mine.REFUSED
+_P, _AM, _RM, _RD = Theirs.PENDING, Theirs.ADMITTED_ME, Theirs.REFUSED_ME, Theirs.READY
+
+#: Every transition of one peer's pair of states: (input, mine, theirs) -> (mine, theirs).
+#: Inputs from the peer: ``presentation``, ``admitted`` and ``refused`` (its verdict),
+#: ``ready``; from my own verification of its presentation: ``admit``, ``refuse``. An input
+#: from the peer that is missing here is a protocol violation, fatal to the session; a
+#: refusal either way (REFUSED, REFUSED_ME) fails the whole session, and so does ``abort``,
+#: which is about the session, not a peer. MPyC starts when every peer is (ADMITTED, READY)
+#: and I have sent ``ready`` (sent once every peer is ADMITTED and has admitted me).
+TRANSITIONS: dict[tuple[str, Mine, Theirs], tuple[Mine, Theirs]] = {
+    ("presentation", _A, _P): (_V, _P),
+    ("presentation", _A, _AM): (_V, _AM),
+    ("admit", _V, _P): (_AD, _P),
+    ("admit", _V, _AM): (_AD, _AM),
+    ("refuse", _V, _P): (_R, _P),
+    ("refuse", _V, _AM): (_R, _AM),
+    ("admitted", _A, _P): (_A, _AM),
+    ("admitted", _V, _P): (_V, _AM),
+    ("admitted", _AD, _P): (_AD, _AM),
+    ("refused", _A, _P): (_A, _RM),
+    ("refused", _V, _P): (_V, _RM),
+    ("refused", _AD, _P): (_AD, _RM),
     # A peer is ready only after I admitted it and it admitted me.
-    "ready": {(Mine.ADMITTED, Theirs.ADMITTED_ME)},
+    ("ready", _AD, _AM): (_AD, _RD),
 }
 
 
@@ -243,22 +261,20 @@ class Admission:
             # Passed on once: a party connected only to this one still learns why.
             return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
         peer_state = self.state[peer]
-        if (peer_state.mine, peer_state.theirs) not in TRANSITIONS[kind]:
+        step = kind if kind != "verdict" else ("admitted" if message["admitted"] else "refused")
+        if not self._step(peer, step):
             return self._fail_protocol(peer, f"sent {kind} while I had {peer_state.mine.value}"
                                        f" and it had {peer_state.theirs.value}")
-        if kind == "presentation":
-            peer_state.mine = Mine.VERIFYING
+        if step == "presentation":
             return [Verify(peer, message["vp"])]
-        if kind == "verdict":
-            if not message["admitted"]:
-                why = message["reason"] or "no reason given"
-                self.error = AdmissionRefused(f"{self.name(peer)} refused me: {why}")
-                self.abort_reason = f"{self.name(peer)} refused it: {why}"
-                return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
-            peer_state.theirs = Theirs.ADMITTED_ME
+        if step == "refused":
+            why = message["reason"] or "no reason given"
+            self.error = AdmissionRefused(f"{self.name(peer)} refused me: {why}")
+            self.abort_reason = f"{self.name(peer)} refused it: {why}"
+            return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
+        if step == "admitted":
             return self._maybe_ready()
-        peer_state.theirs = Theirs.READY  # ready
-        return []
+        return []  # ready
 
     def verified(self, peer: int, reason: str | None, presented: Any = None
                  ) -> list[Send | Verify]:
@@ -266,17 +282,15 @@ class Admission:
         refuses (and aborts the session for everyone)."""
         if self.error is not None:
             return []
-        peer_state = self.state[peer]
-        assert (peer_state.mine, peer_state.theirs) in TRANSITIONS["verified"]
+        stepped = self._step(peer, "admit" if reason is None else "refuse")
+        assert stepped, "verified() answers a Verify action, once"
         if reason is not None:
-            peer_state.mine = Mine.REFUSED
             self.error = AdmissionRefused(f"refused {self.name(peer)}: {reason}")
             self.abort_reason = f"it refused {self.name(peer)}: {reason}"
             out: list[Send | Verify] = [Send(peer, verdict(False, reason))]
             out += [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
             return out
-        peer_state.mine = Mine.ADMITTED
-        peer_state.presented = presented
+        self.state[peer].presented = presented
         return [Send(peer, verdict(True)), *self._maybe_ready()]
 
     def fail(self, error: MpcidError, notify: Iterable[int] = ()) -> list[Send | Verify]:
@@ -291,6 +305,15 @@ class Admission:
         """A channel to ``peer`` opened: after a failure it gets ``abort`` and nothing
         else (the parties connected at the time were told then)."""
         return [] if self.error is None else [Send(peer, abort(self.abort_reason))]
+
+    def _step(self, peer: int, what: str) -> bool:
+        """Move ``peer``'s states as :data:`TRANSITIONS` says; False if it says nothing."""
+        peer_state = self.state[peer]
+        after = TRANSITIONS.get((what, peer_state.mine, peer_state.theirs))
+        if after is None:
+            return False
+        peer_state.mine, peer_state.theirs = after
+        return True
 
     def _maybe_ready(self) -> list[Send | Verify]:
         if self.sent_ready or not all(
