@@ -110,6 +110,7 @@ def test_refused_by_a_peer_and_aborted_by_a_peer() -> None:
     assert _sends(machine.receive(0, adm.verdict(False, "expired"))) == [(2, "abort")]
     assert isinstance(machine.error, adm.AdmissionRefused) and "refused me: expired" in str(
         machine.error)
+    assert machine.state[0].theirs is adm.Theirs.REFUSED_ME  # a state of the table
     other = adm.Admission(1, (0, 2))
     assert _sends(other.receive(2, adm.abort("it refused party 0: revoked"))) == [
         (0, "abort")]
@@ -182,3 +183,17 @@ def test_presentation_replayed_from_another_session_is_refused() -> None:
     error = asyncio.run(main())
     assert isinstance(error, adm.AdmissionRefused)
     assert "replayed" in str(error) and bob.did.did in str(error)
+
+
+def test_every_transition_of_the_table_is_reachable_by_its_input() -> None:
+    """Each entry of TRANSITIONS, driven from its own start state, lands where it says."""
+    messages = {"presentation": adm.presentation({}), "admitted": adm.verdict(True),
+                "refused": adm.verdict(False, "no"), "ready": adm.READY}
+    for (what, mine, theirs), after in adm.TRANSITIONS.items():
+        machine = adm.Admission(0, (1, 2))
+        machine.state[1].mine, machine.state[1].theirs = mine, theirs
+        if what in messages:
+            machine.receive(1, messages[what])
+        else:
+            machine.verified(1, None if what == "admit" else "no")
+        assert (machine.state[1].mine, machine.state[1].theirs) == after, what
