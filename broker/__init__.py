@@ -1,1 +1,2 @@
-"""mpcid.broker: sessions and the `mpcid` command line."""
+"""mpcid.broker: sessions (invitations, admission, MPyC over channels); the `mpcid` command
+line is its subpackage `mpcid.broker.cli`."""

@@ -1,4 +1,5 @@
-"""``mpcid ui``: a local web page, and its JSON API, over one keystore.
+"""The local web page of `mpcid ui`, and its JSON API, over one keystore (the command itself
+is `mpcid.broker.cli.ui`).
 
 Theory of operation. The page is a view of the keystore (identities, credentials, the
 invitations addressed to my DIDs) and a launcher: accepting or declining an invitation
