@@ -10,6 +10,10 @@ Writes are coalesced: the first write of an event-loop iteration goes out at onc
 added latency for a lone message), and everything else written during that iteration is
 sealed into as few Noise frames as possible at the start of the next one. MPyC writes every
 message separately, so this turns thousands of tiny writes into a few frames per round.
+
+The adapter knows nothing of the channel's states: it calls the core, writes what
+:meth:`NoiseChannel.data_to_send` returns after every call, and stops when the core
+raises or reports the end of the channel.
 """
 
 from __future__ import annotations
@@ -18,14 +22,13 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from mpcid.identity.errors import MpcidError
 
 from .errors import (ConnectFailed, ConnectionLost, HandshakeFailed, ListenFailed, ProtocolError,
                      TransportError)
-from .noise import (ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel, PeerClosed,
-                    State)
+from .noise import ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel, PeerClosed
 
 log = logging.getLogger("mpcid.channel")
 
@@ -33,6 +36,7 @@ log = logging.getLogger("mpcid.channel")
 AppFactory = Callable[[str], asyncio.BaseProtocol]
 #: Called once when a channel fails: (peer DID or None if unknown, the error).
 FailureHandler = Callable[[str | None, MpcidError], None]
+_E = TypeVar("_E", bound=MpcidError)
 
 
 class ChannelTransport(asyncio.Transport):
@@ -135,23 +139,29 @@ class ChannelProtocol(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._channel = NoiseChannel(self.config, self.loop.time())
-        self._write(self._channel.start())
+        self._channel.start()
+        self._write(self._channel.data_to_send())
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self._channel is None or self._done:
+        channel = self._channel
+        if channel is None or self._done:
             return
         self.bytes_received += len(data)
         try:
-            events = self._channel.receive_data(data, self.loop.time())
+            events = channel.receive_data(data, self.loop.time())
         except (ProtocolError, TransportError) as exc:
             self._fail(exc)
             return
+        out = channel.data_to_send()  # the responder's handshake reply, before any data
+        if out:
+            self._write(out)
         for event in events:
             if type(event) is DataReceived:
                 self.app.data_received(event.data)  # type: ignore[union-attr]
             elif isinstance(event, HandshakeComplete):
-                self._write(self._channel.take_handshake_reply())
+                # The handshake deadline is over; the keepalive one may be earlier.
+                self._cancel_timer()
                 self._opened(event)
             elif isinstance(event, PeerClosed):
                 self._finish(None)
@@ -164,9 +174,7 @@ class ChannelProtocol(asyncio.Protocol):
         try:
             self._channel.connection_lost()
         except (ConnectionLost, HandshakeFailed) as lost:
-            if exc is not None:
-                lost.message += f" ({exc})"
-            self._fail(lost)
+            self._fail(lost if exc is None else _with_reason(lost, exc))
             return
         self._finish(None)
 
@@ -174,23 +182,29 @@ class ChannelProtocol(asyncio.Protocol):
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         channel = self._channel
-        if channel is None or self._done or channel.state is State.CLOSED:
-            return  # e.g. an answer to the peer's last message, racing its CLOSE
+        if channel is None or self._done:
+            return
         try:
-            frames = channel.send(data, self.loop.time())
+            # After the peer's CLOSE the core drops the data (an answer to the peer's last
+            # message may race its CLOSE): then there is nothing to write.
+            channel.send(data, self.loop.time())
         except ProtocolError as exc:
             self._fail(exc)
             return
-        self.bytes_sent += len(frames)
-        self._transport.write(frames)  # type: ignore[union-attr]
+        frames = channel.data_to_send()
+        if frames:
+            self.bytes_sent += len(frames)
+            self._transport.write(frames)  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Authenticated close: CLOSE frame, then the underlying transport."""
         if self._channel is not None and not self._done:
             try:
-                self._write(self._channel.close(self.loop.time()))
+                self._channel.close(self.loop.time())
             except ProtocolError:
                 pass
+            else:
+                self._write(self._channel.data_to_send())
         self._finish(None)
 
     def abort(self) -> None:
@@ -225,24 +239,21 @@ class ChannelProtocol(asyncio.Protocol):
             self.ready.set_result(event.peer_did)
         self.app.connection_made(self.app_transport)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         if data and self._transport is not None and not self._transport.is_closing():
             self.bytes_sent += len(data)
             self._transport.write(data)
 
     def _arm_timer(self) -> None:
-        # Deadlines only move later as traffic flows, so a pending timer that fires early
-        # is harmless (it re-arms); only an earlier deadline needs a new timer. This keeps
-        # timer churn off the per-message path.
-        if self._channel is None or self._done:
+        # The core's deadline is fixed during the handshake and only moves later while the
+        # channel is open (NoiseChannel.get_timer); data_received drops the pending timer
+        # when the handshake completes. So a pending timer is never late, and one that
+        # fires early is harmless (it re-arms): this keeps timer churn off the per-message
+        # path.
+        if self._channel is None or self._done or self._timer is not None:
             return
-        if self._timer is not None and self._channel.state is State.OPEN:
-            return  # the pending timer re-arms itself when it fires
         deadline = self._channel.get_timer()
-        if deadline is None:
-            self._cancel_timer()
-        elif self._timer is None or deadline < self._timer.when():
-            self._cancel_timer()
+        if deadline is not None:
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
@@ -255,10 +266,11 @@ class ChannelProtocol(asyncio.Protocol):
         if self._channel is None or self._done:
             return
         try:
-            self._write(self._channel.handle_timer(self.loop.time()))
+            self._channel.handle_timer(self.loop.time())
         except (ProtocolError, TransportError) as exc:
             self._fail(exc)
             return
+        self._write(self._channel.data_to_send())
         self._arm_timer()
 
     def _fail(self, exc: MpcidError) -> None:
@@ -295,6 +307,14 @@ class ChannelProtocol(asyncio.Protocol):
             self.ready.set_exception(handshake_error)
             self.ready.exception()  # mark retrieved: failures are reported elsewhere
         return True
+
+
+def _with_reason(lost: _E, exc: Exception) -> _E:
+    """``lost`` with the transport's reason appended: a new error of the same class (the
+    caught one is left as it is), caused by ``exc``."""
+    error = type(lost)(f"{lost.message} ({exc})", hint=lost.hint)
+    error.__cause__ = exc
+    return error
 
 
 async def listen(host: str, port: int, protocol_factory: Callable[[], ChannelProtocol]

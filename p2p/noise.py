@@ -27,9 +27,35 @@ keeps an idle channel provably alive, CLOSE is the authenticated end of stream (
 truncated or killed connection is distinguishable from a finished one, like TLS
 close_notify).
 
+States
+------
+Every change of :attr:`NoiseChannel.state`, failures included, is an entry of
+:data:`TRANSITIONS` and happens in one method (``_step``); ``specs/diagrams/noise.md``
+draws the table. The ways through are::
+
+    await-preamble --preamble--> await-handshake --handshake--> open
+    open --close--> closed                              the peer ended the channel
+    open --local-close--> closing --close--> closed     we did (crossing CLOSEs alike)
+
+``closing`` is "we sent CLOSE": the peer's frames still in flight are authenticated and
+discarded until its CLOSE arrives (or the stream ends, which is then no failure).
+``closed`` is "finished": nothing more is read, and a ``send`` is dropped rather than
+refused, because an application answering the peer's last message cannot know that the
+peer's CLOSE arrived in the same read. A close before the handshake completed goes
+straight to ``closed``: there are no keys to read the peer's frames with. ``failed`` is
+final; the peer's bad bytes ("peer-error"), a timeout and a stream that ends too early
+("connection-lost") lead there, and the method that saw it raises the error.
+
+Output
+------
+Bytes leave by one path, as in aioquic: every method that produces some (``start``,
+``send``, ``close``, ``receive_data`` for the responder's handshake reply,
+``handle_timer`` for a PING) queues them, and :meth:`NoiseChannel.data_to_send` hands
+over everything queued, in order. The caller writes that after each call. A lone frame
+or bulk buffer is handed over as it is, without a copy.
+
 This module does no I/O and reads no clock: bytes go in and out, ``now`` is passed in,
 and :meth:`NoiseChannel.get_timer` says when :meth:`NoiseChannel.handle_timer` is due.
-All state transitions are in :data:`TRANSITIONS`.
 """
 
 from __future__ import annotations
@@ -172,35 +198,74 @@ class ChannelConfig:
 
 
 class State(enum.Enum):
+    """Where a channel is; :data:`TRANSITIONS` says how it moves (module docstring)."""
+
     AWAIT_PREAMBLE = "await-preamble"
     AWAIT_HANDSHAKE = "await-handshake"
     OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
     FAILED = "failed"
 
 
-#: (state, input) -> next state. Inputs: "preamble", "handshake", "data", "ping", "close"
-#: from the peer; "send", "local-close" from us. Anything missing is a protocol error.
+#: Inputs from the peer's bytes. A missing transition for one of these is the peer's
+#: protocol error (:class:`RemoteProtocolError`, after which receive_data takes
+#: "peer-error"); for any other input it is the caller's (:class:`LocalProtocolError`,
+#: and the state stays as it was).
+PEER_INPUTS = frozenset({"preamble", "handshake", "data", "ping", "close"})
+
+_HANDSHAKING = (State.AWAIT_PREAMBLE, State.AWAIT_HANDSHAKE)
+
+#: (state, input) -> next state: every state change of a channel. Inputs: the peer's
+#: "preamble", "handshake" and transport frames "data", "ping", "close" (PEER_INPUTS);
+#: "peer-error" (its bytes broke the protocol: wrong magic or version, a failed
+#: handshake, a corrupted, malformed or unknown frame); the application's "send" and
+#: "local-close"; the clock's "keepalive" (a PING is due) and "timeout"; the stream's
+#: "connection-lost". The comments name what a transition emits or raises.
 TRANSITIONS: dict[tuple[State, str], State] = {
     (State.AWAIT_PREAMBLE, "preamble"): State.AWAIT_HANDSHAKE,
-    (State.AWAIT_HANDSHAKE, "handshake"): State.OPEN,
-    (State.OPEN, "data"): State.OPEN,
-    (State.OPEN, "ping"): State.OPEN,
-    (State.OPEN, "send"): State.OPEN,
-    (State.OPEN, "close"): State.CLOSED,
-    (State.OPEN, "local-close"): State.CLOSED,
+    (State.AWAIT_HANDSHAKE, "handshake"): State.OPEN,  # HandshakeComplete; responder replies
+    # Closed before the handshake completed: no keys, so no CLOSE frame, and the peer's
+    # bytes in flight cannot be read; they are discarded.
     (State.AWAIT_PREAMBLE, "local-close"): State.CLOSED,
     (State.AWAIT_HANDSHAKE, "local-close"): State.CLOSED,
-    # After we closed, frames already in flight are discarded (the peer will see our CLOSE).
-    (State.CLOSED, "data"): State.CLOSED,
-    (State.CLOSED, "ping"): State.CLOSED,
-    (State.CLOSED, "close"): State.CLOSED,
+    (State.AWAIT_PREAMBLE, "peer-error"): State.FAILED,  # RemoteProtocolError, HandshakeFailed
+    (State.AWAIT_HANDSHAKE, "peer-error"): State.FAILED,
+    (State.AWAIT_PREAMBLE, "timeout"): State.FAILED,  # HandshakeFailed ("within N s")
+    (State.AWAIT_HANDSHAKE, "timeout"): State.FAILED,
+    (State.AWAIT_PREAMBLE, "connection-lost"): State.FAILED,  # HandshakeFailed ("hung up")
+    (State.AWAIT_HANDSHAKE, "connection-lost"): State.FAILED,
+    (State.OPEN, "data"): State.OPEN,  # DataReceived
+    (State.OPEN, "ping"): State.OPEN,
+    (State.OPEN, "send"): State.OPEN,  # DATA frames
+    (State.OPEN, "keepalive"): State.OPEN,  # a PING frame
+    (State.OPEN, "close"): State.CLOSED,  # PeerClosed; nothing after the CLOSE is read
+    (State.OPEN, "local-close"): State.CLOSING,  # our CLOSE frame
+    (State.OPEN, "peer-error"): State.FAILED,  # RemoteProtocolError
+    (State.OPEN, "timeout"): State.FAILED,  # PeerTimeout
+    (State.OPEN, "connection-lost"): State.FAILED,  # ConnectionLost: the stream ended, no CLOSE
+    # We sent CLOSE: frames already in flight are authenticated, then discarded (the peer
+    # will see our CLOSE). No timer runs.
+    (State.CLOSING, "data"): State.CLOSING,
+    (State.CLOSING, "ping"): State.CLOSING,
+    (State.CLOSING, "close"): State.CLOSED,  # crossing CLOSEs: no event
+    (State.CLOSING, "local-close"): State.CLOSING,
+    (State.CLOSING, "peer-error"): State.FAILED,
+    (State.CLOSING, "connection-lost"): State.CLOSED,  # we ended the channel: no failure
+    # Finished: nothing is read, sent or timed any more. A send is dropped, not refused:
+    # the application may be answering the peer's last message, which arrived in the same
+    # read as its CLOSE.
+    (State.CLOSED, "send"): State.CLOSED,
     (State.CLOSED, "local-close"): State.CLOSED,
+    (State.CLOSED, "connection-lost"): State.CLOSED,
+    # Failed is final. The stream ending afterwards still raises ConnectionLost.
+    (State.FAILED, "connection-lost"): State.FAILED,
 }
 
 
 class NoiseChannel:
-    """A sans-IO channel: feed :meth:`receive_data`, send what the methods return."""
+    """A sans-IO channel: feed :meth:`receive_data`, write what :meth:`data_to_send`
+    returns after every call."""
 
     def __init__(self, config: ChannelConfig, now: float, *,
                  ephemeral_private: bytes | None = None) -> None:
@@ -214,8 +279,10 @@ class NoiseChannel:
         self.state = State.AWAIT_PREAMBLE
         self.peer_did: str | None = None
         self._start_called = False
-        self._peer_closed = False
         self._buffer = bytearray()
+        # Queued output, drained by data_to_send(). A list, so that a bulk buffer is
+        # handed over as it is rather than copied into a growing one.
+        self._out: list[bytes | bytearray] = []
         self._started = now
         self._last_received = now
         self._last_sent = now
@@ -237,31 +304,46 @@ class NoiseChannel:
 
     # -- outgoing --------------------------------------------------------------------------
 
-    def start(self) -> bytes:
-        """The first bytes to send: the preamble, and for the initiator its handshake."""
+    def data_to_send(self) -> bytes | bytearray:
+        """Everything queued since the last call, in order; ``b""`` if nothing is."""
+        out = self._out
+        if len(out) == 1:
+            return out.pop()  # the common case: one frame, or one bulk buffer, uncopied
+        if not out:
+            return b""
+        data = b"".join(out)  # e.g. preamble and handshake reply: small
+        out.clear()
+        return data
+
+    def start(self) -> None:
+        """Queue the first bytes: the preamble, and for the initiator its handshake."""
         if self._start_called:
             raise LocalProtocolError("start() is called once, first")
         self._start_called = True
         out = PREAMBLE
         if self.config.initiator:
             out += self._frame_handshake(bytes(self._noise.write_message(b"")))
-        return out
+        self._out.append(out)
 
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> bytes | bytearray:
-        """Encrypt application data into one or more frames."""
+    def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Encrypt application data into one or more DATA frames and queue them."""
         if self.state is not State.OPEN:
-            self._step("send")  # raises: the table allows "send" only when OPEN
+            # The table decides: an error, except after the peer's CLOSE (CLOSED), where
+            # the data is dropped.
+            self._step("send")
+            return
         if type(data) is not bytes:
             data = memoryview(data).cast("B")  # count bytes, not items
         size = len(data)
         if not size:
-            return b""
+            return
         self._last_sent = now
         cipher = self._encrypt
         assert cipher is not None
         if size <= MAX_CHUNK:  # the common case: one frame
             header = _HEADER.pack(size + TAG_LEN, FRAME_DATA)
-            return header + cipher.encrypt(header, data)
+            self._out.append(header + cipher.encrypt(header, data))
+            return
         # Bulk: encrypt each chunk straight into its place in one output buffer.
         frames = -(-size // MAX_CHUNK)
         out = bytearray(size + frames * (HEADER_LEN + TAG_LEN))
@@ -274,39 +356,40 @@ class NoiseChannel:
             at += HEADER_LEN
             cipher.encrypt_into(header, body, target[at:at + len(body) + TAG_LEN])
             at += len(body) + TAG_LEN
-        return out
+        self._out.append(out)
 
-    def close(self, now: float) -> bytes:
-        """End the channel; returns the CLOSE frame if the channel was open."""
+    def close(self, now: float) -> None:
+        """End the channel; queue the CLOSE frame if the channel was open."""
         was_open = self.state is State.OPEN
         self._step("local-close")
         self._last_sent = now
-        return self._seal(FRAME_CLOSE, b"") if was_open else b""
+        if was_open:
+            self._out.append(self._seal(FRAME_CLOSE, b""))
 
     # -- incoming --------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray, now: float) -> list[Event]:
         """Process bytes from the peer; raise a :class:`ProtocolError` subclass if they
-        break the protocol (the channel is then unusable)."""
-        if self.state is State.FAILED:
+        break the protocol (the channel is then unusable). Nothing of ``data`` is kept
+        after the call, so a caller may reuse its buffer."""
+        state = self.state
+        if state is State.FAILED:
             raise LocalProtocolError("the channel has failed")
-        if self._peer_closed or (self.state is State.CLOSED and self._decrypt is None):
-            # Nothing follows the peer's CLOSE; and a channel we closed during the handshake
-            # has no keys: whatever is still in flight is discarded.
-            return []
+        if state is State.CLOSED:
+            return []  # finished: whatever is still in flight is discarded unread
         self._last_received = now
         events: list[Event] = []
         try:
-            if self.state is State.AWAIT_PREAMBLE or self.state is State.AWAIT_HANDSHAKE:
+            if state is State.AWAIT_PREAMBLE or state is State.AWAIT_HANDSHAKE:
                 data = self._receive_handshake(data, events)
             if data:
                 self._receive_transport(data, events)
         except Exception:
-            self.state = State.FAILED
+            self._step("peer-error")
             raise
         return events
 
-    def _receive_handshake(self, data: bytes, events: list[Event]) -> bytes:
+    def _receive_handshake(self, data: bytes | bytearray, events: list[Event]) -> bytes:
         """Consume the preamble and the handshake message; return the bytes after them."""
         self._buffer += data
         data = b""
@@ -325,7 +408,7 @@ class NoiseChannel:
         events.append(self._read_handshake(message))
         return rest
 
-    def _receive_transport(self, data: bytes, events: list[Event]) -> None:
+    def _receive_transport(self, data: bytes | bytearray, events: list[Event]) -> None:
         """Transport frames. Bytes are copied only to complete a frame that straddles two
         reads; everything else is opened where it lies."""
         view = memoryview(data)
@@ -363,8 +446,9 @@ class NoiseChannel:
 
     def _frames(self, view: memoryview, bodies: list[bytes], events: list[Event]) -> bool:
         """Open the whole frames in ``view`` (keeping a trailing partial one), collecting
-        DATA bodies; return True after the peer's CLOSE. Inline equivalents of the table's
-        (OPEN|CLOSED, data|ping|close) entries."""
+        DATA bodies; return True after the peer's CLOSE. The (open|closing, data|ping)
+        entries of the table leave the state as it is, so they are not looked up per
+        frame: this loop is the receiving hot path."""
         cipher = self._decrypt
         assert cipher is not None
         end = len(view)
@@ -383,7 +467,7 @@ class NoiseChannel:
                 pos = stop
                 if kind == FRAME_DATA:
                     body = cipher.decrypt(header, ciphertext)
-                    if self.state is State.OPEN and body:
+                    if self.state is State.OPEN and body:  # closing: discarded
                         bodies.append(body)
                 elif kind == FRAME_PING:
                     if cipher.decrypt(header, ciphertext):
@@ -393,7 +477,6 @@ class NoiseChannel:
                         raise RemoteProtocolError(f"CLOSE frame with a body from {self._who()}")
                     was_open = self.state is State.OPEN
                     self._step("close")
-                    self._peer_closed = True
                     if bodies:
                         events.append(DataReceived(b"".join(bodies)))
                         bodies.clear()
@@ -411,11 +494,11 @@ class NoiseChannel:
 
     def connection_lost(self) -> None:
         """The underlying stream ended. Raise unless the channel ended properly."""
-        if self.state is State.CLOSED:
+        before = self.state
+        self._step("connection-lost")
+        if self.state is not State.FAILED:
             return
-        handshaking = self.state in (State.AWAIT_PREAMBLE, State.AWAIT_HANDSHAKE)
-        self.state = State.FAILED
-        if handshaking:
+        if before in _HANDSHAKING:
             raise HandshakeFailed(f"{self._who()} hung up during the handshake: it is not that "
                                   "party, or it joined another session")
         raise ConnectionLost(self._who() + " closed the connection without ending the channel")
@@ -423,32 +506,36 @@ class NoiseChannel:
     # -- timers ----------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next be called (None: no timer while closed)."""
-        if self.state in (State.AWAIT_PREAMBLE, State.AWAIT_HANDSHAKE):
-            return self._started + self.config.handshake_timeout
-        if self.state is State.OPEN:
+        """When :meth:`handle_timer` must next be called (None: no timer, once closing).
+
+        During the handshake the deadline is fixed, and while open it only moves later as
+        traffic flows; it moves earlier only when the handshake completes. An adapter may
+        rely on that to keep one pending timer (``channel.py`` does)."""
+        state = self.state
+        if state is State.OPEN:
             return min(self._last_sent + self.config.keepalive_interval,
                        self._last_received + self.config.idle_timeout)
+        if state in _HANDSHAKING:
+            return self._started + self.config.handshake_timeout
         return None
 
-    def handle_timer(self, now: float) -> bytes:
-        """Raise on timeout; return a PING frame when one is due, else b""."""
-        if self.state in (State.AWAIT_PREAMBLE, State.AWAIT_HANDSHAKE):
+    def handle_timer(self, now: float) -> None:
+        """Raise on timeout; queue a PING frame when one is due."""
+        state = self.state
+        if state in _HANDSHAKING:
             if now >= self._started + self.config.handshake_timeout:
-                self.state = State.FAILED
+                self._step("timeout")
                 raise HandshakeFailed(f"{self._who()} did not complete the handshake within "
                                       f"{self.config.handshake_timeout:g} s")
-            return b""
-        if self.state is not State.OPEN:
-            return b""
-        if now >= self._last_received + self.config.idle_timeout:
-            self.state = State.FAILED
-            raise PeerTimeout(f"nothing received from {self._who()} for "
-                              f"{now - self._last_received:.0f} s")
-        if now >= self._last_sent + self.config.keepalive_interval:
-            self._last_sent = now
-            return self._seal(FRAME_PING, b"")
-        return b""
+        elif state is State.OPEN:
+            if now >= self._last_received + self.config.idle_timeout:
+                self._step("timeout")
+                raise PeerTimeout(f"nothing received from {self._who()} for "
+                                  f"{now - self._last_received:.0f} s")
+            if now >= self._last_sent + self.config.keepalive_interval:
+                self._step("keepalive")
+                self._last_sent = now
+                self._out.append(self._seal(FRAME_PING, b""))
 
     @property
     def handshake_hash(self) -> bytes:
@@ -457,15 +544,14 @@ class NoiseChannel:
     # -- internals -------------------------------------------------------------------------
 
     def _step(self, what: str) -> None:
+        """Take the transition ``(state, what)``: the one place where the state changes."""
         try:
             self.state = TRANSITIONS[(self.state, what)]
         except KeyError:
-            previous = self.state
-            if what in ("send", "local-close"):
-                raise LocalProtocolError(f"cannot {what} in state {previous.value}") from None
-            self.state = State.FAILED
-            raise RemoteProtocolError(f"{self._who()} sent {what} in state "
-                                      f"{previous.value}") from None
+            if what in PEER_INPUTS:  # receive_data then fails the channel ("peer-error")
+                raise RemoteProtocolError(f"{self._who()} sent {what} in state "
+                                          f"{self.state.value}") from None
+            raise LocalProtocolError(f"cannot {what} in state {self.state.value}") from None
 
     def _read_preamble(self) -> bool:
         if len(self._buffer) < len(PREAMBLE):
@@ -484,36 +570,32 @@ class NoiseChannel:
         return True
 
     def _read_handshake(self, message: bytes) -> HandshakeComplete:
+        """Read the peer's handshake message (the responder also writes its reply); a
+        failure raises, and receive_data fails the channel."""
         try:
             self._noise.read_message(message)
         except Exception as exc:  # noise's errors and cryptography's InvalidTag alike
-            self.state = State.FAILED
             raise HandshakeFailed(self._handshake_failure()) from exc
-        out = b""
+        reply = b""
         if not self.config.initiator:
             remote = bytes(self._noise.noise_protocol.handshake_state.rs.public_bytes)
             did = self._by_key.get(remote)
             if did is None:
-                self.state = State.FAILED
                 raise HandshakeFailed(
                     "a party not expected here tried to connect (its key belongs to none of: "
                     f"{', '.join(self.config.expected_peers)})")
             self.peer_did = did
-            out = self._frame_handshake(bytes(self._noise.write_message(b"")))
+            reply = self._frame_handshake(bytes(self._noise.write_message(b"")))
         if not self._noise.handshake_finished:
             raise HandshakeFailed(self._handshake_failure())
         self._step("handshake")
         state = self._noise.noise_protocol
         self._encrypt = _TransportCipher(bytes(state.cipher_state_encrypt.k))
         self._decrypt = _TransportCipher(bytes(state.cipher_state_decrypt.k))
-        self._pending_handshake_reply = out
+        if reply:  # queued only once the handshake is complete: a failure sends nothing
+            self._out.append(reply)
         assert self.peer_did is not None
         return HandshakeComplete(self.peer_did, self.handshake_hash)
-
-    def take_handshake_reply(self) -> bytes:
-        """The responder's handshake answer, to send right after :class:`HandshakeComplete`."""
-        out, self._pending_handshake_reply = getattr(self, "_pending_handshake_reply", b""), b""
-        return out
 
     def _handshake_failure(self) -> str:
         if self.config.initiator:
@@ -533,14 +615,3 @@ class NoiseChannel:
 
     def _who(self) -> str:
         return self.peer_did or "the peer"
-
-
-def establish_pair(a: NoiseChannel, b: NoiseChannel, now: float = 0.0
-                   ) -> tuple[list[Event], list[Event]]:
-    """Drive two in-memory channels through their handshake (tests and benchmarks)."""
-    to_b = a.start()
-    to_a = b.start()
-    events_b = b.receive_data(to_b, now)
-    to_a += b.take_handshake_reply()
-    events_a = a.receive_data(to_a, now)
-    return events_a, events_b

@@ -8,7 +8,8 @@ session's Noise prologue ``prologue`` built from those, and factories that build
   :class:`ChannelConfig` for party ``me`` accepting the parties ``peers``;
 * ``make_pair(**kwargs)``: a fresh (initiator alice, responder bob) pair of
   :class:`NoiseChannel` at ``now=0``, not yet started;
-* ``open_pair``: such a pair with the handshake completed (via ``establish_pair``);
+* ``open_pair``: such a pair with the handshake completed (via
+  ``noise_pairs.establish_pair``);
 * ``raw_pair``: (alice's channel, bob played by :class:`RawPeer` on the ``noise`` package),
   handshake completed, for frames the channel itself would never send.
 
@@ -26,8 +27,8 @@ import pytest
 from noise.connection import Keypair, NoiseConnection
 
 from mpcid.identity.did_key import Ed25519Key
-from mpcid.p2p.noise import (PREAMBLE, PROTOCOL_NAME, ChannelConfig, NoiseChannel, establish_pair,
-                             session_prologue)
+from mpcid.p2p.noise import PREAMBLE, PROTOCOL_NAME, ChannelConfig, NoiseChannel, session_prologue
+from noise_pairs import establish_pair  # this folder
 
 SESSION_ID = "session-2024-salary"
 PROGRAM_SHA256 = hashlib.sha256(b"print(mpc.run(...))").digest()
@@ -169,6 +170,7 @@ def raw_pair(alice: Ed25519Key, bob: Ed25519Key, make_config: MakeConfig, prolog
     """(alice's channel, bob played by :class:`RawPeer`), handshake done at ``now=0``."""
     a = NoiseChannel(make_config(alice, [bob], initiator=True), now=0.0)
     raw = RawPeer(bob, prologue)
-    events = a.receive_data(raw.accept(a.start()), 0.0)
+    a.start()
+    events = a.receive_data(raw.accept(bytes(a.data_to_send())), 0.0)
     assert [e.peer_did for e in events] == [bob.did.did]  # type: ignore[union-attr]
     return a, raw

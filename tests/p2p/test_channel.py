@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -292,11 +293,14 @@ def test_answer_to_last_message_before_close_is_not_a_failure(
         await over_socket(right, server.factory)
         # the test plays alice with the sans-IO channel
         a = NoiseChannel(make_config(alice, [bob], initiator=True), loop.time())
-        await loop.sock_sendall(left, a.start())
+        a.start()
+        await loop.sock_sendall(left, a.data_to_send())
         events: list[Any] = []
         while not events:
             events = a.receive_data(await loop.sock_recv(left, 65536), loop.time())
-        await loop.sock_sendall(left, a.send(b"last message", loop.time()) + a.close(loop.time()))
+        a.send(b"last message", loop.time())
+        a.close(loop.time())
+        await loop.sock_sendall(left, a.data_to_send())
         (server_app,) = server.apps
         assert await server_app.lost is None
         assert server.failures == []
@@ -322,6 +326,36 @@ def test_client_abort_is_connection_lost(make_config: MakeConfig, alice: Ed25519
             (server_app,) = server.apps
             assert await server_app.lost is exc
             assert server.failures == [(did, exc)]
+    run(main())
+
+
+def test_connection_reset_names_the_reason(make_config: MakeConfig, alice: Ed25519Key,
+                                           bob: Ed25519Key) -> None:
+    """The peer's connection is reset (not closed) mid-channel: the failure is the core's
+    ConnectionLost with the transport's reason appended, as a new error caused by it."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with Server(make_config, bob, [alice]) as server:
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", server.port))
+            a = NoiseChannel(make_config(alice, [bob], initiator=True), loop.time())
+            a.start()
+            await loop.sock_sendall(sock, a.data_to_send())
+            events: list[Any] = []
+            while not events:
+                events = a.receive_data(await loop.sock_recv(sock, 65536), loop.time())
+            (server_app,) = server.apps
+            await server_app.made
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # with a zero linger time: a reset
+            did, exc = await server.failed.get()
+            assert did == alice.did.did
+            assert type(exc) is ConnectionLost
+            assert isinstance(exc.__cause__, ConnectionResetError)
+            assert str(exc) == (f"{alice.did.did} closed the connection without ending the "
+                                f"channel ({exc.__cause__})")
+            assert await server_app.lost is exc
     run(main())
 
 
@@ -425,7 +459,9 @@ def test_keepalive_keeps_idle_channel_open(make_config: MakeConfig, alice: Ed255
             await asyncio.sleep(1.0)  # idle for more than three idle timeouts
             assert server.failures == [] and client.failures == []
             assert client.app is not None and client.app.transport is not None
-            assert protocol.bytes_received > 0
+            # PINGs flowed from the start: the handshake's deadline (15 s) did not hold
+            # back the first keepalive. Handshake: preamble 8 + reply 2 + 48; a PING: 19.
+            assert protocol.bytes_received >= 58 + 5 * 19
             client.app.transport.write(b"awake")
             assert await client.app.wait_for(5) == b"awake"
             client.app.transport.close()

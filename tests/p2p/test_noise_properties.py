@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError
 from mpcid.p2p.noise import (MAX_CHUNK, PREAMBLE, ChannelConfig, DataReceived, Event,
-                             NoiseChannel, PeerClosed, State, establish_pair, session_prologue)
+                             NoiseChannel, PeerClosed, State, session_prologue)
+from noise_pairs import close_out, establish_pair, send_out, start_out  # this folder
 
 ALICE, BOB = Ed25519Key.generate(), Ed25519Key.generate()
 PROLOGUE = session_prologue("props", hashlib.sha256(b"p").digest(), [ALICE.did.did, BOB.did.did])
@@ -95,7 +96,7 @@ def test_fresh_channel_raises_only_mpcid_errors(data: bytes, cut: list[int],
                                                 initiator: bool) -> None:
     a, b = new_pair()
     channel = a if initiator else b
-    channel.start()
+    start_out(channel)
     events = feed_all(channel, split(data, cut))
     assert not any(isinstance(e, (DataReceived, PeerClosed)) for e in events)
 
@@ -104,7 +105,7 @@ def test_fresh_channel_raises_only_mpcid_errors(data: bytes, cut: list[int],
 @given(data=after_preamble, cut=cuts)
 def test_fresh_responder_fed_in_one_go(data: bytes, cut: list[int]) -> None:
     _, b = new_pair()
-    b.start()
+    start_out(b)
     try:
         b.receive_data(data, 0.0)
     except MpcidError:
@@ -126,11 +127,11 @@ def test_open_channel_raises_only_mpcid_errors(stream: tuple[list[bytes], str], 
                                                where: int, bit: int, cut: list[int]) -> None:
     a, b = open_pair()
     messages, how = stream
-    wire = b"".join(a.send(m, 1.0) for m in messages)
+    wire = b"".join(send_out(a, m, 1.0) for m in messages)
     if how == "garbage":
         wire = extra
     elif how == "flip":
-        wire = _flip(wire + a.close(1.0), where, bit)
+        wire = _flip(wire + close_out(a, 1.0), where, bit)
     elif how == "truncate":
         wire = wire[:where % (len(wire) + 1)]
     elif how == "insert":
@@ -170,11 +171,11 @@ def test_data_arrives_byte_exact_whatever_the_chunking(to_b: list[bytes], to_a: 
                                                        cut_b: list[int], cut_a: list[int],
                                                        close: bool) -> None:
     a, b = open_pair()
-    wire_b = b"".join(a.send(m, 1.0) for m in to_b)
-    wire_a = b"".join(b.send(m, 1.0) for m in to_a)
+    wire_b = b"".join(send_out(a, m, 1.0) for m in to_b)
+    wire_a = b"".join(send_out(b, m, 1.0) for m in to_a)
     events_a = [e for piece in split(wire_a, cut_a) for e in a.receive_data(piece, 2.0)]
     if close:  # (after a has read b's data: a closed channel discards what arrives)
-        wire_b += a.close(2.0)
+        wire_b += close_out(a, 2.0)
     events_b = [e for piece in split(wire_b, cut_b) for e in b.receive_data(piece, 2.0)]
     assert b"".join(e.data for e in events_b if isinstance(e, DataReceived)) == b"".join(to_b)
     assert b"".join(e.data for e in events_a if isinstance(e, DataReceived)) == b"".join(to_a)
@@ -194,11 +195,11 @@ def test_data_arrives_byte_exact_whatever_the_chunking(to_b: list[bytes], to_a: 
 def test_handshake_and_data_in_any_chunking(messages: list[bytes], cut: list[int]) -> None:
     """The responder's handshake reply and the first data frames in one stream."""
     a, b = new_pair()
-    first = a.start()
-    reply = b.start()
+    first = start_out(a)
+    reply = start_out(b)
     b.receive_data(first, 0.0)
-    reply += b.take_handshake_reply()
-    reply += b"".join(b.send(m, 0.0) for m in messages)
+    reply += b.data_to_send()
+    reply += b"".join(send_out(b, m, 0.0) for m in messages)
     events = [e for piece in split(reply, cut) for e in a.receive_data(piece, 0.0)]
     assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"".join(messages)
     assert a.state is State.OPEN

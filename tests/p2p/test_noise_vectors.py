@@ -44,7 +44,8 @@ from noise.connection import Keypair, NoiseConnection
 from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.noise import (FRAME_CLOSE, FRAME_DATA, FRAME_PING, PREAMBLE, PROTOCOL_NAME,
                              ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel,
-                             PeerClosed, State, establish_pair)
+                             PeerClosed, State)
+from noise_pairs import close_out, establish_pair, send_out, start_out, timer_out  # this folder
 
 VECTOR_FILE = Path(__file__).parent.parent / "vectors" / "noise-ik-25519-chachapoly-sha256.json"
 DATA = json.loads(VECTOR_FILE.read_text())
@@ -186,12 +187,12 @@ def test_channel_handshake_with_vector_keys(v: dict[str, Any]) -> None:
     assert msg2[:32] == h(v["messages"][1]["ciphertext"])[:32] == public(h(v["resp_ephemeral"]))
 
     init, resp = channel_pair(v)
-    first = init.start()
+    first = start_out(init)
     assert first == PREAMBLE + len(msg1).to_bytes(2, "big") + msg1
-    assert resp.start() == PREAMBLE
+    assert start_out(resp) == PREAMBLE
 
     events_resp = resp.receive_data(first, 0)
-    reply = resp.take_handshake_reply()
+    reply = bytes(resp.data_to_send())  # queued by receive_data
     assert reply == len(msg2).to_bytes(2, "big") + msg2
     events_init = init.receive_data(PREAMBLE + reply, 0)
 
@@ -212,7 +213,7 @@ def test_channel_handshake_with_vector_keys(v: dict[str, Any]) -> None:
         payload = h(message["payload"])
         sender, receiver = (init, resp) if i % 2 == 0 else (resp, init)
         key, n = keys[id(sender)], sent[id(sender)]
-        frame = sender.send(payload, 0)
+        frame = send_out(sender, payload, 0)
         assert frame == expected_frame(key, n, FRAME_DATA, payload), f"transport message {i}"
         sent[id(sender)] = n + 1
         assert receiver.receive_data(frame, 0) == [DataReceived(payload)]
@@ -223,10 +224,10 @@ def test_channel_handshake_with_vector_keys(v: dict[str, Any]) -> None:
     assert init.receive_data(expected_frame(key, n + 1, FRAME_PING, b""), 0) == []
     # PING and CLOSE have empty bodies and the same layout.
     key, n = keys[id(init)], sent[id(init)]
-    ping = init.handle_timer(init.config.keepalive_interval)
+    ping = timer_out(init, init.config.keepalive_interval)
     assert ping == expected_frame(key, n, FRAME_PING, b"")
     assert resp.receive_data(ping, 5) == []
-    close = init.close(6)
+    close = close_out(init, 6)
     assert close == expected_frame(key, n + 1, FRAME_CLOSE, b"")
     assert resp.receive_data(close, 6) == [PeerClosed()]
 
@@ -237,7 +238,7 @@ def test_channel_handshake_with_vector_keys(v: dict[str, Any]) -> None:
     body = b"sealed without the header"
     header = expected_frame(resp_send, 0, FRAME_DATA, body)[:3]
     empty_ad = header + ChaCha20Poly1305(resp_send).encrypt(nonce(0), body, b"")
-    assert again_resp.send(body, 0) == header + ChaCha20Poly1305(resp_send).encrypt(
+    assert send_out(again_resp, body, 0) == header + ChaCha20Poly1305(resp_send).encrypt(
         nonce(0), body, header)
     with pytest.raises(RemoteProtocolError, match="corrupted"):
         again_init.receive_data(empty_ad, 0)
@@ -262,4 +263,4 @@ def test_channel_rejects_vector_prologue_mismatch(v: dict[str, Any]) -> None:
     bad = dict(v, resp_prologue=v["resp_prologue"] + "00")
     init, resp = channel_pair(bad)
     with pytest.raises(HandshakeFailed):
-        resp.receive_data(init.start(), 0)
+        resp.receive_data(start_out(init), 0)
