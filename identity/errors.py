@@ -17,7 +17,8 @@ tree::
     │   │       ├── IdentityNotFound
     │   │       ├── IdentityExists
     │   │       ├── WrongPassphrase
-    │   │       └── PassphraseRequired
+    │   │       ├── PassphraseRequired
+    │   │       └── IdentityFileDamaged   a field is missing, mistyped or out of bounds
     │   └── CredentialError           a credential, presentation or proof is not accepted
     │       ├── MalformedCredential
     │       ├── InvalidProof          opaque on purpose: every kind of tampering
@@ -117,6 +118,15 @@ class PassphraseRequired(KeystoreError):
     """The key is encrypted and no passphrase is available (no terminal to prompt on)."""
 
     hint = "set MPCID_PASSPHRASE or run the command in a terminal"
+
+
+class IdentityFileDamaged(KeystoreError):
+    """An identity file cannot be used as it is: a field is missing, of the wrong type, or
+    outside the bounds this tool accepts (e.g. Argon2id costs that would exhaust memory or
+    never finish). The message names the file and the field."""
+
+    hint = ("restore the file from a backup; `mpcid create-did --name NAME --force` replaces "
+            "it with a new key, losing the old one")
 
 
 # --- credentials ------------------------------------------------------------------------

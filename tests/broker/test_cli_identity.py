@@ -6,9 +6,12 @@ stderr is exactly one line ``error: ...`` naming the problem, never a traceback.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,6 +152,73 @@ def test_encrypted_identity_needs_the_passphrase(tmp_path: Path, alice: Party) -
     error_line(run(*args, home=tmp_path, env={"MPCID_PASSPHRASE": "wrong"}), 1,
                "wrong passphrase", "'org'")
     error_line(run(*args, home=tmp_path), 1, "encrypted", "MPCID_PASSPHRASE")
+
+
+def _start_create_did(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in _helpers._CLI_VARIABLES}
+    return subprocess.Popen([_helpers.MPCID, "create-did", "--name", "x", "--home", str(home)],
+                            env={**environment, **env}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_create_did_racing_processes_exactly_one_wins(tmp_path: Path) -> None:
+    """Issue item 9: two processes create the same name at once. With a passphrase both
+    spend ~0.5 s in Argon2id between the existence check and the write, so both pass the
+    check; before the fix both printed a DID and one key was lost."""
+    from mpcid.identity.keystore import Keystore
+
+    secret = {"MPCID_PASSPHRASE": "correct horse battery staple"}
+    for round_ in range(3):
+        home = tmp_path / f"round{round_}"
+        procs = [_start_create_did(home, secret) for _ in range(2)]
+        results = [(proc.returncode, out, err) for proc in procs
+                   for out, err in [proc.communicate(timeout=_helpers.TIMEOUT)]]
+        winners = [out for code, out, _ in results if code == 0]
+        assert len(winners) == 1, results
+        [(code, out, err)] = [r for r in results if r[0] != 0]
+        assert (code, out) == (1, ""), results
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, results
+        assert "'x' exists already" in err and "Traceback" not in err
+        did = last_line(winners[0])
+        assert load_json(home / "identities" / "x.json")["did"] == did
+        stored = Keystore(home, passphrase=lambda *_: secret["MPCID_PASSPHRASE"])
+        assert stored.load_identity("x").did.did == did
+        assert [p.name for p in (home / "identities").iterdir()] == ["x.json"]
+
+
+_SEALED = {"encryption": ENCRYPTION, "salt": base64.b64encode(b"s" * 16).decode(),
+           "opslimit": 3, "memlimit": 268435456,
+           "ciphertext": base64.b64encode(b"c" * 72).decode()}
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"memlimit": 2**42}, "memlimit 4398046511104 is outside"),
+    ({"opslimit": 2**32 - 1, "memlimit": 8192}, "opslimit 4294967295 is outside"),
+    ({"opslimit": 0}, "opslimit 0 is outside"),
+    ({"opslimit": "3"}, "opslimit '3' is not an integer"),
+    ({"memlimit": 2.5e8}, "memlimit 250000000.0 is not an integer"),
+    ({"memlimit": None}, "has no memlimit"),
+], ids=["memlimit-2^42", "opslimit-2^32-1", "opslimit-0", "opslimit-str", "memlimit-float",
+        "memlimit-missing"])
+def test_unusable_kdf_parameters_are_one_line_errors(
+        tmp_path: Path, alice: Party, monkeypatch: pytest.MonkeyPatch,
+        change: dict[str, Any], fragment: str) -> None:
+    """Issue item 10: Argon2id costs read from an identity file are bounded; a file outside
+    the bounds is reported at once (no traceback, no hour-long derivation) as damaged."""
+    monkeypatch.setattr(_helpers, "TIMEOUT", 10)  # an unbounded opslimit ran for hours
+    path = tmp_path / "identities" / "org.json"
+    path.parent.mkdir(mode=0o700)
+    sealed = {k: v for k, v in {**_SEALED, **change}.items() if v is not None}
+    write_json(path, {"version": 1, "name": "org", "did": alice.did,
+                      "created": "2026-11-26T10:00:00Z", "key": sealed})
+    issue_args = ("credential", "issue", "--issuer", "org", "--subject", alice.did,
+                  "--type", "MembershipCredential")
+    for env in ({"MPCID_PASSPHRASE": "pw"}, {}):
+        line = error_line(run(*issue_args, home=tmp_path, env=env), 1, "is damaged", fragment,
+                          str(path), "--name org --force")
+        assert "backup" in line
+    # The public part stays readable.
+    assert json.loads(ok(run("did", "show", "org", home=tmp_path)).stdout)["id"] == alice.did
 
 
 # --- did show / resolve -------------------------------------------------------------------

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
+import nacl.pwhash
 import pytest
 
 from mpcid.identity import keystore as ks
 from mpcid.identity.did_key import Ed25519Key
-from mpcid.identity.errors import (IdentityExists, IdentityNotFound, KeystoreError,
-                                   PassphraseRequired, UsageError, WrongPassphrase)
+from mpcid.identity.errors import (IdentityExists, IdentityFileDamaged, IdentityNotFound,
+                                   KeystoreError, PassphraseRequired, UsageError,
+                                   WrongPassphrase)
 from mpcid.identity.keystore import KdfParams, Keystore
 
 
@@ -135,6 +140,63 @@ def test_existing_name_is_refused_and_force_replaces(tmp_path: Path) -> None:
     assert [i.name for i in store.identities()] == ["alice"]
 
 
+def test_identity_created_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    """Issue item 9: another process creates the name after the existence check (here:
+    while this one asks for the passphrase). This creation must fail, not replace it."""
+    others: list[Ed25519Key] = []
+
+    def source(prompt: str, confirm: bool) -> str | None:
+        others.append(Keystore(tmp_path).create_identity("alice", encrypt=False))
+        return None
+
+    with pytest.raises(IdentityExists):
+        Keystore(tmp_path, passphrase=source).create_identity("alice")
+    assert len(others) == 1
+    assert Keystore(tmp_path).load_identity("alice").seed == others[0].seed
+    assert _leftovers(tmp_path / "identities") == []
+
+
+def test_racing_creators_exactly_one_wins(tmp_path: Path) -> None:
+    """Eight threads pass the existence check together (the barrier is in the passphrase
+    prompt, between check and write); exactly one creates, the others get IdentityExists."""
+    barrier = threading.Barrier(8, timeout=30)
+    results: list[Ed25519Key | BaseException] = []
+
+    def source(prompt: str, confirm: bool) -> str | None:
+        barrier.wait()
+        return None
+
+    def create() -> None:
+        try:
+            results.append(Keystore(tmp_path, passphrase=source).create_identity("x"))
+        except BaseException as exc:  # collected, checked below
+            results.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    winners = [r for r in results if isinstance(r, Ed25519Key)]
+    assert len(results) == 8 and len(winners) == 1, results
+    assert all(isinstance(r, IdentityExists) for r in results if r is not winners[0])
+    assert Keystore(tmp_path).load_identity("x").seed == winners[0].seed
+    assert _leftovers(tmp_path / "identities") == []
+
+
+def test_force_replaces_even_when_racing(tmp_path: Path) -> None:
+    """--force is not exclusive: it replaces atomically whatever is there."""
+    store = Keystore(tmp_path)
+    store.create_identity("alice")
+
+    def source(prompt: str, confirm: bool) -> str | None:
+        store.create_identity("alice", force=True)
+        return None
+
+    key = Keystore(tmp_path, passphrase=source).create_identity("alice", force=True)
+    assert store.load_identity("alice").seed == key.seed
+
+
 def test_missing_identity(tmp_path: Path) -> None:
     with pytest.raises(IdentityNotFound):
         Keystore(tmp_path).load_identity("nobody")
@@ -250,6 +312,42 @@ def test_atomic_write_creates_file_with_mode(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_exclusive_write_refuses_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "file.json"
+    ks.exclusive_write(target, b"first")
+    assert _mode(target) == 0o600
+    with pytest.raises(FileExistsError):
+        ks.exclusive_write(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.json"]
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP])
+def test_exclusive_write_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            code: int) -> None:
+    """A file system without hard links (vfat): O_EXCL instead, still exclusive."""
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(ks.os, "link", no_link)
+    target = tmp_path / "file.json"
+    ks.exclusive_write(target, b"first")
+    with pytest.raises(FileExistsError):
+        ks.exclusive_write(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert _mode(target) == 0o600
+    assert _leftovers(tmp_path) == []
+
+
+def test_exclusive_write_other_link_errors_propagate(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ks.os, "link", lambda src, dst: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OSError):
+        ks.exclusive_write(tmp_path / "file.json", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_replace_of_identity_keeps_old_key(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     store = Keystore(tmp_path)
@@ -310,6 +408,69 @@ def test_damaged_ciphertext_fields(tmp_path: Path, fast_kdf: KdfParams) -> None:
     path.write_text(json.dumps(record))
     with pytest.raises(KeystoreError):
         store.load_identity("alice")
+
+
+_MIN = {"opslimit": nacl.pwhash.argon2id.OPSLIMIT_MIN,
+        "memlimit": nacl.pwhash.argon2id.MEMLIMIT_MIN}
+_SENSITIVE = {"opslimit": nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE,
+              "memlimit": nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE}
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("memlimit", 2**42, "outside"),             # a raw nacl traceback before
+    ("memlimit", _SENSITIVE["memlimit"] + 1, "outside"),
+    ("memlimit", 1024, "outside"),
+    ("opslimit", 2**32 - 1, "outside"),         # ran for hours before
+    ("opslimit", _SENSITIVE["opslimit"] + 1, "outside"),
+    ("opslimit", 0, "outside"),
+    ("opslimit", -3, "outside"),
+    ("opslimit", "1", "not an integer"),
+    ("opslimit", 1.0, "not an integer"),
+    ("opslimit", True, "not an integer"),
+    ("memlimit", [8192], "not an integer"),
+    ("memlimit", None, "has no memlimit"),
+    ("opslimit", ..., "has no opslimit"),       # ...: the field is absent
+    ("salt", base64.b64encode(b"s" * 15).decode(), "salt is 15 bytes"),
+    ("salt", 12, "salt is not base64"),
+    ("ciphertext", base64.b64encode(b"c" * 40).decode(), "ciphertext is 40 bytes"),
+])
+def test_unusable_kdf_fields_are_refused_before_any_work(
+        tmp_path: Path, fast_kdf: KdfParams, field: str, value: Any, says: str) -> None:
+    """Issue item 10: the stored Argon2id cost is bounded, checked (with the salt and the
+    ciphertext) before the passphrase is asked for, and reported as a damaged file."""
+    Keystore(tmp_path, passphrase=_source("pw"), kdf=fast_kdf).create_identity("alice")
+    path = tmp_path / "identities" / "alice.json"
+    record = json.loads(path.read_text())
+    if value is ...:
+        del record["key"][field]
+    else:
+        record["key"][field] = value
+    path.write_text(json.dumps(record))
+
+    def no_prompt(prompt: str, confirm: bool) -> str | None:
+        raise AssertionError("asked for a passphrase for a damaged file")
+
+    with pytest.raises(IdentityFileDamaged) as info:
+        Keystore(tmp_path, passphrase=no_prompt).load_identity("alice")
+    assert str(path) in str(info.value) and says in str(info.value)
+    assert "backup" in info.value.hint and "--name alice --force" in info.value.hint
+
+
+@pytest.mark.parametrize("limits", [_MIN, _SENSITIVE, {"opslimit": 1, "memlimit": 2**30}],
+                         ids=["min", "sensitive", "mixed"])
+def test_kdf_bounds_are_inclusive(limits: dict[str, int]) -> None:
+    """The edges are accepted: what tests write (MIN) and the costliest preset (a round
+    trip at SENSITIVE would cost seconds; MIN and MODERATE round trips are tested above and
+    in the CLI tests)."""
+    assert KdfParams.from_record(limits) == KdfParams(**limits)
+
+
+@pytest.mark.parametrize("limits", [{"opslimit": 2**32 - 1}, {"memlimit": 2**42},
+                                    {"opslimit": "3"}])
+def test_kdf_params_out_of_bounds_are_refused(limits: dict[str, Any]) -> None:
+    """The tool never writes a file it would refuse to read."""
+    with pytest.raises(ValueError):
+        KdfParams(**limits)
 
 
 def test_unknown_encryption_and_missing_key(tmp_path: Path) -> None:
