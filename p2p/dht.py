@@ -8,7 +8,7 @@ sequence number (:mod:`mpcid.p2p.records`), plus whatever record kinds
 or returns, so a malicious node can withhold records but cannot forge, alter or roll them
 back. ``strict_validation`` makes the DHT refuse keys of namespaces nobody registered.
 
-Three py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
+Four py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
 
 * A node answers ``FIND_NODE`` only for keys that parse as a multihash or are at most 50
   bytes (``kad_dht.py``, "FIND_NODE key is not a valid PeerId"), but a value lookup sends
@@ -22,34 +22,294 @@ Three py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place
 * ``put_value`` first looks up the closest peers and only then stores; with peers that
   have just gone that lookup can take longer than the publisher waits, and the update is
   lost. :meth:`DHTNode.put` stores on the bootstrap peers first, directly.
+* Its value store holds whatever valid record anyone sends, up to 50,000 entries, then
+  evicts the oldest: one client signing records with fresh did:keys can grow a node's
+  memory and push genuine records out. :class:`_BoundedValueStore` replaces it and applies
+  :class:`StoreLimits` (``specs/discovery.md`` 7): a quota per sending peer, caps per
+  record kind, and a bound on the bytes held, refusing new records rather than evicting
+  held ones. The sender is known only in the ``PUT_VALUE`` handler, so
+  :class:`_KadDHT` names it (:data:`_SENDER`) for the store while that handler runs.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.kad_dht import kad_dht as _kad
+from libp2p.kad_dht.common import DEFAULT_TTL as LIBP2P_TTL
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Record
+from libp2p.kad_dht.value_store import ValueStore
 from libp2p.peer.id import ID
 from libp2p.records.record import make_signed_put_record
 from libp2p.records.validator import Validator
 
-from mpcid.identity.errors import MpcidError
+from mpcid.identity.errors import MpcidError, UsageError
 
-from .errors import ConnectFailed
+from .errors import ConnectFailed, StoreRefused
 from .host import connect
-from .records import KEY_PREFIX, KindValidator, MpcidValidator
+from .records import (KEY_PREFIX, MAX_KIND_VALUE_BYTES, MAX_RECORD_BYTES, KindValidator,
+                      MpcidValidator, kind_of)
 
 log = logging.getLogger("mpcid.dht")
 NAMESPACE = KEY_PREFIX.strip("/")
 
 # py-libp2p logs every normal end of a DHT stream as a warning; keep real errors visible.
 logging.getLogger("libp2p.kad_dht").setLevel(logging.ERROR)
+
+# -- limits on what a node holds for others (specs/discovery.md 7) -------------------------
+
+#: The label of endpoint records (keys ``/mpcid/<did>``) in :attr:`StoreLimits.kinds`;
+#: other records go by their kind (``/mpcid/<kind>/...``), and keys of py-libp2p's own
+#: namespaces by ``/<namespace>`` (``/pk``, ``/ipns``).
+ENDPOINT_KIND = "endpoint"
+
+#: Bytes counted for each held record on top of its key and encoded record: the Python
+#: objects around them (dict slot, tuple, protobuf message and its copies of key and
+#: value, expiry). The resident size grew by about 750 per entry on CPython 3.11 with
+#: protobuf's upb backend (20,000 endpoint records); rounded up so the bound holds.
+ENTRY_OVERHEAD = 1024
+
+
+@dataclass(frozen=True)
+class KindLimits:
+    """Caps on the records of one kind that a node holds for others."""
+
+    max_records: int
+    """Records of this kind held at once; a new key beyond it is refused."""
+    max_value_bytes: int
+    """Largest value of this kind accepted."""
+
+    def __post_init__(self) -> None:
+        if self.max_records < 1 or self.max_value_bytes < 1:
+            raise UsageError("a record kind's limits must be at least 1")
+
+
+def _default_kinds() -> Mapping[str, KindLimits]:
+    return MappingProxyType({
+        ENDPOINT_KIND: KindLimits(max_records=20_000, max_value_bytes=MAX_RECORD_BYTES),
+        "invitation": KindLimits(max_records=2_000, max_value_bytes=16 * 1024),
+        "decline": KindLimits(max_records=10_000, max_value_bytes=2048),
+    })
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """What a DHT node holds for others (``specs/discovery.md`` 7). The defaults suit a
+    public bootstrap node: about 20,000 endpoint records of typical size in 32 MiB.
+
+    Records this node publishes itself are counted but never refused; records it looked
+    up are cached only while they fit."""
+
+    max_bytes: int = 32 << 20
+    """Bytes held in all: each record's key and encoded record plus
+    :data:`ENTRY_OVERHEAD`. New keys may fill 15/16 of it; the last sixteenth takes only
+    newer versions of held records, so a full node still follows their updates. Expired
+    records are dropped first; held, unexpired ones are never evicted for new ones."""
+    peer_records: int = 200
+    """Records one peer (the PeerID of the connection) may store in ``peer_window``
+    seconds, new keys and replacements alike. A party publishes one endpoint record per
+    half TTL, plus an invitation or a decline per session."""
+    peer_window: float = 600.0
+    """The window of ``peer_records``, in seconds."""
+    kinds: Mapping[str, KindLimits] = field(default_factory=_default_kinds, hash=False)
+    """Caps per kind, by :data:`ENDPOINT_KIND` or kind name."""
+    other_kinds: KindLimits = KindLimits(max_records=2_000,
+                                         max_value_bytes=MAX_KIND_VALUE_BYTES)
+    """Caps of each kind not in ``kinds`` (py-libp2p's ``/pk`` and ``/ipns`` included)."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 64 * 1024:
+            raise UsageError("the DHT store bound must be at least 64 KiB")
+        if self.peer_records < 1 or self.peer_window <= 0:
+            raise UsageError("the per-peer record quota and its window must be positive")
+
+    def of(self, label: str) -> KindLimits:
+        return self.kinds.get(label, self.other_kinds)
+
+
+def kind_label(key: bytes) -> str:
+    """The label under which :class:`StoreLimits` caps the record stored under ``key``."""
+    text = key.decode("utf-8", "replace")
+    if text.startswith(KEY_PREFIX):
+        try:
+            parsed = kind_of(text)
+        except MpcidError:
+            return "/" + NAMESPACE
+        return ENDPOINT_KIND if parsed is None else parsed[0]
+    return "/" + text.lstrip("/").split("/", 1)[0]
+
+
+def _cost(key: bytes, record: Record) -> int:
+    return len(key) + record.ByteSize() + ENTRY_OVERHEAD
+
+
+def _expiry(value: bytes, now: float) -> float:
+    """When a held record stops being served: its own ``expires`` (every mpcid kind has
+    one), at most py-libp2p's 24 hours."""
+    latest = now + LIBP2P_TTL
+    try:
+        expires = json.loads(value).get("expires")
+    except (ValueError, AttributeError):
+        return latest
+    if isinstance(expires, int) and not isinstance(expires, bool):
+        return float(min(expires, latest))
+    return latest
+
+
+class _Held(dict[bytes, tuple[Record, float]]):
+    """py-libp2p's ``ValueStore.store`` that keeps the byte and per-kind counts of
+    :class:`StoreLimits` in step with every write, whichever path makes it (py-libp2p
+    deletes expired entries directly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+        self.counts: dict[str, int] = {}
+
+    def __setitem__(self, key: bytes, entry: tuple[Record, float]) -> None:
+        if key in self:
+            self.__delitem__(key)
+        super().__setitem__(key, entry)
+        self.bytes += _cost(key, entry[0])
+        label = kind_label(key)
+        self.counts[label] = self.counts.get(label, 0) + 1
+
+    def __delitem__(self, key: bytes) -> None:
+        record, _ = self[key]
+        super().__delitem__(key)
+        self.bytes -= _cost(key, record)
+        label = kind_label(key)
+        self.counts[label] -= 1
+
+    def pop(self, key: bytes, *default: Any) -> Any:
+        if key not in self:
+            return super().pop(key, *default)
+        entry = self[key]
+        self.__delitem__(key)
+        return entry
+
+
+class _PeerQuota:
+    """Records stored per sending peer within a sliding window."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self._times: dict[str, deque[float]] = {}
+
+    def used(self, peer: str, now: float) -> int:
+        times = self._times.get(peer)
+        if times is None:
+            return 0
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return len(times)
+
+    def charge(self, peer: str, now: float) -> None:
+        if len(self._times) > 4096:  # forget peers whose window has passed
+            for gone in [p for p in self._times if not self.used(p, now)]:
+                del self._times[gone]
+        self._times.setdefault(peer, deque()).append(now)
+
+
+#: The PeerID that sent the DHT request being handled (set by :class:`_KadDHT`); None
+#: outside the handler, i.e. for this node's own puts and the records it looked up.
+_SENDER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mpcid_dht_sender", default=None)
+
+
+class _KadDHT(KadDHT):
+    """KadDHT whose stream handler tells the value store who is sending."""
+
+    async def handle_stream(self, stream: INetStream) -> None:
+        # Each stream is handled in its own trio task, so this binds that task only.
+        _SENDER.set(stream.muxed_conn.peer_id.to_base58())
+        await super().handle_stream(stream)
+
+
+class _BoundedValueStore(ValueStore):
+    """py-libp2p's value store under :class:`StoreLimits`. The ``PUT_VALUE`` handler has
+    validated the record (and chosen it over a held one) before it calls
+    :meth:`put_record`; a refusal raised there makes it reset the stream unacknowledged,
+    so the sender sees the store fail. py-libp2p's own eviction of the oldest entry is
+    disabled: the bound refuses new records instead."""
+
+    def __init__(self, host: IHost, limits: StoreLimits,
+                 clock: Callable[[], float]) -> None:
+        super().__init__(host, host.get_id())
+        self.limits = limits
+        self.store: _Held = _Held()
+        self._clock = clock
+        self._quota = _PeerQuota(limits.peer_records, limits.peer_window)
+        self._last_sweep = float("-inf")
+        #: Records refused since start, by reason (for operators and tests).
+        self.refused: dict[str, int] = {}
+
+    def _evict_if_full(self) -> None:
+        pass
+
+    def put_record(self, key: bytes, record: Record) -> None:
+        sender = _SENDER.get()
+        try:
+            self._admit(key, record, sender)
+        except StoreRefused as exc:
+            if sender is None:  # a looked-up record: caching it is optional
+                return
+            log.info("refused %s from %s: %s", key.decode("utf-8", "replace"), sender,
+                     exc.args[0])
+            raise
+        now = self._clock()
+        self.store[key] = (record, _expiry(record.value, time.time()))
+        if sender is not None:
+            self._quota.charge(sender, now)
+
+    def _admit(self, key: bytes, record: Record, sender: str | None) -> None:
+        label = kind_label(key)
+        caps = self.limits.of(label)
+        if len(record.value) > caps.max_value_bytes:
+            self._refuse("size", f"a {label} record of {len(record.value)} bytes exceeds "
+                                 f"this node's {caps.max_value_bytes}")
+        now = self._clock()
+        if sender is not None and self._quota.used(sender, now) >= self.limits.peer_records:
+            self._refuse("quota", f"peer {sender} stored {self.limits.peer_records} "
+                                  f"records in {self.limits.peer_window:g} s")
+        reason = self._no_room(key, record, label, caps)
+        if reason is not None and now - self._last_sweep >= 1.0:
+            self._last_sweep = now  # at most once a second: O(records held)
+            self.cleanup_expired()
+            reason = self._no_room(key, record, label, caps)
+        if reason is not None:
+            self._refuse(*reason)
+
+    def _no_room(self, key: bytes, record: Record, label: str, caps: KindLimits
+                 ) -> tuple[str, str] | None:
+        held = dict.get(self.store, key)
+        if held is not None:
+            growth = _cost(key, record) - _cost(key, held[0])
+            if self.store.bytes + growth > self.limits.max_bytes:
+                return "bytes", f"this node holds {self.store.bytes} bytes of records"
+            return None
+        if self.store.counts.get(label, 0) >= caps.max_records:
+            return "kind", f"this node holds {caps.max_records} {label} records"
+        room = self.limits.max_bytes - self.limits.max_bytes // 16
+        if self.store.bytes + _cost(key, record) > room:
+            return "bytes", f"this node holds {self.store.bytes} bytes of records"
+        return None
+
+    def _refuse(self, reason: str, message: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        raise StoreRefused(message)
+
 
 
 class _Validator(Validator):
@@ -94,13 +354,19 @@ class DHTNode:
 
     def __init__(self, host: IHost, *, clock: Callable[[], float] = time.time,
                  server: bool = True,
-                 kinds: Mapping[str, KindValidator] | None = None) -> None:
+                 kinds: Mapping[str, KindValidator] | None = None,
+                 limits: StoreLimits = StoreLimits()) -> None:
         """``server=False`` makes a client that looks up and publishes but stores and
         answers nothing for others (e.g. a one-off ``mpcid resolve``). ``kinds``: the
-        record kinds this node accepts besides endpoint records, by kind name."""
+        record kinds this node accepts besides endpoint records, by kind name.
+        ``limits``: what it holds for others."""
         _accept_mpcid_lookups()
         self.host = host
-        self.dht = KadDHT(host, DHTMode.SERVER if server else DHTMode.CLIENT)
+        self.dht = _KadDHT(host, DHTMode.SERVER if server else DHTMode.CLIENT)
+        #: The value store under ``limits`` (its ``store`` counts bytes and records per
+        #: kind, its ``refused`` the refusals by reason).
+        self.store = _BoundedValueStore(host, limits, clock)
+        self.dht.value_store = self.store
         self.dht.register_validator(NAMESPACE, _Validator(clock, kinds))
         self.published: set[str] = set()
         #: The bootstrap peers reached: every put stores there first (see :meth:`put`).

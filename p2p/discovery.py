@@ -16,7 +16,7 @@ from types import MappingProxyType
 from mpcid.identity.did_key import Ed25519Key, parse_did
 
 from .bridge import TrioThread
-from .dht import DHTNode
+from .dht import DHTNode, StoreLimits
 from .host import host_addrs, running_host
 from .records import (DEFAULT_TTL, EndpointRecord, KindValidator, MpcidValidator,
                       decode_and_verify, dht_key)
@@ -39,6 +39,9 @@ class DiscoveryConfig:
     """Seconds to reach each bootstrap node."""
     server: bool = True
     """Serve the DHT to others (False for one-off lookups)."""
+    store: StoreLimits = StoreLimits()
+    """What this node holds for others when it serves the DHT: a quota per sending peer,
+    caps per record kind, a bound on the bytes held (``specs/discovery.md`` 7)."""
     relay: RelayLimits | None = None
     """Also be a circuit relay v2 hop with these limits (bootstrap/relay nodes)."""
     relays: tuple[str, ...] = ()
@@ -73,7 +76,7 @@ class Discovery:
             host = await self.bridge.enter_context(
                 running_host(self.key, list(self.config.listen)))
             node = DHTNode(host, clock=self.clock, server=self.config.server,
-                           kinds=self.config.kinds)
+                           kinds=self.config.kinds, limits=self.config.store)
             await self.bridge.enter_context(node.running())
             self.node = node
             if self.config.relay is not None:

@@ -19,7 +19,8 @@ package's part of the tree::
         └── RecordError               a record from the DHT is not accepted
             ├── InvalidRecord
             ├── RecordExpired
-            └── RecordNotYetValid
+            ├── RecordNotYetValid
+            └── StoreRefused          a DHT node's limits leave no room for the record
 
 ``tests/test_error_trees.py`` checks that this drawing is the real hierarchy.
 """
@@ -114,3 +115,11 @@ class RecordNotYetValid(RecordError):
     the future."""
 
     hint = "check this machine's clock (and the publisher's)"
+
+
+class StoreRefused(RecordError):
+    """A DHT node refused to hold a valid record: the sending peer used up its quota, the
+    record's kind is at its cap (count or size), or the node holds as many bytes as its
+    limits allow (``specs/discovery.md`` 7). The node keeps the records it holds."""
+
+    hint = "publish again later; other nodes among the closest peers hold the record too"

@@ -31,14 +31,18 @@ py-libp2p 0.8.1 behaviours handled here, each in one place:
   one, so one client could fill a relay with reservations for made-up PeerIDs. The relay
   of :func:`relay_service` ignores that field: a reservation is always for the peer the
   connection authenticated (which is what the spec says: RESERVE carries no peer).
-* A relay counts a reservation against ``max_reservations`` until it expires, even after
-  its peer disconnected: on a small relay a gone peer holds its slot for the TTL.
+* py-libp2p's relay caps reservations only in total, one per PeerID, and a PeerID costs
+  nothing: one client making up keys could take every slot (``max_reservations``, 128).
+  Ours also caps the reservations held from one source address
+  (:attr:`RelayLimits.max_reservations_per_ip`), and when a cap is reached it first
+  releases the reservations of peers that have disconnected (a reservation is valid only
+  while its peer stays connected), which py-libp2p would count until they expire.
 """
 
 from __future__ import annotations
 
 import contextvars
-
+import ipaddress
 import logging
 import time
 import weakref
@@ -55,7 +59,7 @@ from libp2p.relay.circuit_v2.exceptions import RelayConnectionError
 from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 from libp2p.relay.circuit_v2.protocol import STOP_PROTOCOL_ID, CircuitV2Protocol
-from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
+from libp2p.relay.circuit_v2.protocol_buffer import StatusCode, to_proto_status
 from libp2p.relay.circuit_v2.resources import RelayLimits as Libp2pRelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
@@ -67,7 +71,8 @@ from .errors import ConnectFailed
 from .host import CONNECT_TIMEOUT, connect, parse_multiaddrs
 
 __all__ = ["HOP_PROTOCOL_ID", "STOP_PROTOCOL_ID", "RelayLimits", "circuit_addr",
-           "dial_circuit", "libp2p_limits", "relay_service", "reservation", "reserve"]
+           "dial_circuit", "libp2p_limits", "relay_service", "reservation",
+           "reservation_source", "reserve"]
 
 log = logging.getLogger("mpcid.relay")
 
@@ -97,12 +102,18 @@ class RelayLimits:
     """Circuits open at once to one reserved peer (py-libp2p counts per reservation)."""
     reservation_ttl: int = 3600
     """Seconds a reservation lasts; clients renew it before then."""
+    max_reservations_per_ip: int = 8
+    """Reservations held at once by peers connecting from one IPv4 address or one IPv6
+    /64 network (a client can pick any address in its /64). A PeerID costs nothing, so
+    without this one client could take every slot; more than one because parties behind
+    one NAT share its address."""
 
     def __post_init__(self) -> None:
         for name in ("duration", "data"):
             if getattr(self, name) < 0:
                 raise UsageError(f"relay limit {name} must be 0 (no limit) or positive")
-        for name in ("max_reservations", "max_circuits", "reservation_ttl"):
+        for name in ("max_reservations", "max_circuits", "reservation_ttl",
+                     "max_reservations_per_ip"):
             if getattr(self, name) < 1:
                 raise UsageError(f"relay limit {name} must be at least 1")
 
@@ -155,17 +166,77 @@ class _Circuits(dict):  # type: ignore[type-arg]
             super().__delitem__(key)
 
 
-class _HopProtocol(CircuitV2Protocol):
-    """py-libp2p's relay, with two fixes: it reserves only for the peer its connection
-    authenticated, and the end of one circuit closes only that circuit."""
+def reservation_source(address: tuple[str, int] | None) -> str:
+    """The source a reservation is counted against: the IPv4 address, or the /64 network
+    of an IPv6 address, of the reserving connection (``"unknown"`` if it has none)."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address[0])
+    except ValueError:
+        return str(address[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class _HopProtocol(CircuitV2Protocol):
+    """py-libp2p's relay, with three fixes: it reserves only for the peer its connection
+    authenticated, caps the reservations of one source address, and the end of one
+    circuit closes only that circuit."""
+
+    def __init__(self, host: IHost, limits: RelayLimits) -> None:
+        super().__init__(host, limits=libp2p_limits(limits), allow_hop=True)
         self._active_relays = _Circuits()
+        self._per_source = limits.max_reservations_per_ip
+        #: The source (:func:`reservation_source`) of each reserved peer.
+        self.sources: dict[ID, str] = {}
 
     async def _handle_reserve(self, stream: INetStream, msg: HopMessage) -> None:
         msg.ClearField("peer")  # py-libp2p would reserve for whoever this names
+        peer = stream.muxed_conn.peer_id
+        if not self.resource_manager.has_reservation(peer):  # a renewal takes no slot
+            source = reservation_source(stream.get_remote_address())
+            if not self._room_for(peer, source):
+                log.info("refused a reservation for %s from %s: relay or source full",
+                         peer, source)
+                await write_delimited_msg(stream, HopMessage(
+                    type=HopMessage.STATUS,
+                    status=to_proto_status(StatusCode.RESOURCE_LIMIT_EXCEEDED)))
+                return
+            self.sources[peer] = source
         await super()._handle_reserve(stream, msg)
+
+    def _room_for(self, peer: ID, source: str) -> bool:
+        """Whether ``peer`` (from ``source``) may take a new slot; at a cap, first
+        release the reservations of peers that are gone."""
+        for release_gone in (False, True):
+            if release_gone:
+                self._release_disconnected()
+            held = self._held()
+            from_source = sum(1 for p in held
+                              if p != peer and self.sources.get(p) == source)
+            if len(held) < self.limits.max_reservations and from_source < self._per_source:
+                return True
+        return False
+
+    def _held(self) -> list[ID]:
+        reservations = self.resource_manager._reservations
+        for gone in [p for p, r in reservations.items() if r.is_expired()]:
+            del reservations[gone]
+        for gone in [p for p in self.sources if p not in reservations]:
+            del self.sources[gone]
+        return list(reservations)
+
+    def _release_disconnected(self) -> None:
+        reservations = self.resource_manager._reservations
+        network = self.host.get_network()
+        for peer in list(reservations):
+            if not network.get_connections(peer):
+                del reservations[peer]
+                self.sources.pop(peer, None)
 
     async def _relay_data(self, src_stream: INetStream, dst_stream: INetStream,
                           *args: Any, **kwargs: Any) -> None:
@@ -180,8 +251,7 @@ async def relay_service(host: IHost, limits: RelayLimits | None = None
     """Trio: make ``host`` a circuit relay v2 hop (and let it accept relayed connections
     itself) until exit."""
     _quiet_libp2p_logging()
-    protocol = _HopProtocol(host, limits=libp2p_limits(limits or RelayLimits()),
-                            allow_hop=True)
+    protocol = _HopProtocol(host, limits or RelayLimits())
     async with background_trio_service(protocol):
         yield
 

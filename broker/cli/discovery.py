@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
 from mpcid.identity.did_key import Ed25519Key, parse_did
-from mpcid.identity.errors import IdentityNotFound
+from mpcid.identity.errors import IdentityExists, IdentityNotFound, UsageError
 
 from .options import bootstrap_option, home_option, keystore, wraps_async
 
@@ -42,9 +42,28 @@ def node_key(home: str | None, name: str) -> Ed25519Key:
     try:
         return store.load_identity(name)
     except IdentityNotFound:
+        pass
+    try:
         key = store.create_identity(name, encrypt=False)
-        click.echo(f"created node identity {name!r} in {store.home}", err=True)
-        return key
+    except IdentityExists:  # another node on this keystore created it just now: use it
+        return store.load_identity(name)
+    click.echo(f"created node identity {name!r} in {store.home}", err=True)
+    return key
+
+
+def kind_caps(defaults: Mapping[str, Any], options: tuple[str, ...]) -> dict[str, Any]:
+    """``defaults`` with each ``KIND=COUNT:BYTES`` of ``--kind-limit`` applied."""
+    from mpcid.p2p.dht import KindLimits
+
+    caps = dict(defaults)
+    for option in options:
+        kind, _, spec = option.partition("=")
+        count, _, size = spec.partition(":")
+        if not (kind and count.isdigit() and size.isdigit()):
+            raise UsageError(f"--kind-limit {option!r} is not KIND=COUNT:BYTES",
+                             hint="e.g. --kind-limit endpoint=20000:4096")
+        caps[kind] = KindLimits(max_records=int(count), max_value_bytes=int(size))
+    return caps
 
 
 @click.command("node")
@@ -62,26 +81,46 @@ def node_key(home: str | None, name: str) -> Ed25519Key:
               help="Relay: MiB a circuit may carry (0: no limit).")
 @click.option("--circuit-seconds", type=click.IntRange(0), default=3600, show_default=True,
               help="Relay: seconds a circuit may last (0: no limit).")
+@click.option("--max-reservations-per-ip", type=click.IntRange(1, 100_000), default=8,
+              show_default=True,
+              help="Relay: reservations held from one IPv4 address or IPv6 /64.")
+@click.option("--store-mib", type=click.IntRange(1, 1 << 20), default=32, show_default=True,
+              help="DHT: MiB of records held for others; beyond it new records are "
+                   "refused, held ones kept.")
+@click.option("--peer-records", type=click.IntRange(1), default=200, show_default=True,
+              help="DHT: records one peer may store per --peer-window.")
+@click.option("--peer-window", type=click.IntRange(1), default=600, show_default=True,
+              help="DHT: seconds of the per-peer record quota.")
+@click.option("--kind-limit", "kind_limits", multiple=True, metavar="KIND=COUNT:BYTES",
+              help="DHT: records of a kind held at most, and the largest value "
+                   "(repeatable; kinds: endpoint, invitation, decline).")
 @home_option
 @wraps_async
 async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, relay: bool,
                max_reservations: int, max_circuits: int, circuit_mib: int,
-               circuit_seconds: int, home: str | None) -> None:
+               circuit_seconds: int, max_reservations_per_ip: int, store_mib: int,
+               peer_records: int, peer_window: int, kind_limits: tuple[str, ...],
+               home: str | None) -> None:
     """Run a DHT bootstrap node (and relay) until interrupted; print its multiaddrs.
 
     It needs no configuration and keeps nothing anyone must trust: records are signed by
     the DIDs they describe and channels through the relay are end-to-end encrypted."""
+    from mpcid.p2p.dht import StoreLimits
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
     from mpcid.p2p.relay import RelayLimits
 
     from mpcid.broker.session_records import SESSION_KINDS
 
     limits = RelayLimits(duration=circuit_seconds, data=circuit_mib << 20,
-                         max_reservations=max_reservations, max_circuits=max_circuits)
+                         max_reservations=max_reservations, max_circuits=max_circuits,
+                         max_reservations_per_ip=max_reservations_per_ip)
+    store = StoreLimits(max_bytes=store_mib << 20, peer_records=peer_records,
+                        peer_window=float(peer_window),
+                        kinds=kind_caps(StoreLimits().kinds, kind_limits))
     discovery = Discovery(node_key(home, name),
                           DiscoveryConfig(listen=listen, bootstrap=bootstrap,
                                           relay=limits if relay else None,
-                                          kinds=SESSION_KINDS))
+                                          kinds=SESSION_KINDS, store=store))
     addrs = await discovery.start()
     try:
         for addr in addrs:

@@ -36,7 +36,8 @@ from mpcid.p2p.errors import ConnectFailed
 from mpcid.p2p.host import connect, host_addrs, libp2p_key_pair, running_host
 from mpcid.p2p.noise import ChannelConfig
 from mpcid.p2p.relay import (HOP_PROTOCOL_ID, RelayLimits, circuit_addr, dial_circuit,
-                             libp2p_limits, relay_service, reservation, reserve)
+                             libp2p_limits, relay_service, reservation, reservation_source,
+                             reserve)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from channel_apps import Acceptor, Sender  # noqa: E402  (this folder)
@@ -102,8 +103,8 @@ async def echo(stream: INetStream) -> None:
 
 def test_limits_default_to_a_public_node_and_map_to_libp2p() -> None:
     limits = RelayLimits()
-    assert (limits.max_reservations, limits.max_circuits, limits.duration, limits.data) == (
-        128, 64, 3600, 1 << 30)
+    assert (limits.max_reservations, limits.max_circuits, limits.duration, limits.data,
+            limits.max_reservations_per_ip) == (128, 64, 3600, 1 << 30, 8)
     theirs = libp2p_limits(RelayLimits(duration=60, data=1000, max_reservations=2,
                                        max_circuits=3, reservation_ttl=120))
     assert (theirs.duration, theirs.data, theirs.max_reservations, theirs.max_circuit_conns,
@@ -112,6 +113,16 @@ def test_limits_default_to_a_public_node_and_map_to_libp2p() -> None:
         RelayLimits(max_reservations=0)
     with pytest.raises(UsageError, match="data must be 0"):
         RelayLimits(data=-1)
+    with pytest.raises(UsageError, match="max_reservations_per_ip must be at least 1"):
+        RelayLimits(max_reservations_per_ip=0)
+
+
+def test_reservations_are_counted_per_ipv4_address_and_ipv6_64() -> None:
+    assert reservation_source(("127.0.0.1", 4001)) == "127.0.0.1"
+    assert reservation_source(("2001:db8:1:2:3::9", 1)) == "2001:db8:1:2::/64"
+    assert reservation_source(("2001:db8:1:2:ffff::1", 1)) == "2001:db8:1:2::/64"
+    assert reservation_source(("::ffff:192.0.2.7", 1)) == "192.0.2.7"
+    assert reservation_source(None) == "unknown"
 
 
 # -- reaching a peer through the relay ----------------------------------------------------
@@ -218,6 +229,54 @@ def test_a_client_cannot_reserve_for_other_peers() -> None:
                 assert await bridge.call(reserve_for, made_up) == StatusCode.OK
             # Both counted as S's one reservation: T still finds a free slot.
             assert await bridge.call(reserve, t, host_addrs(r)[0])
+
+    run(main)
+
+
+def test_one_client_making_up_peer_ids_cannot_take_all_the_slots() -> None:
+    """A PeerID costs nothing: one client reserving with one fresh key after another
+    gets ``max_reservations_per_ip`` slots from its address; a party connecting from
+    another address (IPv6 loopback here) still finds one, and slots of clients that have
+    gone are released when a new one needs them."""
+    limits = RelayLimits(max_reservations=6, max_reservations_per_ip=2)
+    flood = 8
+
+    async def main() -> None:
+        bridge = TrioThread()
+        await bridge.start()
+        try:
+            r = await bridge.enter_context(running_host(
+                Ed25519Key.generate(), [LOOPBACK, "/ip6/::1/tcp/0"]))
+            await bridge.enter_context(relay_service(r, limits))
+            v4 = next(a for a in host_addrs(r) if a.startswith("/ip4/"))
+            v6 = next(a for a in host_addrs(r) if a.startswith("/ip6/"))
+            granted, refused, clients = 0, 0, []
+            for _ in range(flood):  # each fresh key stays connected, holding its slot
+                client = await bridge.enter_context(
+                    running_host(Ed25519Key.generate(), [LOOPBACK]))
+                clients.append(client)
+                try:
+                    await bridge.call(reserve, client, v4)
+                    granted += 1
+                except ConnectFailed as exc:
+                    assert "RESOURCE_LIMIT_EXCEEDED" in str(exc)
+                    refused += 1
+            assert (granted, refused) == (limits.max_reservations_per_ip,
+                                          flood - limits.max_reservations_per_ip)
+            party = await bridge.enter_context(running_host(
+                Ed25519Key.generate(), ["/ip6/::1/tcp/0"]))
+            assert await bridge.call(reserve, party, v6)
+            # A reserved client renews without taking a second slot.
+            assert await bridge.call(reserve, clients[0], v4)
+
+            async def leave(host: IHost) -> None:
+                for conn in list(host.get_network().get_connections(r.get_id())):
+                    await conn.close()
+            await bridge.call(leave, clients[0])
+            await asyncio.sleep(0.2)
+            assert await bridge.call(reserve, clients[-1], v4)  # the gone one's slot
+        finally:
+            await bridge.stop()
 
     run(main)
 
