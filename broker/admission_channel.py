@@ -22,7 +22,8 @@ from typing import Any
 
 from mpcid.identity import credentials as vc
 from mpcid.identity.did_key import Ed25519Key
-from mpcid.identity.errors import CredentialError, MpcidError
+from mpcid.identity.errors import (CredentialError, DIDResolutionError, MpcidError,
+                                   StatusCheckFailed)
 from mpcid.identity.policy import Policy
 from mpcid.p2p.errors import RemoteProtocolError
 
@@ -151,23 +152,34 @@ class AdmissionGate:
         config = dataclasses.replace(self.settings.verify,
                                      now=dt.datetime.now(dt.timezone.utc))
         reason: str | None = None
+        detail = ""
         presented = None
+        policy = self.settings.policy
+
+        def precheck(holder: str, documents: list[Any]) -> None:
+            policy.precheck(holder, documents, expected=did)
+
         try:
+            # specs/session.md 7.4: the policy on the credentials as presented, then the
+            # full verification (the only step that resolves or fetches), then the
+            # policy again on what was verified.
             result = await vc.verify_presentation(vp, config, challenge=challenge,
-                                                  domain=adm.domain_for(self.session_id))
+                                                  domain=adm.domain_for(self.session_id),
+                                                  precheck=precheck)
             if result.holder != did:
                 raise CredentialError(f"it presented a presentation of {result.holder}, "
                                       "not its own")
-            self.settings.policy.evaluate(result)
+            policy.evaluate(result)
             presented = Presented(tuple((c.id, c.types, c.issuer) for c in result.credentials))
         except MpcidError as exc:
-            reason = _reason(exc, vp, challenge, self.session_id)
+            reason, detail = _reason(exc, vp, challenge, self.session_id)
         if reason is None:
             assert presented is not None
             self.progress.emit("admitted", party=peer, did=did,
                                credentials=[c[0] or "(no id)" for c in presented.credentials])
-        else:
-            self.progress.emit("refused", party=peer, did=did, reason=reason)
+        else:  # the local display says more than the peer is told (GENERIC_REASONS)
+            log.info("refusing %s: %s", did, detail)
+            self.progress.emit("refused", party=peer, did=did, reason=detail)
         self._carry_out(self.machine.verified(peer, reason, presented))
 
     def emit_verdict(self, peer: int, message: dict[str, Any]) -> None:
@@ -197,15 +209,30 @@ class AdmissionGate:
             await asyncio.sleep(0.02)
 
 
-def _reason(exc: MpcidError, vp: dict[str, Any], challenge: str, session_id: str) -> str:
-    """Why a presentation is refused, in words that name the cause."""
+#: What the peer (and the other parties) are told when something this party had to
+#: fetch or resolve for the peer's credentials failed. The local detail (a path, an
+#: errno, a connection error, an address) stays in the local log and progress: it would
+#: tell the peer which files exist and which ports are open here.
+GENERIC_REASONS: dict[type[MpcidError], str] = {
+    StatusCheckFailed: "its credential's status could not be checked",
+    DIDResolutionError: "a DID in its presentation could not be resolved",
+}
+
+
+def _reason(exc: MpcidError, vp: dict[str, Any], challenge: str, session_id: str
+            ) -> tuple[str, str]:
+    """Why a presentation is refused: (what the peer is told, what is logged here)."""
+    for kind, generic in GENERIC_REASONS.items():
+        if isinstance(exc, kind):
+            return generic, exc.message
     proof = vp.get("proof")
     if isinstance(proof, dict):
         if proof.get("domain") != adm.domain_for(session_id) or \
                 proof.get("challenge") != challenge:
-            return ("its presentation was made for another session or channel (replayed): "
-                    f"{exc.message}")
-    return exc.message
+            reason = ("its presentation was made for another session or channel (replayed): "
+                      f"{exc.message}")
+            return reason, reason
+    return exc.message, exc.message
 
 
 class AdmissionApp(asyncio.Protocol):

@@ -10,22 +10,12 @@ someone else's), and this party is warned before it connects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from mpcid.identity import credentials as vc
 from mpcid.identity.errors import MpcidError
 from mpcid.identity.keystore import Keystore
-from mpcid.identity.policy import Policy, Requirement
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """The parts of a credential a requirement looks at, read without verifying."""
-
-    id: str | None
-    types: tuple[str, ...]
-    issuer: str
-    claims: dict[str, Any]
+from mpcid.identity.policy import Policy, Presented, Requirement
 
 
 @dataclass(frozen=True)
@@ -33,20 +23,6 @@ class Choice:
     credentials: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...]
     """Requirements this party will probably fail, and why."""
-
-
-def _shape(document: dict[str, Any]) -> tuple[_Shape, str | None]:
-    issuer = document.get("issuer")
-    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
-    subject = document.get("credentialSubject")
-    subject = subject if isinstance(subject, dict) else {}
-    types = document.get("type")
-    types = types if isinstance(types, list) else [types]
-    claims = {k: v for k, v in subject.items() if k != "id"}
-    cid = document.get("id")
-    return (_Shape(cid if isinstance(cid, str) else None, tuple(str(t) for t in types),
-                   str(issuer), claims),
-            subject.get("id") if isinstance(subject.get("id"), str) else None)
 
 
 async def choose(keystore: Keystore, did: str, policy: Policy,
@@ -67,10 +43,11 @@ async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement
                 config: vc.VerifyConfig) -> tuple[dict[str, Any] | None, str | None]:
     ranked: list[tuple[int, dict[str, Any], str | None]] = []
     for document in stored:
-        shape, subject = _shape(document)
+        shape = Presented.read(document)
+        subject = shape.subject
         if requirement.credential_type not in shape.types:
             continue
-        mismatch = requirement.mismatch(cast(vc.VerifiedCredential, shape))
+        mismatch = requirement.mismatch(shape)
         problem = mismatch
         if subject != did:
             problem = f"credential {shape.id} was issued to {subject}, not to you"
@@ -94,4 +71,4 @@ async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement
 def describe_presented(documents: tuple[dict[str, Any], ...]
                        ) -> list[tuple[str | None, tuple[str, ...], str]]:
     """(id, types, issuer) of the credentials this party presents."""
-    return [(shape.id, shape.types, shape.issuer) for shape, _ in map(_shape, documents)]
+    return [(shape.id, shape.types, shape.issuer) for shape in map(Presented.read, documents)]

@@ -88,7 +88,7 @@ class SessionPlan:
                                  hint="give a path in an existing folder")
         config = verify_config(keystore, contexts=settings.contexts,
                                status_files=settings.status_files, ca_file=settings.ca_file,
-                               now=dt.datetime.now(dt.timezone.utc))
+                               now=dt.datetime.now(dt.timezone.utc), peers=True)
         choice = asyncio.run(choose(keystore, key.did.did, invitation.requirements, config))
         return cls(invitation, key, index, session,
                    AdmissionSettings(invitation.requirements, choice.credentials, config,

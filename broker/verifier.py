@@ -31,19 +31,31 @@ def web_resolver(ca_file: str | None) -> UniversalResolver:
     return UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
 
 
+DEFAULT_STATUS_MAX_AGE = dt.timedelta(days=7)
+"""How old a status list without validUntil may be (``specs/identity.md`` 6): an older
+signed copy could be served to hide a later revocation."""
+
+
 def verify_config(keystore: Keystore, *, now: dt.datetime,
                   contexts: Mapping[str, Path] | None = None,
                   status_files: Mapping[str, Path] | None = None, check_status: bool = True,
-                  ca_file: str | None = None) -> vc.VerifyConfig:
+                  ca_file: str | None = None, peers: bool = False) -> vc.VerifyConfig:
     """Verification as this keystore does it: the shipped contexts plus ``contexts``; the
     status lists this keystore hosts known locally (no round trip to their server), then
-    ``status_files``, then the network; did:web through ``ca_file`` if given."""
+    ``status_files``, then the network; did:web through ``ca_file`` if given.
+
+    ``peers=True`` for a session, where the documents come from other parties and so do
+    the status list URLs in them: no ``file:`` URL is read and only https to public
+    addresses is fetched (``specs/session.md`` 7.4); local copies only through
+    ``status_files``. The commands a user runs on a document (``mpcid credential
+    verify``) keep ``file:`` and local http URLs: their errors stay on this machine."""
     loader = ContextLoader.from_files(dict(contexts or {}))
     overrides: dict[str, Path | dict[str, Any]] = {}
     for _, record in keystore.documents("statuslists"):
         if isinstance(record.get("credential"), dict):
             overrides[str(record.get("url"))] = record["credential"]
     overrides.update(status_files or {})
-    status = FileAndHttpStatusSource(overrides, ca_file=ca_file) if check_status else None
+    status = (FileAndHttpStatusSource(overrides, ca_file=ca_file, peer_documents=peers)
+              if check_status else None)
     return vc.VerifyConfig(loader=loader, resolver=web_resolver(ca_file), status=status,
-                           now=now)
+                           now=now, status_max_age=DEFAULT_STATUS_MAX_AGE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,12 @@ VC_V2 = "https://www.w3.org/ns/credentials/v2"
 VC_V1 = "https://www.w3.org/2018/credentials/v1"
 STATUS_ENTRY_TYPES = ("BitstringStatusListEntry", "StatusList2021Entry")
 STATUS_LIST_TYPES = ("BitstringStatusListCredential", "StatusList2021Credential")
+MAX_STATUS_ENTRIES = 4
+"""A credential names at most this many status lists (each one is a fetch)."""
+
+Precheck = Callable[[str, list[Any]], None]
+"""Called with the holder a presentation names and its credentials, unverified, before
+anything is resolved or fetched; raises to refuse (e.g. the session's policy)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,11 @@ class VerifyConfig:
     """Where status lists come from; None skips status checks (only when asked to)."""
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     """The time against which validity periods are checked."""
+    status_max_age: dt.timedelta | None = None
+    """A status list credential without ``validUntil`` must have been signed
+    (``validFrom``) at most this long before ``now``; None accepts any age. Without a
+    bound, serving an older signed list (from before a revocation) would make a revoked
+    credential valid again (``specs/identity.md`` 6)."""
 
 
 @dataclass(frozen=True)
@@ -136,16 +148,23 @@ def create_presentation(holder: Ed25519Key, credentials: list[dict[str, Any]], *
 
 
 def status_list_credential(*, issuer: str, url: str, bits: Bitstring, purpose: str,
-                           valid_from: dt.datetime) -> dict[str, Any]:
-    """An unsigned BitstringStatusListCredential published at ``url``."""
+                           valid_from: dt.datetime, valid_until: dt.datetime | None = None
+                           ) -> dict[str, Any]:
+    """An unsigned BitstringStatusListCredential published at ``url``, valid until
+    ``valid_until`` if given (verifiers refuse it afterwards: the issuer re-signs it
+    within that time, so an old copy cannot be passed off as current)."""
     if purpose not in PURPOSES:
         raise MalformedCredential(f"status purpose must be one of {PURPOSES}")
+    if valid_until is not None and valid_until <= valid_from:
+        raise MalformedCredential("the status list's validUntil must be after its validFrom")
+    window = {"validUntil": di.isoformat(valid_until)} if valid_until is not None else {}
     return {
         "@context": [VC_V2],
         "id": url,
         "type": ["VerifiableCredential", "BitstringStatusListCredential"],
         "issuer": issuer,
         "validFrom": di.isoformat(valid_from),
+        **window,
         "credentialSubject": {"id": f"{url}#list", "type": "BitstringStatusList",
                               "statusPurpose": purpose, "encodedList": bits.encode()},
     }
@@ -189,9 +208,14 @@ async def _verify_credential(document: Any, config: VerifyConfig,
 
 
 async def verify_presentation(document: Any, config: VerifyConfig, *, challenge: str,
-                              domain: str) -> VerifiedPresentation:
+                              domain: str, precheck: Precheck | None = None
+                              ) -> VerifiedPresentation:
     """Verify a presentation made for ``challenge`` and ``domain`` and every credential in
-    it; every credential must have been issued to the presenting holder."""
+    it; every credential must have been issued to the presenting holder.
+
+    ``precheck`` sees the holder and the credentials as presented before any signature
+    is checked, any DID resolved or any status list fetched, so that a verifier can
+    refuse what it never asked for without doing work (or requests) on its behalf."""
     if not isinstance(document, dict):
         raise MalformedCredential("a presentation must be a JSON object")
     _version(document)
@@ -202,10 +226,12 @@ async def verify_presentation(document: Any, config: VerifyConfig, *, challenge:
     if not isinstance(holder, str):
         raise MalformedCredential("the presentation names no holder")
     _did(holder, "holder")
-    proof = await _signed_by(document, config, holder, "presentation", "names holder",
-                             "authentication", challenge, domain)
     raw = document.get("verifiableCredential", [])
     items = raw if isinstance(raw, list) else [raw]
+    if precheck is not None:
+        precheck(holder, items)
+    proof = await _signed_by(document, config, holder, "presentation", "names holder",
+                             "authentication", challenge, domain)
     verified = []
     for item in items:
         credential = await verify_credential(item, config)
@@ -225,11 +251,23 @@ async def _signed_by(document: dict[str, Any], config: VerifyConfig, signer: str
     """The document's verified proof, which must be by ``signer``, the DID it names."""
     if "proof" not in document:
         raise MalformedCredential(f"the {what} has no proof (it is not signed)")
+    named = _proof_signer(document)
+    if named is not None and named != signer:
+        # Before resolving anything: the key to check with is the signer's own.
+        raise InvalidProof(f"the {what} {names} {signer} but was signed by {named}")
     proof = await _verify_proof(document, config, purpose, challenge, domain)
     if proof.controller != signer:
         raise InvalidProof(f"the {what} {names} {signer} but was signed by "
                            f"{proof.controller}")
     return proof
+
+
+def _proof_signer(document: dict[str, Any]) -> str | None:
+    """The DID of the first proof's verificationMethod, as written (unverified)."""
+    proof = document.get("proof")
+    first = proof[0] if isinstance(proof, list) and proof else proof
+    vm = first.get("verificationMethod") if isinstance(first, dict) else None
+    return vm.split("#", 1)[0] if isinstance(vm, str) else None
 
 
 async def _verify_proof(document: dict[str, Any], config: VerifyConfig, purpose: str,
@@ -262,6 +300,9 @@ async def _check_status(document: dict[str, Any], issuer: str, config: VerifyCon
     assert config.status is not None
     raw = document.get("credentialStatus")
     entries = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    if len(entries) > MAX_STATUS_ENTRIES:
+        raise StatusCheckFailed(f"the credential names {len(entries)} status lists; at most "
+                                f"{MAX_STATUS_ENTRIES} are checked")
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("type") not in STATUS_ENTRY_TYPES:
             raise StatusCheckFailed(f"unsupported credentialStatus "
@@ -274,11 +315,19 @@ async def _check_status(document: dict[str, Any], issuer: str, config: VerifyCon
         index = read_index(entry)
         status_doc = await config.status.fetch(url)
         try:
+            named = _issuer(status_doc)
+        except MalformedCredential as exc:
+            raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
+        if named != issuer:  # checked before its issuer is resolved
+            raise StatusCheckFailed(f"status list {url} was issued by {named}, "
+                                    f"not by the credential's issuer {issuer}")
+        try:
             status_vc = await _verify_credential(status_doc, config, check_status=False)
         except CredentialError as exc:
             raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
         if not set(status_vc.types) & set(STATUS_LIST_TYPES):
             raise StatusCheckFailed(f"{url} is not a status list credential")
+        _check_fresh(status_vc, url, config)
         if status_vc.issuer != issuer:
             raise StatusCheckFailed(f"status list {url} was issued by {status_vc.issuer}, "
                                     f"not by the credential's issuer {issuer}")
@@ -292,6 +341,20 @@ async def _check_status(document: dict[str, Any], issuer: str, config: VerifyCon
             state = "revoked" if purpose == "revocation" else "suspended"
             raise CredentialRevoked(f"credential {document.get('id', '')} is {state} "
                                     f"(status list {url}, index {index})")
+
+
+def _check_fresh(status_vc: VerifiedCredential, url: str, config: VerifyConfig) -> None:
+    """A list with ``validUntil`` is fresh until then (checked with its validity period);
+    one without must be younger than ``config.status_max_age``."""
+    limit = config.status_max_age
+    if status_vc.valid_until is not None or limit is None:
+        return
+    if status_vc.valid_from is None or config.now - status_vc.valid_from > limit:
+        signed = di.isoformat(status_vc.valid_from) if status_vc.valid_from else "undated"
+        raise StatusCheckFailed(
+            f"status list {url} is stale: signed {signed}, has no validUntil, and lists "
+            f"older than {limit} are refused (an old copy could hide a revocation)",
+            hint="the issuer re-signs it with `mpcid status-list refresh`")
 
 
 # --- shape helpers ------------------------------------------------------------------------

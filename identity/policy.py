@@ -6,6 +6,12 @@ verifying the presentation (:func:`credentials.verify_presentation`, which check
 contained credential against the clock and its status list); the policy then matches the
 verified credentials, and when none fits says precisely why for the closest candidate.
 
+A verifier facing someone else's presentation first runs :meth:`Policy.precheck` on the
+credentials as presented (unverified): type, issuer, claims, subject = the holder at the
+other end. Only what passes is verified, so a credential from an issuer nobody asked for
+costs no DID resolution and no status list fetch (``specs/session.md`` 7.4). The policy
+is evaluated again on the verified credentials: the pre-check decides nothing alone.
+
 Text form (the CLI's ``--require``)::
 
     TYPE@ISSUER_DID[,ISSUER_DID...][;KEY=VALUE...]
@@ -21,14 +27,54 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .credentials import VerifiedCredential, VerifiedPresentation
 from .did_key import parse_did
-from .errors import InvalidDID, PolicyNotSatisfied, UsageError
+from .errors import (InvalidDID, MalformedCredential, PolicyNotSatisfied,
+                     PresentationMismatch, UsageError)
 
 _TERM = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 MAX_REQUIREMENTS = 16
+
+
+class Described(Protocol):
+    """What a requirement looks at: a verified credential, or one as presented."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def types(self) -> tuple[str, ...]: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def claims(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Presented:
+    """A credential as presented, read without verifying anything."""
+
+    id: str | None
+    types: tuple[str, ...]
+    issuer: str
+    claims: dict[str, Any]
+    subject: str | None
+
+    @classmethod
+    def read(cls, document: Any) -> Presented:
+        if not isinstance(document, dict):
+            raise MalformedCredential("a credential must be a JSON object")
+        issuer = document.get("issuer")
+        issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+        subject = document.get("credentialSubject")
+        subject = subject if isinstance(subject, dict) else {}
+        types = document.get("type")
+        types = types if isinstance(types, list) else [types]
+        cid, sid = document.get("id"), subject.get("id")
+        return cls(cid if isinstance(cid, str) else None, tuple(str(t) for t in types),
+                   str(issuer), {k: v for k, v in subject.items() if k != "id"},
+                   sid if isinstance(sid, str) else None)
 
 
 @dataclass(frozen=True)
@@ -87,7 +133,7 @@ class Requirement:
                              "optional claims (string values)")
         return cls(value["type"], tuple(issuers), tuple(sorted(claims.items())))
 
-    def mismatch(self, credential: VerifiedCredential) -> str | None:
+    def mismatch(self, credential: Described) -> str | None:
         """Why ``credential`` does not meet this requirement, or None if it does."""
         cid = credential.id or "(no id)"
         if self.credential_type not in credential.types:
@@ -127,10 +173,37 @@ class Policy:
                  ) -> dict[Requirement, VerifiedCredential]:
         """Match each requirement to a presented credential, or raise
         :class:`PolicyNotSatisfied` naming the holder, the requirement and the reason."""
+        return self._match(presentation.holder, presentation.credentials)
+
+    def precheck(self, holder: str, documents: list[Any], *, expected: str) -> None:
+        """The policy on a presentation as presented, before anything is verified: the
+        holder is ``expected`` (the DID at the other end of the channel), every
+        credential was issued to it and is one the policy asks for, and every
+        requirement is met by one. Raises what :meth:`evaluate` would, or
+        :class:`PresentationMismatch`."""
+        if holder != expected:
+            raise PresentationMismatch(f"it presented a presentation of {holder}, not its own")
+        if len(documents) > max(len(self.requirements), 1):
+            raise PolicyNotSatisfied(f"{holder} presented {len(documents)} credentials; the "
+                                     f"session asks for {len(self.requirements)}")
+        shapes = [Presented.read(d) for d in documents]
+        for shape in shapes:
+            if shape.subject != holder:
+                raise PresentationMismatch(
+                    f"credential {shape.id} was issued to {shape.subject}, not to the "
+                    f"presenter {holder}",
+                    hint="a holder can only present credentials issued to its own DID")
+        matched = self._match(holder, shapes)
+        for shape in shapes:
+            if not any(m is shape for m in matched.values()):
+                raise PolicyNotSatisfied(f"{holder} presented credential {shape.id}, which "
+                                         "the session does not ask for")
+
+    def _match(self, holder: str, credentials: Any) -> dict[Requirement, Any]:
         matched = {}
         for requirement in self.requirements:
             reasons = []
-            for credential in presentation.credentials:
+            for credential in credentials:
                 reason = requirement.mismatch(credential)
                 if reason is None:
                     matched[requirement] = credential
@@ -139,7 +212,7 @@ class Policy:
             else:
                 why = self._closest(requirement, reasons)
                 raise PolicyNotSatisfied(
-                    f"{presentation.holder} does not meet the requirement {requirement}: {why}")
+                    f"{holder} does not meet the requirement {requirement}: {why}")
         return matched
 
     @staticmethod

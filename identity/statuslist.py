@@ -12,6 +12,8 @@ from __future__ import annotations
 import abc
 import gzip
 import json
+import os
+import stat
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,24 +91,38 @@ class StatusSource(abc.ABC):
 
 class FileAndHttpStatusSource(StatusSource):
     """Local overrides first (``{URL: FILE or document}``), then ``file:`` URLs, then
-    HTTP(S) through aiohttp (with an optional extra CA)."""
+    HTTP(S) through aiohttp (with an optional extra CA).
+
+    ``peer_documents=True`` is for status lists named in credentials someone else
+    presents (a session's peers, ``specs/session.md`` 7.4): their URLs are chosen by the
+    presenter, so ``file:`` URLs are never read and only https to public addresses is
+    fetched (:func:`mpcid.identity.http.fetch` with ``public_only``). A local copy is
+    then read only when the user named it (an override, ``--status-file URL=FILE``).
+    Every file is read off the event loop, only if it is a regular file, opened without
+    blocking (a FIFO cannot stall the verifier) and at most :data:`MAX_DOCUMENT_BYTES`.
+    """
 
     def __init__(self, overrides: Mapping[str, Path | dict[str, Any]] | None = None, *,
-                 ca_file: str | None = None, timeout: float = 10.0) -> None:
+                 ca_file: str | None = None, timeout: float = 10.0,
+                 peer_documents: bool = False) -> None:
         self.overrides = dict(overrides or {})
         self.ca_file = ca_file
         self.timeout = timeout
+        self.peer_documents = peer_documents
 
     async def fetch(self, url: str) -> dict[str, Any]:
         if url in self.overrides:
             found = self.overrides[url]
-            return found if isinstance(found, dict) else _load_file(Path(found), url)
-        if url.startswith("file://"):
+            return found if isinstance(found, dict) else await load_file(Path(found), url)
+        if url.startswith("file:"):
+            if self.peer_documents:
+                raise StatusCheckFailed(f"status list {url} is a local file, which is read "
+                                        "only when given with --status-file URL=FILE")
             import urllib.parse
             import urllib.request
 
             path = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
-            return _load_file(Path(path), url)
+            return await load_file(Path(path), url)
         if url.startswith(("http://", "https://")):
             return await self._fetch_http(url)
         raise StatusCheckFailed(f"cannot fetch status list {url}: unsupported URL scheme")
@@ -116,19 +132,38 @@ class FileAndHttpStatusSource(StatusSource):
 
         try:
             body = await fetch(url, limit=MAX_DOCUMENT_BYTES, timeout=self.timeout,
-                               ca_file=self.ca_file)
+                               ca_file=self.ca_file, public_only=self.peer_documents)
         except FetchFailed as exc:
             raise StatusCheckFailed(f"cannot fetch status list {url}: {exc}") from None
         return _parse(body, url)
 
 
-def _load_file(path: Path, url: str) -> dict[str, Any]:
+async def load_file(path: Path, url: str) -> dict[str, Any]:
+    """The status list in ``path``, read in a worker thread (never on the event loop)."""
+    import asyncio
+
+    return _parse(await asyncio.to_thread(_read_regular_file, path, url), url)
+
+
+def _read_regular_file(path: Path, url: str) -> bytes:
+    """At most ``MAX_DOCUMENT_BYTES + 1`` bytes of ``path`` if it is a regular file.
+    O_NONBLOCK: opening a FIFO neither waits for a writer nor is accepted (not regular);
+    /dev/zero and other devices are refused before a byte is read."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        body = path.read_bytes()
+        fd = os.open(path, flags)
     except OSError as exc:
         raise StatusCheckFailed(f"cannot read status list {url} from {path}: "
                                 f"{exc.strerror}") from None
-    return _parse(body, url)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StatusCheckFailed(f"cannot read status list {url} from {path}: "
+                                    "not a regular file")
+        try:
+            return handle.read(MAX_DOCUMENT_BYTES + 1)
+        except OSError as exc:
+            raise StatusCheckFailed(f"cannot read status list {url} from {path}: "
+                                    f"{exc.strerror}") from None
 
 
 def _parse(body: bytes, url: str) -> dict[str, Any]:

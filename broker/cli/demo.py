@@ -28,6 +28,9 @@ from mpcid.broker.errors import AdmissionRefused, SessionError, SessionFileInval
 from mpcid.identity.keystore import Keystore
 
 EXAMPLES = ("salary_sum", "sealed_bid_auction")
+STATUS_URL = "https://acme.example/status/1"
+"""Where Acme would publish its status list (.example: never resolves; the parties get
+the list itself with --status-file)."""
 
 
 @click.command("demo")
@@ -105,10 +108,12 @@ class _Demo:
             print_(f"      {name:<8} {key.did.did}")
         self.phase("identities")
 
-        # 2. credentials, revocable through a status list Acme publishes (here: a file)
+        # 2. credentials, revocable through a status list Acme publishes at an https URL;
+        #    offline, each party is handed a copy with --status-file URL=FILE (a status
+        #    URL a peer presents is never read from the local disk)
         now = dt.datetime.now(dt.timezone.utc)
         status_file = self.root / "acme-status.json"
-        url = status_file.as_uri()
+        url = STATUS_URL
         bits = Bitstring.empty()
         for index, (name, key) in enumerate(members.items()):
             credential = vc.sign_credential(vc.build_credential(

@@ -404,10 +404,16 @@ def credential_revoke(credential: str | None, reference: str | None, undo: bool,
 
 
 def publish_status_list(ks: Keystore, record: dict[str, Any], bits: Bitstring) -> None:
+    """Sign ``bits`` as the list of ``record`` now, valid for the record's ``valid_for``
+    seconds (lists hosted before that setting existed get no validUntil), and publish."""
     key = ks.load_identity(str(record["issuer"]))
+    now = now_utc()
+    valid_for = record.get("valid_for")
+    until = now + dt.timedelta(seconds=int(valid_for)) if valid_for else None
     document = vc.status_list_credential(issuer=key.did.did, url=str(record["url"]), bits=bits,
-                                         purpose=str(record["purpose"]), valid_from=now_utc())
-    record["credential"] = vc.sign_credential(document, key, now=now_utc())
+                                         purpose=str(record["purpose"]), valid_from=now,
+                                         valid_until=until)
+    record["credential"] = vc.sign_credential(document, key, now=now)
     if record.get("publish"):  # first, so a failure leaves the keystore unchanged
         write_output(record["credential"], str(record["publish"]))
     ks.put_document("statuslists", status_list_id(str(record["url"])), record)
@@ -425,10 +431,18 @@ def status_list_group() -> None:
               default="revocation", show_default=True)
 @click.option("--publish", type=click.Path(dir_okay=False),
               help="File your web server serves at URL; rewritten on every revocation.")
+@click.option("--valid-for", default="7d", show_default=True, metavar="DURATION",
+              help="Each signed list is valid this long (validUntil); re-sign it within "
+                   "that time with `mpcid status-list refresh` (revoking re-signs too).")
 @home_option
 def status_list_create(issuer: str, url: str, purpose: str, publish: str | None,
-                       home: str | None) -> None:
+                       valid_for: str, home: str | None) -> None:
     """Create a signed, empty status list (131,072 entries) and host it here."""
+    from .sessions import parse_duration
+
+    seconds = parse_duration(valid_for)
+    if seconds <= 0:
+        raise UsageError("--valid-for must be positive")
     ks = keystore(home)
     if not url.startswith(("https://", "http://", "file://")):
         raise UsageError(f"{url!r} is not an http(s) or file URL")
@@ -436,11 +450,32 @@ def status_list_create(issuer: str, url: str, purpose: str, publish: str | None,
         raise UsageError(f"status list {url} exists already")
     key = ks.load_identity(issuer)
     record: dict[str, Any] = {"url": url, "issuer": issuer, "issuer_did": key.did.did,
-                              "purpose": purpose, "next_index": 0,
+                              "purpose": purpose, "next_index": 0, "valid_for": seconds,
                               "publish": str(Path(publish).resolve()) if publish else None}
     publish_status_list(ks, record, Bitstring.empty())
     if not publish:
         emit_json(record["credential"])
+
+
+@status_list_group.command("refresh")
+@click.option("--url", "urls", multiple=True, metavar="URL",
+              help="The list to re-sign (repeatable); default: every list hosted here.")
+@home_option
+def status_list_refresh(urls: tuple[str, ...], home: str | None) -> None:
+    """Re-sign hosted status lists with a new validity window and republish them (run it
+    regularly, e.g. daily from cron: verifiers refuse a list past its validUntil)."""
+    ks = keystore(home)
+    records = {str(r.get("url")): r for _, r in ks.documents("statuslists")
+               if isinstance(r, dict) and isinstance(r.get("credential"), dict)}
+    for url in urls:
+        if url not in records:
+            raise UsageError(f"status list {url} is not hosted in this keystore")
+    for url in urls or tuple(records):
+        record = records[url]
+        bits = Bitstring.decode(record["credential"]["credentialSubject"]["encodedList"])
+        publish_status_list(ks, record, bits)
+        until = record["credential"].get("validUntil", "no validUntil")
+        click.echo(f"refreshed: {url} (valid until {until})")
 
 
 # --- presentations ------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 Each party is a real `mpcid join` process; they meet through a local `mpcid node` and
 exchange presentations inside their Noise channels. Keystores are made in-process (fast);
-the status list is a file the organisation publishes (``file://`` URL).
+the organisation's status list has an https URL and every party is handed a copy of it
+with ``--status-file URL=FILE`` (a status URL a peer presents is never read from disk).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from processes import MPCID, SALARY, env, mpcid, running_node  # this folder
 pytestmark = pytest.mark.integration
 
 NOW = dt.datetime.now(dt.timezone.utc)
+STATUS_URL = "https://acme.example/status/1"
 
 
 @dataclass
@@ -35,6 +38,7 @@ class World:
     dids: dict[str, str]
     acme: str
     status_url: str
+    status_file: Path
 
     def home(self, name: str) -> str:
         return str(self.root / name)
@@ -54,7 +58,8 @@ class World:
              cwd: Path | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [MPCID, "join", token, "--home", self.home(name), "--as", name, "--program",
-             SALARY, "--connect-timeout", "40", "--progress", progress, *extra, "--",
+             SALARY, "--connect-timeout", "40", "--progress", progress, "--status-file",
+             f"{self.status_url}={self.status_file}", *extra, "--",
              "--salaries", str(salary)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=cwd)
 
@@ -84,7 +89,7 @@ def world(tmp_path: Path, node: str) -> World:
                "ivan")}
     dids = {n: ks.create_identity(n).did.did for n, ks in stores.items()}
     status_file = tmp_path / "status.json"
-    url = status_file.as_uri()
+    url = STATUS_URL
     bits = Bitstring.empty()
     bits.set(4)  # frank's credential is revoked
     acme = stores["acme"]
@@ -105,7 +110,7 @@ def world(tmp_path: Path, node: str) -> World:
     held["ivan"] = held["bob"]  # someone else's credential
     for name, document in held.items():
         stores[name].put_document("credentials", name, document)  # type: ignore[arg-type]
-    return World(tmp_path, node, dids, dids["acme"], url)
+    return World(tmp_path, node, dids, dids["acme"], url, status_file)
 
 
 def _events(err: str) -> list[dict[str, object]]:
@@ -225,7 +230,8 @@ def test_invite_join_and_join_by_session_id(world: World) -> None:
     inviter = subprocess.Popen(
         [MPCID, "invite", "--home", world.home("alice"), "--as", "alice", "--program",
          SALARY, "--bootstrap", world.node, "--did", world.dids["bob"], "--require",
-         f"MembershipCredential@{world.acme}", "--join", "--progress", "json", "--",
+         f"MembershipCredential@{world.acme}", "--join", "--progress", "json",
+         "--status-file", f"{world.status_url}={world.status_file}", "--",
          "--salaries", "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=env())
     assert inviter.stdout is not None
@@ -235,7 +241,8 @@ def test_invite_join_and_join_by_session_id(world: World) -> None:
     session = json.loads(listed.stdout)[0]["session"]
     bob = subprocess.run(
         [MPCID, "join", session, "--home", world.home("bob"), "--as", "bob", "--program",
-         SALARY, "--bootstrap", world.node, "--progress", "json", "--", "--salaries", "20"],
+         SALARY, "--bootstrap", world.node, "--progress", "json", "--status-file",
+         f"{world.status_url}={world.status_file}", "--", "--salaries", "20"],
         capture_output=True, text=True, env=env(), timeout=120)
     out, err = inviter.communicate(timeout=120)
     assert inviter.returncode == 0 and bob.returncode == 0, err + bob.stderr
@@ -276,3 +283,80 @@ def test_late_party_learns_why_the_session_stopped(world: World) -> None:
     line = _error(err)
     assert "will not take part" in line and world.dids["dave"] in line
     assert "no credential" in line and "no channel within" not in line
+
+
+# --- what a peer's credential may make this party fetch (specs/session.md 7.4) -----------
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, socket.socket]]:
+    """A loopback port that listens but never answers: a connection to it would sit in
+    its backlog, where the test looks for it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock.getsockname()[1], sock
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        conn, _ = sock.accept()
+    except BlockingIOError:
+        return False
+    conn.close()
+    return True
+
+
+def _hand_to_dave(world: World, issuer: str, status_url: str) -> None:
+    """Dave holds an Acme-shaped membership credential from ``issuer`` whose status list
+    is at ``status_url`` (a URL he chose)."""
+    held = _credential(Keystore(world.root / issuer), issuer, world.dids["dave"],
+                       status=(status_url, 0))
+    Keystore(world.root / "dave").put_document("credentials", "m", held)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", ["secret file", "missing file", "open port"])
+def test_peer_chosen_status_url_is_not_fetched(world: World, where: str,
+                                               listener: tuple[int, socket.socket]) -> None:
+    """A credential from the required issuer names a status list on Alice's own disk or
+    an address inside her network: Alice reads and connects to nothing, and Dave learns
+    only that the status could not be checked (not "not JSON", "No such file" or
+    "Cannot connect", which would map Alice's files and ports)."""
+    port, sock = listener
+    secret = world.root / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    url = {"secret file": secret.as_uri(),
+           "missing file": (world.root / "missing.json").as_uri(),
+           "open port": f"https://127.0.0.1:{port}/status"}[where]
+    _hand_to_dave(world, "acme", url)
+    token = world.invite("dave")
+    procs = [world.join("alice", token, 1000), world.join("dave", token, 2000)]
+    (_, a_err), (_, d_err) = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [1, 1]
+    generic = "its credential's status could not be checked"
+    assert generic in _error(a_err) and world.dids["dave"] in _error(a_err)
+    told = _error(d_err)
+    assert "refused me" in told and generic in told
+    for leak in ("JSON", "No such file", "Cannot connect", "secret", str(port), "public",
+                 "local file"):
+        assert leak not in told, told
+    # Alice's own display says what happened.
+    refused = [e for e in _events(a_err) if e["event"] == "refused"]
+    assert refused and url in str(refused[0]["reason"])
+    assert not _connected(sock)
+
+
+def test_unrequested_issuer_is_refused_before_any_fetch(
+        world: World, listener: tuple[int, socket.socket]) -> None:
+    """A credential from an issuer the session did not ask for is refused on the policy
+    alone: its status list (a port on Alice's machine) is never contacted."""
+    port, sock = listener
+    _hand_to_dave(world, "evil", f"http://127.0.0.1:{port}/status")
+    token = world.invite("dave")
+    procs = [world.join("alice", token, 1000), world.join("dave", token, 2000)]
+    (_, a_err), (_, d_err) = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [1, 1]
+    assert "was issued by" in _error(a_err) and world.dids["evil"] in _error(a_err)
+    assert "refused me" in _error(d_err) and "was issued by" in _error(d_err)
+    assert not _connected(sock)

@@ -14,10 +14,12 @@ from mpcid.identity import credentials as cred
 from mpcid.identity import dataintegrity as di
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import (CredentialExpired, CredentialNotYetValid, CredentialRevoked,
-                                   InvalidProof, MalformedCredential, PresentationMismatch,
-                                   StatusCheckFailed)
+                                   InvalidProof, MalformedCredential, PolicyNotSatisfied,
+                                   PresentationMismatch, StatusCheckFailed)
 from mpcid.identity.jsonld import ContextLoader
-from mpcid.identity.statuslist import FileAndHttpStatusSource
+from mpcid.identity.policy import Policy
+from mpcid.identity.resolver import DIDResolver, UniversalResolver
+from mpcid.identity.statuslist import FileAndHttpStatusSource, StatusSource
 
 
 STATUS_URL = "https://status.example.org/lists/1"  # as in conftest.py
@@ -448,3 +450,113 @@ def test_not_an_object(value: Any) -> None:
         verify(value)
     with pytest.raises(MalformedCredential):
         verify_vp(value)
+
+
+# --- nothing resolved or fetched for what a verifier did not ask for (specs/identity.md 5) --
+
+
+class RecordingResolver(DIDResolver):
+    """did:key as usual; records every DID it is asked for (a did:web would be a fetch)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.inner = UniversalResolver()
+
+    async def resolve(self, did: str) -> dict[str, Any]:
+        self.asked.append(did)
+        return await self.inner.resolve(did)
+
+
+class RecordingStatus(StatusSource):
+    def __init__(self, *lists: Doc) -> None:
+        self.asked: list[str] = []
+        self.lists = {d["id"]: d for d in lists}
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        self.asked.append(url)
+        return self.lists[url]
+
+
+def test_precheck_refuses_before_any_resolution_or_fetch(
+        make_status_credential: Callable[..., Doc], make_status_list: Callable[..., Doc],
+        org_key: Ed25519Key, other_org_key: Ed25519Key, alice_key: Ed25519Key,
+        now: dt.datetime) -> None:
+    """The policy runs on the credentials as presented: an issuer nobody asked for is
+    refused without resolving a DID or fetching its status list."""
+    resolver, status = RecordingResolver(), RecordingStatus(make_status_list(org_key))
+    config = cred.VerifyConfig(resolver=resolver, status=status)
+    vp = cred.create_presentation(alice_key, [make_status_credential(3)], challenge=CHALLENGE,
+                                  domain=DOMAIN, now=now)
+    policy = Policy.parse([f"MembershipCredential@{other_org_key.did.did}"])
+
+    def precheck(holder: str, documents: list[Any]) -> None:
+        policy.precheck(holder, documents, expected=alice_key.did.did)
+
+    with pytest.raises(PolicyNotSatisfied, match="was issued by"):
+        asyncio.run(cred.verify_presentation(vp, config, challenge=CHALLENGE, domain=DOMAIN,
+                                             precheck=precheck))
+    assert resolver.asked == [] and status.asked == []
+    # The issuer asked for: verified in full, status list included.
+    policy = Policy.parse([f"MembershipCredential@{org_key.did.did}"])
+    result = asyncio.run(cred.verify_presentation(vp, config, challenge=CHALLENGE,
+                                                  domain=DOMAIN, precheck=precheck))
+    assert policy.evaluate(result) and status.asked == [STATUS_URL]
+
+
+def test_precheck_refuses_unrequested_credentials_and_another_holder(
+        membership_credential: Doc, alice_key: Ed25519Key, bob_key: Ed25519Key,
+        org_key: Ed25519Key) -> None:
+    policy = Policy.parse([f"MembershipCredential@{org_key.did.did}"])
+    with pytest.raises(PresentationMismatch, match="not its own"):
+        policy.precheck(alice_key.did.did, [membership_credential], expected=bob_key.did.did)
+    with pytest.raises(PolicyNotSatisfied):
+        policy.precheck(alice_key.did.did, [membership_credential] * 2,
+                        expected=alice_key.did.did)
+    with pytest.raises(PresentationMismatch, match="not to the presenter"):
+        policy.precheck(bob_key.did.did, [membership_credential], expected=bob_key.did.did)
+    with pytest.raises(PolicyNotSatisfied, match="does not ask for"):
+        Policy().precheck(alice_key.did.did, [membership_credential],
+                          expected=alice_key.did.did)
+    policy.precheck(alice_key.did.did, [membership_credential], expected=alice_key.did.did)
+
+
+def test_proof_naming_another_did_is_refused_before_resolving_it(
+        org_key: Ed25519Key, alice_key: Ed25519Key, now: dt.datetime) -> None:
+    """A proof whose verificationMethod is a did:web on an internal host: refused because
+    it is not the issuer's, without resolving (fetching) it."""
+    document = cred.build_credential(issuer=org_key.did.did, subject=alice_key.did.did,
+                                     credential_type="MembershipCredential", valid_from=now)
+    signed = cred.sign_credential(document, org_key, now=now)
+    signed["proof"]["verificationMethod"] = "did:web:127.0.0.1%3A22#key-1"
+    resolver = RecordingResolver()
+    with pytest.raises(InvalidProof):
+        verify(signed, cred.VerifyConfig(resolver=resolver))
+    assert resolver.asked == []
+
+
+def test_status_list_of_another_issuer_is_not_resolved(
+        make_status_credential: Callable[..., Doc], make_status_list: Callable[..., Doc],
+        other_org_key: Ed25519Key) -> None:
+    resolver = RecordingResolver()
+    config = cred.VerifyConfig(resolver=resolver,
+                               status=RecordingStatus(make_status_list(other_org_key)))
+    with pytest.raises(StatusCheckFailed, match="not by the credential's issuer"):
+        verify(make_status_credential(1), config)
+    assert other_org_key.did.did not in resolver.asked
+
+
+def test_too_many_status_entries(make_status_list: Callable[..., Doc], org_key: Ed25519Key,
+                                 alice_key: Ed25519Key, now: dt.datetime) -> None:
+    """Each status entry is a fetch: a credential naming more than a few is refused
+    before any is fetched."""
+    document = cred.build_credential(issuer=org_key.did.did, subject=alice_key.did.did,
+                                     credential_type="MembershipCredential", valid_from=now,
+                                     status=(STATUS_URL, 1))
+    entry = document["credentialStatus"]
+    document["credentialStatus"] = [{**entry, "id": f"{STATUS_URL}#{i}",
+                                     "statusListIndex": str(i)} for i in range(5)]
+    credential = cred.sign_credential(document, org_key, now=now)
+    status = RecordingStatus(make_status_list(org_key))
+    with pytest.raises(StatusCheckFailed, match="at most 4"):
+        verify(credential, cred.VerifyConfig(status=status))
+    assert status.asked == []

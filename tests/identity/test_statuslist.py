@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +27,7 @@ from mpcid.identity.statuslist import (MIN_BITS, Bitstring, FileAndHttpStatusSou
                                        parse_status_reference, read_index)
 
 Doc = dict[str, Any]
+STATUS_URL = "https://status.example.org/lists/1"  # as in conftest.py
 
 #: The encodedList of the example BitstringStatusListCredential in W3C "Bitstring Status
 #: List v1.0" (W3C Recommendation, 15 May 2025, https://www.w3.org/TR/vc-bitstring-status-list/,
@@ -335,3 +340,149 @@ def test_slow_server_times_out(serve_app: Callable[..., Any]) -> None:
             release.set()
 
     asyncio.run(scenario())
+
+
+# --- what a status list URL may make the verifier read (specs/identity.md 6) ----------------
+
+_MPCID = Path(sys.executable).parent / "mpcid"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_status_file_that_is_not_a_regular_file(tmp_path: Path, org_key: Ed25519Key,
+                                                alice_key: Ed25519Key,
+                                                make_status_credential: Callable[..., Doc],
+                                                kind: str) -> None:
+    """`mpcid credential verify --status-file URL=FILE` where FILE is a FIFO nobody writes
+    to, or /dev/zero: refused at once, instead of blocking forever or reading until the
+    memory runs out."""
+    if kind == "fifo":
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/zero")
+    credential = tmp_path / "vc.json"
+    credential.write_text(json.dumps(make_status_credential(3)))
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(_MPCID), "credential", "verify", str(credential), "--home", str(tmp_path / "h"),
+         "--status-file", f"{STATUS_URL}={target}"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MPCID_")})
+    assert proc.returncode == 1, proc.stderr
+    assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_peer_documents_never_read_file_urls(tmp_path: Path, org_key: Ed25519Key,
+                                             make_status_list: Callable[..., Doc]) -> None:
+    """A status URL in someone else's credential never reads the local disk; the same
+    list given explicitly (an override, --status-file) is read."""
+    path = tmp_path / "list.json"
+    status = make_status_list(org_key, url=path.as_uri())
+    path.write_text(json.dumps(status))
+    with pytest.raises(StatusCheckFailed, match="--status-file"):
+        fetch(FileAndHttpStatusSource(peer_documents=True), path.as_uri())
+    assert fetch(FileAndHttpStatusSource({path.as_uri(): path}, peer_documents=True),
+                 path.as_uri()) == status
+
+
+@pytest.mark.parametrize("url", [
+    "http://example.org/status/1",  # not https
+    "https://127.0.0.1/status/1", "https://[::1]/status/1", "https://10.1.2.3/s",
+    "https://192.168.0.1/s", "https://169.254.169.254/latest", "https://0.0.0.0/s",
+    "https://224.0.0.1/s", "https://[::ffff:127.0.0.1]/s", "https://[fe80::1]/s",
+    "https://localhost/status/1",
+])
+def test_peer_documents_fetch_only_public_https(url: str) -> None:
+    with pytest.raises(StatusCheckFailed) as info:
+        fetch(FileAndHttpStatusSource(timeout=5, peer_documents=True), url)
+    assert "not a public address" in str(info.value) or "only https" in str(info.value)
+
+
+@pytest.mark.integration
+def test_peer_documents_do_not_connect_to_loopback(serve_app: Callable[..., Any]) -> None:
+    """The same server that answers a user's own `credential verify` is never contacted
+    for a peer's document (the name resolves to loopback: checked at resolution)."""
+    async def scenario() -> None:
+        hits: list[str] = []
+
+        async def handler(request: web.Request) -> web.Response:
+            hits.append(request.path)
+            return web.Response(text="{}")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handler)
+        async with serve_app(app) as port:
+            with pytest.raises(StatusCheckFailed):
+                await FileAndHttpStatusSource(timeout=5, peer_documents=True).fetch(
+                    f"https://localhost:{port}/s")
+            assert hits == []
+            await FileAndHttpStatusSource(timeout=5).fetch(f"http://localhost:{port}/s")
+            assert hits == ["/s"]
+
+    asyncio.run(scenario())
+
+
+# --- freshness: an older signed list cannot undo a revocation (specs/identity.md 6) ---------
+
+
+def _cli(*args: str | Path, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(_MPCID), *map(str, args), "--home", str(home)], capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MPCID_")})
+
+
+@pytest.mark.integration
+def test_rolled_back_list_is_refused_after_its_window(tmp_path: Path) -> None:
+    """The issuer revokes; someone keeps serving the list from before the revocation. Once
+    that copy's validUntil has passed it is refused, and `status-list refresh` re-signs
+    the current list with a new window."""
+    org, verifier = tmp_path / "org", tmp_path / "verifier"
+    url = "https://status.acme.example/1"
+    published, old = tmp_path / "published.json", tmp_path / "old.json"
+    holder = _cli("create-did", "--name", "org", home=org)
+    assert holder.returncode == 0, holder.stderr
+    made = _cli("status-list", "create", "--issuer", "org", "--url", url, "--publish",
+                published, "--valid-for", "1h", home=org)
+    assert made.returncode == 0, made.stderr
+    subject = holder.stdout.split()[-1]
+    issued = _cli("credential", "issue", "--issuer", "org", "--subject", subject, "--type",
+                  "MembershipCredential", "--status-list", url, "--expires",
+                  "2099-01-01T00:00:00Z", home=org)
+    assert issued.returncode == 0, issued.stderr
+    credential = tmp_path / "vc.json"
+    credential.write_text(issued.stdout)
+    old.write_text(published.read_text())
+    assert _cli("credential", "revoke", credential, home=org).returncode == 0
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+    def verify(copy: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return _cli("credential", "verify", credential, "--status-file", f"{url}={copy}",
+                    *extra, home=verifier)
+
+    assert verify(old).returncode == 0  # within its window: the known limit
+    rolled_back = verify(old, "--at", later)
+    assert rolled_back.returncode == 1 and "expired" in rolled_back.stderr, rolled_back.stderr
+    assert "revoked" in verify(published).stderr
+    before = json.loads(published.read_text())["validUntil"]
+    refreshed = _cli("status-list", "refresh", home=org)
+    assert refreshed.returncode == 0 and url in refreshed.stdout, refreshed.stderr
+    assert json.loads(published.read_text())["validUntil"] >= before
+    assert "revoked" in verify(published).stderr
+
+
+def test_list_without_valid_until_has_a_maximum_age(
+        org_key: Ed25519Key, make_status_credential: Callable[..., Doc],
+        now: dt.datetime) -> None:
+    old = cred.sign_credential(cred.status_list_credential(
+        issuer=org_key.did.did, url=STATUS_URL, bits=Bitstring.empty(), purpose="revocation",
+        valid_from=now - dt.timedelta(days=8)), org_key, now=now)
+    source = FileAndHttpStatusSource({STATUS_URL: old})
+    credential = make_status_credential(1)
+    asyncio.run(cred.verify_credential(credential, cred.VerifyConfig(status=source)))
+    config = cred.VerifyConfig(status=source, status_max_age=dt.timedelta(days=7))
+    with pytest.raises(StatusCheckFailed, match="stale"):
+        asyncio.run(cred.verify_credential(credential, config))
