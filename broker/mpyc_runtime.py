@@ -19,9 +19,15 @@ before MPyC's exchanger gets the channels.
 
 Failure policy: while connecting, a failed handshake only drops that connection (an
 impostor must not be able to stop a session); parties that never complete a channel
-before the connect timeout are named in a :class:`PartiesMissing` error. Once the
-computation runs, any channel failure is fatal: the event loop is stopped and the party
-exits non-zero naming the peer, instead of waiting forever for shares that never come.
+before the connect timeout are named in a :class:`PartiesMissing` error. A channel that
+dies before the computation starts (dropped, or refused because its peer announced an
+MPyC index other than the one its DID holds) frees its peer's place: it is taken out of
+MPyC's registry, the dialling side dials again until the connect timeout, and the
+accepting side accepts the same proven DID again. With admission, whose verdicts belong
+to the channel they were given on, such a loss ends the session at once, naming the peer.
+Once the computation runs, any channel failure is fatal: the event loop is stopped and the
+party exits non-zero naming the peer, instead of waiting forever for shares that never
+come.
 """
 
 from __future__ import annotations
@@ -109,7 +115,15 @@ class PartyRun:
         self.paths: Paths | None = None
         self.gate: AdmissionGate | None = None
         self.start_time: float | None = None
-        self._connected: set[str] = set()
+        self._slots: dict[int, asyncio.BaseProtocol] = {}
+        """Per peer, the application of its live channel before MPyC starts: a second
+        channel with the same peer is refused while the first one lives."""
+        self._redial: dict[int, asyncio.Future[None]] = {}
+        """Per peer this party dials: resolved when its channel died before the start."""
+        self._dropped: set[int] = set()
+        """Peers whose channel died before the start (they may have connected again)."""
+        self._failed: asyncio.Future[MpcidError] | None = None
+        """Resolved with the error that ends the connecting phase at once."""
         self._responder_config: ChannelConfig | None = None
 
     def report(self) -> RunReport:
@@ -183,6 +197,7 @@ class PartyRun:
         self.loop = loop
         for peer in rt.parties:
             peer.protocol = asyncio.Future(loop=loop) if peer.pid == rt.pid else None
+        self._failed = loop.create_future()
         deadline = loop.time() + self.settings.connect_timeout
         if self.settings.admission is not None:
             self.gate = AdmissionGate(self.key, self.session.session_id, rt.pid,
@@ -199,16 +214,69 @@ class PartyRun:
         try:
             if self.gate is not None:
                 await self._admit(rt, deadline)
-            await asyncio.wait_for(asyncio.shield(rt.parties[rt.pid].protocol),
-                                   max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            raise self._missing(rt) from None
+            await self._wait_for_mpyc(rt, deadline)
         finally:
+            # Python 3.11's wait_for may swallow a cancellation that races a result (in
+            # Paths.open); a cancelled waiter still ends a dial task that then waits on it.
+            for waiter in self._redial.values():
+                waiter.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if server is not None:
                 server.close()
+
+    async def _wait_for_mpyc(self, rt: Any, deadline: float) -> None:
+        """Until MPyC has registered an exchanger for every peer (it resolves the future in
+        ``rt.parties[rt.pid].protocol`` then), or the deadline, or a fatal loss. Ends with
+        :attr:`started` set, with no await in between: from then on a loss is fatal."""
+        loop = asyncio.get_running_loop()
+        assert self._failed is not None
+        while True:
+            ready = rt.parties[rt.pid].protocol
+            if ready.done():
+                # _lost replaces a resolved future when it deregisters a peer, so a
+                # resolved one means every peer is there; checked all the same.
+                if all(p.protocol is not None for p in rt.parties if p.pid != rt.pid):
+                    self.started = True
+                    return
+                ready = rt.parties[rt.pid].protocol = loop.create_future()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._missing(rt)
+            await asyncio.wait({ready, self._failed}, timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if self._failed.done():
+                raise self._failed.result()
+
+    def _lost(self, rt: Any, exchanger: Any, exc: Exception | None) -> None:
+        """A channel's exchanger ended before the computation started: take it out of
+        MPyC's registry and free its peer's place, then have the peer dialled again (or,
+        with admission, end the session naming the peer)."""
+        peer = exchanger.proven
+        if rt.parties[peer].protocol is exchanger:
+            rt.parties[peer].protocol = None
+            ready = rt.parties[rt.pid].protocol
+            if isinstance(ready, asyncio.Future) and ready.done():
+                # MPyC resolves this future when the last peer registers; it must be
+                # pending again, or the peer's next registration would resolve it twice.
+                rt.parties[rt.pid].protocol = ready.get_loop().create_future()
+        if self._slots.get(peer) is exchanger:
+            del self._slots[peer]
+        self._dropped.add(peer)
+        did = self.session.parties[peer].did
+        if self.gate is not None:
+            if self._failed is not None and not self._failed.done():
+                reason = exc.one_line() if isinstance(exc, MpcidError) else (
+                    str(exc) if exc else "the channel closed")
+                self._failed.set_result(PeerFailed(
+                    f"lost {self.describe(did)} before the computation started: {reason}"))
+            return
+        log.info("channel with %s closed before the computation started; it may "
+                 "connect again", self.describe(did))
+        redial = self._redial.get(peer)
+        if redial is not None and not redial.done():
+            redial.set_result(None)
 
     # -- listen and accept (channels from the lower parties) ------------------------------------
 
@@ -238,13 +306,22 @@ class PartyRun:
 
     def _accept(self, rt: Any, did: str) -> asyncio.Protocol:
         """The application of a channel a lower party opened, once its DID is proven."""
-        if did in self._connected:
-            raise HandshakeFailed(f"{self.describe(did)} connected twice")
-        self._connected.add(did)
         index = self.session.index_of(did)
+        app = self._claim(rt, index, dialled=False)
         log.info("channel from %s established", self.describe(did))
         self.settings.progress.emit("connected", party=index, did=did, path="accepted")
-        return self._application(rt, index, dialled=False)
+        return app
+
+    def _claim(self, rt: Any, peer_index: int, dialled: bool) -> asyncio.Protocol:
+        """The application of a proven channel with ``peer_index``, which takes the
+        peer's place until it dies before the start; refused while the place is taken
+        (or once the computation runs)."""
+        if peer_index in self._slots or self.started:
+            raise HandshakeFailed(
+                f"{self.describe(self.session.parties[peer_index].did)} connected twice")
+        app = self._application(rt, peer_index, dialled)
+        self._slots[peer_index] = app
+        return app
 
     # -- dial (channels to the higher parties) --------------------------------------------------
 
@@ -253,11 +330,16 @@ class PartyRun:
         config = self.channel_config(True, [party.did])
 
         def factory() -> ChannelProtocol:
-            return ChannelProtocol(config, lambda did: self._application(rt, peer_index, True),
+            return ChannelProtocol(config, lambda did: self._claim(rt, peer_index, True),
                                    on_failure=self.on_failure)
 
         assert self.paths is not None
-        await self.paths.open(party, factory, deadline, self.describe(party.did))
+        loop = asyncio.get_running_loop()
+        while True:  # until cancelled when MPyC starts (or Paths.open gives up)
+            dropped = self._redial[peer_index] = loop.create_future()
+            await self.paths.open(party, factory, deadline, self.describe(party.did))
+            await dropped  # the channel died before the start (see _lost): dial again
+            await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
 
     def _application(self, rt: Any, peer_index: int, dialled: bool) -> asyncio.Protocol:
         """MPyC's exchanger for a proven peer, behind admission when the session has it."""
@@ -340,16 +422,24 @@ class PartyRun:
         whose admission did not finish."""
         timeout = self.settings.connect_timeout
         gate = self.gate
+        admitting = gate is not None and not gate.done.done()
+        # Once admission is over (or without it), a peer is missing if MPyC has no
+        # exchanger for it: a channel whose peer never sent MPyC's index counts as none.
         absent = [p for p in self.session.parties if p.index != rt.pid and (
-            not gate.has_channel(p.index) if gate is not None
+            not gate.has_channel(p.index) if gate is not None and admitting
             else rt.parties[p.index].protocol is None)]
-        if absent:
-            return PartiesMissing("no channel within {:g} s to: {}".format(
-                timeout, "; ".join(f"party {p.index} ({p.did}) at {p.where()}"
-                                   for p in absent)))
-        assert gate is not None
-        return PartiesMissing(f"admission did not finish within {timeout:g} s ("
-                              + "; ".join(gate.unfinished()) + ")")
+        if not absent and gate is not None and admitting:
+            return PartiesMissing(f"admission did not finish within {timeout:g} s ("
+                                  + "; ".join(gate.unfinished()) + ")")
+        # A party that never came is the cause; one whose channel closed while waiting
+        # (it gave up, say) is named only when no party is missing from the start.
+        never = [p for p in absent if p.index not in self._dropped]
+        named = never or absent or [p for p in self.session.parties if p.index != rt.pid]
+        note = " (its channel closed before the computation started)" if (
+            absent and not never) else ""
+        return PartiesMissing("no channel within {:g} s to: {}{}".format(
+            timeout, "; ".join(f"party {p.index} ({p.did}) at {p.where()}" for p in named),
+            note))
 
     # -- shared by the channels -----------------------------------------------------------------
 
@@ -420,7 +510,11 @@ def _channel_exchanger_type() -> type:
             super().data_received(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if exc is None:
+            if not self.party.started:
+                # MPyC would treat this as its shutdown (or raise exc); before the start
+                # the peer only loses its place, to connect again (PartyRun._lost).
+                self.party._lost(self.runtime, self, exc)
+            elif exc is None and self.peer_pid is not None:
                 super().connection_lost(None)
             # Failures are reported once, by the channel's failure handler.
 

@@ -363,3 +363,170 @@ def test_parties_found_through_the_dht_connect_directly(parties3: Parties,
         assert "published endpoint record" in out
         if i < 2:  # the dialling parties say which path they took
             assert "direct TCP to 127.0.0.1:" in out
+
+
+class DroppingProxy:
+    """Forwards TCP both ways; the first connection is cut (RST) ``after`` seconds after it
+    was accepted, later ones are forwarded untouched. ``dropped`` is set once it is cut."""
+
+    def __init__(self, target_port: int, after: float) -> None:
+        self.target_port = target_port
+        self.after = after
+        self.dropped = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        first = True
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=_forward, args=(src, dst), daemon=True).start()
+            if first:
+                first = False
+                threading.Timer(self.after, self._cut, args=(client, server)).start()
+
+    def _cut(self, *socks: socket.socket) -> None:
+        for s in socks:
+            try:  # linger 0: the close is a reset, as a dropped connection looks
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.dropped.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _forward(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_channel_dropped_before_everyone_connected_is_redialled(parties3: Parties) -> None:
+    """Issue item 3: a channel that dies before the last party is there is dialled again
+    (and accepted again), instead of leaving a dead channel in MPyC and hanging."""
+    ports = free_ports(3)
+    session = parties3.session(SALARY, ports)
+    proxy = DroppingProxy(ports[1], after=1.5)
+    via_proxy = parties3.session(SALARY, [ports[0], proxy.port, ports[2]], name="proxy.json")
+    try:
+        procs = [parties3.start(0, via_proxy, SALARY, "--salaries", "1000", timeout=25),
+                 parties3.start(1, session, SALARY, "--salaries", "2000", timeout=25)]
+        assert proxy.dropped.wait(20), "the channel from party 0 to party 1 never opened"
+        time.sleep(1.0)  # both ends have seen the drop
+        procs.append(parties3.start(2, session, SALARY, "--salaries", "3000", timeout=25))
+        results = [finish(p, timeout=45) for p in procs]
+    finally:
+        proxy.close()
+    for code, out, err in results:
+        assert code == 0, out + err
+        assert "total 6000" in out and "Traceback" not in out + err
+    # The drop really happened before party 2 was there; party 0 dialled party 1 again.
+    log0, log1 = results[0][1] + results[0][2], results[1][1] + results[1][2]
+    assert "closed before the computation started" in log0, log0
+    assert "closed before the computation started" in log1, log1
+    assert log0.count("channel to party 1") == 2, log0
+    assert log1.count("channel from party 0") == 2, log1
+
+
+def test_wrong_index_does_not_lock_the_genuine_party_out(tmp_path: Path) -> None:
+    """Issue item 4: a channel that proves party 0's DID but announces another MPyC index
+    is refused without a traceback, and the genuine party 0 is still accepted."""
+    import asyncio
+
+    from mpcid.identity.did_key import DIDKey
+    from mpcid.identity.keystore import Keystore
+    from mpcid.p2p.channel import ChannelProtocol, connect
+    from mpcid.p2p.noise import ChannelConfig, session_prologue
+
+    group = Parties(tmp_path, 2)
+    try:
+        ports = free_ports(2)
+        session = group.session(SALARY, ports)
+        listener = group.start(1, session, SALARY, "--salaries", "2000", timeout=20)
+        key = Keystore(tmp_path / "p0").load_identity("p0")
+        prologue = session_prologue("s-1", hashlib.sha256(SALARY.read_bytes()).digest(),
+                                    group.dids)
+        config = ChannelConfig(static_private=key.x25519_private_key, prologue=prologue,
+                               initiator=True, expected_peers={
+                                   group.dids[1]: DIDKey.parse(group.dids[1]).x25519_public_key},
+                               keepalive_interval=5, idle_timeout=10, handshake_timeout=10)
+
+        class LyingExchanger(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.lost = asyncio.get_running_loop().create_future()
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                transport.write((7).to_bytes(2, "little") + bytes(64))  # index 7, not 0
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not self.lost.done():
+                    self.lost.set_result(None)
+
+        async def lie() -> None:
+            app = LyingExchanger()
+            loop = asyncio.get_running_loop()
+            protocol = await connect("127.0.0.1", ports[1], lambda: ChannelProtocol(
+                config, lambda did: app), deadline=loop.time() + 15)
+            await asyncio.wait_for(protocol.ready, 10)
+            await asyncio.wait_for(app.lost, 10)  # party 1 refuses the channel
+
+        asyncio.run(lie())
+        genuine = group.start(0, session, SALARY, "--salaries", "1000", timeout=20)
+        results = [finish(p, timeout=45) for p in (genuine, listener)]
+    finally:
+        group.kill_all()
+    for code, out, err in results:
+        assert code == 0, out + err
+        assert "total 3000" in out and "Traceback" not in out + err
+    assert "announced index 7" in results[1][1] + results[1][2]
+
+
+def test_connect_timeout_after_a_redial_names_only_the_missing_party(parties3: Parties
+                                                                      ) -> None:
+    """After a dropped channel was dialled again, the connect timeout still ends the wait,
+    naming the party that never came (not the one that reconnected)."""
+    ports = free_ports(3)
+    session = parties3.session(SALARY, ports)
+    proxy = DroppingProxy(ports[1], after=1.0)
+    via_proxy = parties3.session(SALARY, [ports[0], proxy.port, ports[2]], name="proxy.json")
+    started = time.monotonic()
+    try:
+        # Party 1 waits longer, so that party 0 still has its channel at its timeout.
+        procs = [parties3.start(0, via_proxy, SALARY, timeout=6),
+                 parties3.start(1, session, SALARY, timeout=9)]
+        results = [finish(p, timeout=40) for p in procs]
+    finally:
+        proxy.close()
+    assert proxy.dropped.is_set() and time.monotonic() - started < 30
+    (code0, out0, err0), (code1, out1, err1) = results
+    line0, line1 = last_error_line(err0), last_error_line(err1)
+    assert code0 == 1 and "no channel within 6 s to: party 2" in line0, line0
+    assert "party 1" not in line0, line0
+    # Party 0 has gone by party 1's timeout: it may be named too, party 2 must be.
+    assert code1 == 1 and "no channel within 9 s to:" in line1 and "party 2" in line1
+    for out in (out0, out1):
+        assert "closed before the computation started" in out, out
