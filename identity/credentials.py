@@ -20,7 +20,7 @@ from .did_key import Ed25519Key, parse_did
 from .errors import (CredentialError, CredentialExpired, CredentialNotYetValid,
                      CredentialRevoked, InvalidDID, InvalidProof, MalformedCredential,
                      PresentationMismatch, StatusCheckFailed)
-from .jsonld import MPCID_CONTEXT, ContextLoader
+from .jsonld import UNDEFINED_TERMS_CONTEXT, ContextLoader
 from .resolver import DIDResolver, UniversalResolver, verification_key
 from .statuslist import PURPOSES, Bitstring, StatusSource, read_index
 
@@ -96,7 +96,7 @@ def build_credential(*, issuer: str, subject: str, credential_type: str,
     if credential_type != "VerifiableCredential":
         types.append(credential_type)
     document: dict[str, Any] = {
-        "@context": [VC_V2, MPCID_CONTEXT],
+        "@context": [VC_V2, UNDEFINED_TERMS_CONTEXT],
         "id": credential_id or f"urn:uuid:{uuid.uuid4()}",
         "type": types,
         "issuer": issuer,

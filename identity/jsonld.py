@@ -48,7 +48,13 @@ SHIPPED_CONTEXTS: dict[str, str] = {
     "https://w3id.org/mpcid/v1": "mpcid-v1.jsonld",
 }
 
+#: Our own context (an ``@vocab`` for custom types and claims). Nobody publishes it, so a
+#: verifier elsewhere cannot load it: mpcid no longer issues with it, but still verifies
+#: the credentials issued with it before (it is shipped, like every context we accept).
 MPCID_CONTEXT = "https://w3id.org/mpcid/v1"
+#: W3C's context for terms the VC 2.0 context does not define (custom types and claims);
+#: published, and shipped by the usual verifier libraries: what mpcid issues with.
+UNDEFINED_TERMS_CONTEXT = "https://www.w3.org/ns/credentials/undefined-terms/v2"
 _cache: dict[str, dict[str, Any]] = {}
 
 
@@ -170,7 +176,8 @@ def canonicalize(document: dict[str, Any], loader: ContextLoader,
         raise MalformedCredential(
             "the document uses terms no @context defines: "
             f"{', '.join(names) or 'a key mapped to null'}",
-            hint="add a context that defines them (e.g. https://w3id.org/mpcid/v1)")
+            hint="add a context that defines them (e.g. "
+                 "https://www.w3.org/ns/credentials/undefined-terms/v2)")
     _check_statements(expanded)
     _check_merging(expanded, limits)
     try:

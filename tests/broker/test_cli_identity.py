@@ -299,6 +299,9 @@ def test_credential_issue_out_file(org: Party, alice: Party, tmp_path: Path) -> 
     assert vc["credentialSubject"] == {"id": alice.did, "role": "admin", "team": "mpc"}
     assert vc["validFrom"] == "2024-05-01T10:00:00Z" and "validUntil" not in vc
     assert vc["proof"]["cryptosuite"] == "eddsa-rdfc-2022"
+    # Only contexts a verifier elsewhere can load (not the unpublished mpcid/v1).
+    assert vc["@context"] == ["https://www.w3.org/ns/credentials/v2",
+                              "https://www.w3.org/ns/credentials/undefined-terms/v2"]
 
 
 def test_credential_issue_out_in_missing_folder(org: Party, alice: Party,

@@ -560,3 +560,30 @@ def test_too_many_status_entries(make_status_list: Callable[..., Doc], org_key: 
     with pytest.raises(StatusCheckFailed, match="at most 4"):
         verify(credential, cred.VerifyConfig(status=status))
     assert status.asked == []
+
+
+# --- contexts a verifier elsewhere can load ----------------------------------------------
+
+#: Contexts that W3C or the usual verifier libraries publish (and that mpcid ships).
+PUBLISHED = {cred.VC_V2, "https://www.w3.org/ns/credentials/undefined-terms/v2"}
+
+
+def test_issued_credentials_use_published_contexts_only(membership_credential: Doc) -> None:
+    """https://w3id.org/mpcid/v1 is published nowhere, so a verifier elsewhere could not
+    load it: custom types and claims go through W3C's undefined-terms context."""
+    assert set(membership_credential["@context"]) <= PUBLISHED
+    assert "https://w3id.org/mpcid/v1" not in membership_credential["@context"]
+    verified = verify(membership_credential)
+    assert "MembershipCredential" in verified.types
+    assert verified.claims == {"organization": "Acme"}
+
+
+def test_credentials_issued_with_the_old_mpcid_context_still_verify(
+        org_key: Ed25519Key, alice_key: Ed25519Key, now: dt.datetime) -> None:
+    document = cred.build_credential(
+        issuer=org_key.did.did, subject=alice_key.did.did,
+        credential_type="MembershipCredential", claims={"organization": "Acme"},
+        valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=1))
+    document["@context"] = [cred.VC_V2, "https://w3id.org/mpcid/v1"]
+    verified = verify(cred.sign_credential(document, org_key, now=now))
+    assert verified.claims == {"organization": "Acme"}
