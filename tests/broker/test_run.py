@@ -230,22 +230,21 @@ def test_peer_dying_mid_computation_stops_the_others(parties3: Parties) -> None:
     assert time.monotonic() - started < 15
 
 
-class CorruptingProxy:
-    """Forwards TCP both ways and flips one bit in the stream to the server after
-    ``after`` bytes."""
+class Proxy:
+    """Forwards TCP both ways between its own loopback port and ``target_port``, accepting
+    every attempt (a dialling party retries until the other listens); subclasses decide
+    what happens to each connection in :meth:`connected`."""
 
-    def __init__(self, target_port: int, after: int) -> None:
+    def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.after = after
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen()
         self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
-        while True:  # party 0 retries until party 1 listens: accept every attempt
+        while True:
             try:
                 client, _ = self.listener.accept()
             except OSError:
@@ -255,12 +254,21 @@ class CorruptingProxy:
             except OSError:
                 client.close()
                 continue
-            threading.Thread(target=self._pump, args=(server, client, None),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(client, server, self.after),
-                             daemon=True).start()
+            self.connected(client, server)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, corrupt_after: int | None) -> None:
+    def connected(self, client: socket.socket, server: socket.socket) -> None:
+        pump(server, client)
+        pump(client, server)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def pump(src: socket.socket, dst: socket.socket, corrupt_after: int | None = None) -> None:
+    """Copy ``src`` to ``dst`` in a thread (flipping one bit after ``corrupt_after``
+    bytes, if given), then shut both down."""
+
+    def run() -> None:
         seen = 0
         try:
             while data := src.recv(65536):
@@ -279,8 +287,19 @@ class CorruptingProxy:
                 except OSError:
                     pass
 
-    def close(self) -> None:
-        self.listener.close()
+    threading.Thread(target=run, daemon=True).start()
+
+
+class CorruptingProxy(Proxy):
+    """Flips one bit in the stream to the server after ``after`` bytes."""
+
+    def __init__(self, target_port: int, after: int) -> None:
+        self.after = after
+        super().__init__(target_port)
+
+    def connected(self, client: socket.socket, server: socket.socket) -> None:
+        pump(server, client)
+        pump(client, server, self.after)
 
 
 def test_garbled_frame_mid_computation_stops_both_ends(parties3: Parties) -> None:
@@ -365,37 +384,21 @@ def test_parties_found_through_the_dht_connect_directly(parties3: Parties,
             assert "direct TCP to 127.0.0.1:" in out
 
 
-class DroppingProxy:
-    """Forwards TCP both ways; the first connection is cut (RST) ``after`` seconds after it
-    was accepted, later ones are forwarded untouched. ``dropped`` is set once it is cut."""
+class DroppingProxy(Proxy):
+    """The first connection is cut (RST) ``after`` seconds after it was accepted, later ones
+    are forwarded untouched. ``dropped`` is set once it is cut."""
 
     def __init__(self, target_port: int, after: float) -> None:
-        self.target_port = target_port
         self.after = after
         self.dropped = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
+        self.first = True
+        super().__init__(target_port)
 
-    def _run(self) -> None:
-        first = True
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=_forward, args=(src, dst), daemon=True).start()
-            if first:
-                first = False
-                threading.Timer(self.after, self._cut, args=(client, server)).start()
+    def connected(self, client: socket.socket, server: socket.socket) -> None:
+        super().connected(client, server)
+        if self.first:
+            self.first = False
+            threading.Timer(self.after, self._cut, args=(client, server)).start()
 
     def _cut(self, *socks: socket.socket) -> None:
         for s in socks:
@@ -405,23 +408,6 @@ class DroppingProxy:
             except OSError:
                 pass
         self.dropped.set()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def _forward(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def test_channel_dropped_before_everyone_connected_is_redialled(parties3: Parties) -> None:
