@@ -44,6 +44,7 @@ async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement
     ranked: list[tuple[int, dict[str, Any], str | None]] = []
     for document in stored:
         shape = Presented.read(document)
+        shape = shape.about(did) or shape
         subject = shape.subject
         if requirement.credential_type not in shape.types:
             continue

@@ -477,8 +477,11 @@ def credential_json(doc_id: str, doc: dict[str, Any], mine: dict[str, str]) -> d
     types = doc.get("type", [])
     types = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
     issuer = doc.get("issuer")
-    subject = doc.get("credentialSubject")
-    subject_id = subject.get("id") if isinstance(subject, dict) else None
+    raw = doc.get("credentialSubject")
+    subject_ids = [s.get("id") for s in (raw if isinstance(raw, list) else [raw])
+                   if isinstance(s, dict)]
+    subject_id = next((i for i in subject_ids if str(i) in mine),
+                      subject_ids[0] if subject_ids else None)
     expires = doc.get("validUntil") or doc.get("expirationDate")
     return {"id": doc_id, "types": [str(t) for t in types if t != "VerifiableCredential"],
             "issuer": str(issuer.get("id") if isinstance(issuer, dict) else issuer),

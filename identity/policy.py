@@ -26,10 +26,11 @@ JSON form (inside invitations, ``specs/identity.md``)::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .credentials import VerifiedCredential, VerifiedPresentation
+from .datamodel import MAX_SUBJECTS, Subject, about, check_credential
 from .did_key import parse_did
 from .errors import (InvalidDID, MalformedCredential, PolicyNotSatisfied,
                      PresentationMismatch, UsageError)
@@ -60,6 +61,7 @@ class Presented:
     issuer: str
     claims: dict[str, Any]
     subject: str | None
+    subjects: tuple[Subject, ...] = ()
 
     @classmethod
     def read(cls, document: Any) -> Presented:
@@ -67,14 +69,21 @@ class Presented:
             raise MalformedCredential("a credential must be a JSON object")
         issuer = document.get("issuer")
         issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
-        subject = document.get("credentialSubject")
-        subject = subject if isinstance(subject, dict) else {}
+        raw = document.get("credentialSubject")
+        items = [s for s in (raw if isinstance(raw, list) else [raw]) if isinstance(s, dict)]
+        subjects = tuple(Subject(s.get("id") if isinstance(s.get("id"), str) else None,
+                                 {k: v for k, v in s.items() if k != "id"})
+                         for s in items[:MAX_SUBJECTS]) or (Subject(None, {}),)
         types = document.get("type")
         types = types if isinstance(types, list) else [types]
-        cid, sid = document.get("id"), subject.get("id")
+        cid = document.get("id")
         return cls(cid if isinstance(cid, str) else None, tuple(str(t) for t in types),
-                   str(issuer), {k: v for k, v in subject.items() if k != "id"},
-                   sid if isinstance(sid, str) else None)
+                   str(issuer), subjects[0].claims, subjects[0].id, subjects)
+
+    def about(self, did: str) -> Presented | None:
+        """This credential read for ``did`` as its subject (None: not about ``did``)."""
+        found = about(self.subjects, did)
+        return None if found is None else replace(self, subject=did, claims=found.claims)
 
 
 @dataclass(frozen=True)
@@ -186,13 +195,17 @@ class Policy:
         if len(documents) > max(len(self.requirements), 1):
             raise PolicyNotSatisfied(f"{holder} presented {len(documents)} credentials; the "
                                      f"session asks for {len(self.requirements)}")
-        shapes = [Presented.read(d) for d in documents]
-        for shape in shapes:
-            if shape.subject != holder:
+        shapes = []
+        for document in documents:
+            check_credential(document)
+            shape = Presented.read(document)
+            held = shape.about(holder)
+            if held is None:
                 raise PresentationMismatch(
                     f"credential {shape.id} was issued to {shape.subject}, not to the "
                     f"presenter {holder}",
                     hint="a holder can only present credentials issued to its own DID")
+            shapes.append(held)
         matched = self._match(holder, shapes)
         for shape in shapes:
             if not any(m is shape for m in matched.values()):

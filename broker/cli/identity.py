@@ -18,7 +18,7 @@ from mpcid.identity.did_key import KEY_FORMATS, DIDKey, parse_did
 from mpcid.identity.errors import (CredentialError, KeystoreError, MalformedCredential,
                                    MpcidError, StatusCheckFailed, UsageError)
 from mpcid.identity.keystore import Keystore
-from mpcid.identity.policy import Policy
+from mpcid.identity.policy import Policy, Presented
 from mpcid.identity.statuslist import Bitstring, parse_status_reference, read_index
 
 from .options import (ca_file_option, files, home_option, json_option, keystore,
@@ -300,11 +300,13 @@ async def credential_import(file: str, contexts: tuple[str, ...], status_files: 
     document = read_json_file(file, "credential")
     config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
     result = await vc.verify_credential(document, config)
-    holder = ks.find_identity_by_did(result.subject or "")
+    subject_ids = [s.id for s in result.subjects if s.id is not None]
+    mine = [did for did in subject_ids if ks.find_identity_by_did(did) is not None]
     doc_id = document_id(document)
     ks.put_document("credentials", doc_id, document)
-    if holder is None:
-        click.echo(f"note: the subject {result.subject} is none of your identities", err=True)
+    if not mine:
+        click.echo(f"note: the subject {', '.join(subject_ids) or '(none named)'} is none of "
+                   "your identities", err=True)
     if as_json:
         emit_json({**credential_summary(result), "localId": doc_id})
     else:
@@ -321,10 +323,10 @@ def credential_list(home: str | None) -> None:
     table = Table("id", "type", "issuer", "subject", "valid until")
     count = 0
     for doc_id, document in keystore(home, prompt=False).documents("credentials"):
-        subject = document.get("credentialSubject", {})
-        types = [t for t in document.get("type", []) if t != "VerifiableCredential"]
-        table.add_row(doc_id, ", ".join(types) or "VerifiableCredential",
-                      str(document.get("issuer")), str(subject.get("id")),
+        shape = Presented.read(document)
+        types = [t for t in shape.types if t != "VerifiableCredential"]
+        table.add_row(doc_id, ", ".join(types) or "VerifiableCredential", shape.issuer,
+                      ", ".join(str(s.id) for s in shape.subjects),
                       str(document.get("validUntil") or document.get("expirationDate") or "-"))
         count += 1
     if count:
@@ -497,9 +499,9 @@ def present(name: str, creds: tuple[str, ...], challenge: str, domain: str, out:
     documents = [load_credential(ks, c) for c in creds]
     holder = ks.load_identity(name)
     for document, given in zip(documents, creds):
-        subject = document.get("credentialSubject", {})
-        if isinstance(subject, dict) and subject.get("id") != holder.did.did:
-            raise UsageError(f"credential {given} was issued to {subject.get('id')}, not to "
+        shape = Presented.read(document)
+        if shape.about(holder.did.did) is None:
+            raise UsageError(f"credential {given} was issued to {shape.subject}, not to "
                              f"{name} ({holder.did.did})")
     write_output(vc.create_presentation(holder, documents, challenge=challenge, domain=domain,
                                         now=now_utc()), out)

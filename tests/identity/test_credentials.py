@@ -389,7 +389,11 @@ def test_vc11_without_issuance_date(org_key: Ed25519Key, alice_key: Ed25519Key,
                 "id": "urn:uuid:8d1c3a5e-0000-4000-8000-000000000001",
                 "type": ["VerifiableCredential"], "issuer": org_key.did.did,
                 "credentialSubject": {"id": alice_key.did.did}}
-    signed = cred.sign_credential(document, org_key, now=now, suite=di.ED25519_2020)
+    with pytest.raises(MalformedCredential, match="issuanceDate"):
+        cred.sign_credential(document, org_key, now=now, suite=di.ED25519_2020)
+    signed = cred.sign_credential({**document, "issuanceDate": "2025-01-01T00:00:00Z"},
+                                  org_key, now=now, suite=di.ED25519_2020)
+    del signed["issuanceDate"]
     with pytest.raises(MalformedCredential) as info:
         verify(signed)
     assert "issuanceDate" in str(info.value)
@@ -433,7 +437,8 @@ def test_no_proof(membership_credential: Doc) -> None:
     lambda d: d.pop("issuer"),
     lambda d: d.__setitem__("issuer", "not a did"),
     lambda d: d.__setitem__("type", ["MembershipCredential"]),
-    lambda d: d.__setitem__("credentialSubject", [d["credentialSubject"]]),
+    lambda d: d.__setitem__("credentialSubject", []),
+    lambda d: d.__setitem__("credentialSubject", [d["credentialSubject"], {}]),
     lambda d: d.__setitem__("proof", "zzz"),
 ])
 def test_other_malformed_shapes(membership_credential: Doc,
