@@ -8,6 +8,7 @@ a user sees is the most fundamental one: shape, signature, issuer, validity peri
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable
@@ -298,8 +299,12 @@ async def _verify_proof(document: dict[str, Any], config: VerifyConfig, purpose:
     def key_for(method: str, proof_purpose: str) -> bytes:
         return verification_key(did_document, method, proof_purpose)
 
-    return di.verify_proof(document, key_for=key_for, loader=config.loader, now=config.now,
-                           expected_purpose=purpose, challenge=challenge, domain=domain)
+    # Canonicalization is bounded (specs/identity.md 3.4) but may take a few tenths of a
+    # second: in a worker thread, so that a party's event loop (keepalives, other peers)
+    # never waits for a peer's document.
+    return await asyncio.to_thread(
+        di.verify_proof, document, key_for=key_for, loader=config.loader, now=config.now,
+        expected_purpose=purpose, challenge=challenge, domain=domain)
 
 
 async def _check_status(document: dict[str, Any], issuer: str, config: VerifyConfig) -> None:

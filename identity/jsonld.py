@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -139,9 +140,16 @@ class CanonLimits:
 LIMITS = CanonLimits()
 
 
+_PYLD = threading.Lock()
+"""pyld keeps module-level caches and makes no promise about threads: one call at a time,
+so that verification may run in a worker thread while the event loop signs."""
+
+
 def canonicalize(document: dict[str, Any], loader: ContextLoader,
                  limits: CanonLimits = LIMITS) -> str:
     """Return the RDFC-1.0 canonical N-Quads of ``document`` (safe mode, offline).
+
+    Thread-safe: calls are serialised (each is bounded by ``limits``).
 
     Checks run cheapest first, and each bounds the next step (specs/identity.md §3.4):
     the JSON's size and depth, expansion (no dropped term), the expanded form (nothing
@@ -149,6 +157,12 @@ def canonicalize(document: dict[str, Any], loader: ContextLoader,
     indistinguishable blank nodes; only then does pyld's RDFC-1.0 run, on work those
     bounds keep small. Raises :class:`MalformedCredential` or :class:`UnknownContext`.
     """
+    with _PYLD:
+        return _canonicalize(document, loader, limits)
+
+
+def _canonicalize(document: dict[str, Any], loader: ContextLoader,
+                  limits: CanonLimits) -> str:
     # pyld (and the HTTP stack it imports) costs ~0.2 s to import: only when needed, so
     # that commands that never canonicalize (e.g. `mpcid run`) start fast.
     from pyld import jsonld
