@@ -25,10 +25,12 @@ def check_ca_file(ca_file: str | None) -> None:
         raise UsageError(f"CA file {ca_file} does not exist", hint="give a PEM file")
 
 
-def web_resolver(ca_file: str | None) -> UniversalResolver:
-    """did:key offline, did:web over HTTPS (with an extra CA bundle, if given)."""
+def web_resolver(ca_file: str | None, *, public_only: bool = False) -> UniversalResolver:
+    """did:key offline, did:web over HTTPS (with an extra CA bundle, if given); only at
+    public addresses with ``public_only``."""
     check_ca_file(ca_file)
-    return UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file)))
+    return UniversalResolver(web=WebResolver(WebResolverConfig(ca_file=ca_file,
+                                                               public_only=public_only)))
 
 
 DEFAULT_STATUS_MAX_AGE = dt.timedelta(days=7)
@@ -46,7 +48,8 @@ def verify_config(keystore: Keystore, *, now: dt.datetime,
 
     ``peers=True`` for a session, where the documents come from other parties and so do
     the status list URLs in them: no ``file:`` URL is read and only https to public
-    addresses is fetched (``specs/session.md`` 7.4); local copies only through
+    addresses is fetched, for status lists and did:web issuers alike (an invitation names
+    the issuers; ``specs/session.md`` 7.4); local copies only through
     ``status_files``. The commands a user runs on a document (``mpcid credential
     verify``) keep ``file:`` and local http URLs: their errors stay on this machine."""
     loader = ContextLoader.from_files(dict(contexts or {}))
@@ -57,5 +60,6 @@ def verify_config(keystore: Keystore, *, now: dt.datetime,
     overrides.update(status_files or {})
     status = (FileAndHttpStatusSource(overrides, ca_file=ca_file, peer_documents=peers)
               if check_status else None)
-    return vc.VerifyConfig(loader=loader, resolver=web_resolver(ca_file), status=status,
+    return vc.VerifyConfig(loader=loader, resolver=web_resolver(ca_file, public_only=peers),
+                           status=status,
                            now=now, status_max_age=DEFAULT_STATUS_MAX_AGE)

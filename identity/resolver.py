@@ -55,6 +55,9 @@ class WebResolverConfig:
     """Extra CA bundle (PEM) to trust, e.g. an organisation's internal CA or a test CA."""
     timeout: float = 10.0
     """Seconds for the whole HTTPS request."""
+    public_only: bool = False
+    """Resolve only at public addresses (:func:`http.fetch`): for DIDs that someone else
+    chose, such as the issuers an invitation names (``specs/session.md`` 7.4)."""
 
 
 class WebResolver(DIDResolver):
@@ -66,7 +69,8 @@ class WebResolver(DIDResolver):
         url = did_web_url(base)
         try:
             body = await fetch(url, limit=MAX_DID_DOCUMENT_BYTES, timeout=self.config.timeout,
-                               ca_file=self.config.ca_file)
+                               ca_file=self.config.ca_file,
+                               public_only=self.config.public_only)
         except FetchFailed as exc:
             raise DIDResolutionError(f"resolving {base}: cannot fetch {url}: {exc}") from None
         try:

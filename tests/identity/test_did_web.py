@@ -210,6 +210,37 @@ def test_resolve_well_known_and_path(test_pki: Pki, serve_app: ServeApp,
 
 
 @pytest.mark.integration
+def test_public_only_never_connects_to_loopback(test_pki: Pki, serve_app: ServeApp,
+                                                org_key: Ed25519Key) -> None:
+    """A did:web that an invitation names as issuer is resolved for a session only at a
+    public address: the same server that answers a user's own resolution is never
+    contacted, and the refusal names no port or file of this machine."""
+    async def scenario() -> None:
+        hits: list[str] = []
+        documents: dict[str, Any] = {}
+        app = did_app(documents)
+
+        @web.middleware
+        async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+            hits.append(request.path)
+            return await handler(request)
+
+        app.middlewares.append(count)
+        async with serve_app(app, test_pki.server_context()) as port:
+            org_did = web_did(port)
+            documents["/.well-known/did.json"] = did_document(org_did, org_key)
+            public = WebResolver(WebResolverConfig(ca_file=str(test_pki.ca_file),
+                                                   public_only=True))
+            with pytest.raises(DIDResolutionError, match="not a public address"):
+                await public.resolve(org_did)
+            assert hits == []
+            assert (await resolver_for(test_pki).resolve(org_did))["id"] == org_did
+            assert hits == ["/.well-known/did.json"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
 def test_resolve_a_large_document(test_pki: Pki, serve_app: ServeApp,
                                   org_key: Ed25519Key) -> None:
     """A document of about 200 KB is under the 256 KiB limit and must be read whole,
