@@ -58,6 +58,7 @@ from mpcid.identity.errors import MpcidError, UsageError
 
 from .errors import ConnectFailed, StoreRefused
 from .host import connect
+from .relay import reservation_source
 from .records import (KEY_PREFIX, MAX_KIND_VALUE_BYTES, MAX_RECORD_BYTES, KindValidator,
                       MpcidValidator, kind_of)
 
@@ -121,7 +122,10 @@ class StoreLimits:
     seconds, new keys and replacements alike. A party publishes one endpoint record per
     half TTL, plus an invitation or a decline per session."""
     peer_window: float = 600.0
-    """The window of ``peer_records``, in seconds."""
+    """The window of ``peer_records`` and ``address_records``, in seconds."""
+    address_records: int = 1000
+    """Records all peers connecting from one IPv4 address or IPv6 /64 network may store in
+    ``peer_window`` seconds: a fresh PeerID costs nothing, an address does."""
     kinds: Mapping[str, KindLimits] = field(default_factory=_default_kinds, hash=False)
     """Caps per kind, by :data:`ENDPOINT_KIND` or kind name."""
     other_kinds: KindLimits = KindLimits(max_records=2_000,
@@ -131,8 +135,9 @@ class StoreLimits:
     def __post_init__(self) -> None:
         if self.max_bytes < 64 * 1024:
             raise UsageError("the DHT store bound must be at least 64 KiB")
-        if self.peer_records < 1 or self.peer_window <= 0:
-            raise UsageError("the per-peer record quota and its window must be positive")
+        if self.peer_records < 1 or self.peer_window <= 0 or self.address_records < 1:
+            raise UsageError("the per-peer and per-address record quotas and their window "
+                             "must be positive")
 
     def of(self, label: str) -> KindLimits:
         return self.kinds.get(label, self.other_kinds)
@@ -222,9 +227,10 @@ class _PeerQuota:
         self._times.setdefault(peer, deque()).append(now)
 
 
-#: The PeerID that sent the DHT request being handled (set by :class:`_KadDHT`); None
-#: outside the handler, i.e. for this node's own puts and the records it looked up.
-_SENDER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+#: The PeerID and the source address (:func:`relay.reservation_source`) that sent the DHT
+#: request being handled (set by :class:`_KadDHT`); None outside the handler, i.e. for
+#: this node's own puts and the records it looked up.
+_SENDER: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "mpcid_dht_sender", default=None)
 
 
@@ -233,7 +239,9 @@ class _KadDHT(KadDHT):
 
     async def handle_stream(self, stream: INetStream) -> None:
         # Each stream is handled in its own trio task, so this binds that task only.
-        _SENDER.set(stream.muxed_conn.peer_id.to_base58())
+        conn = stream.muxed_conn
+        _SENDER.set((conn.peer_id.to_base58(),
+                     reservation_source(conn.get_remote_address())))
         await super().handle_stream(stream)
 
 
@@ -251,6 +259,7 @@ class _BoundedValueStore(ValueStore):
         self.store: _Held = _Held()
         self._clock = clock
         self._quota = _PeerQuota(limits.peer_records, limits.peer_window)
+        self._address_quota = _PeerQuota(limits.address_records, limits.peer_window)
         self._last_sweep = float("-inf")
         #: Records refused since start, by reason (for operators and tests).
         self.refused: dict[str, int] = {}
@@ -271,18 +280,25 @@ class _BoundedValueStore(ValueStore):
         now = self._clock()
         self.store[key] = (record, _expiry(record.value, time.time()))
         if sender is not None:
-            self._quota.charge(sender, now)
+            self._quota.charge(sender[0], now)
+            self._address_quota.charge(sender[1], now)
 
-    def _admit(self, key: bytes, record: Record, sender: str | None) -> None:
+    def _admit(self, key: bytes, record: Record, sender: tuple[str, str] | None) -> None:
         label = kind_label(key)
         caps = self.limits.of(label)
         if len(record.value) > caps.max_value_bytes:
             self._refuse("size", f"a {label} record of {len(record.value)} bytes exceeds "
                                  f"this node's {caps.max_value_bytes}")
         now = self._clock()
-        if sender is not None and self._quota.used(sender, now) >= self.limits.peer_records:
-            self._refuse("quota", f"peer {sender} stored {self.limits.peer_records} "
-                                  f"records in {self.limits.peer_window:g} s")
+        if sender is not None:
+            peer, source = sender
+            if self._quota.used(peer, now) >= self.limits.peer_records:
+                self._refuse("quota", f"peer {peer} stored {self.limits.peer_records} "
+                                      f"records in {self.limits.peer_window:g} s")
+            if self._address_quota.used(source, now) >= self.limits.address_records:
+                self._refuse("address", f"peers from {source} stored "
+                                        f"{self.limits.address_records} records in "
+                                        f"{self.limits.peer_window:g} s")
         reason = self._no_room(key, record, label, caps)
         if reason is not None and now - self._last_sweep >= 1.0:
             self._last_sweep = now  # at most once a second: O(records held)

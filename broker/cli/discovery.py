@@ -90,7 +90,10 @@ def kind_caps(defaults: Mapping[str, Any], options: tuple[str, ...]) -> dict[str
 @click.option("--peer-records", type=click.IntRange(1), default=200, show_default=True,
               help="DHT: records one peer may store per --peer-window.")
 @click.option("--peer-window", type=click.IntRange(1), default=600, show_default=True,
-              help="DHT: seconds of the per-peer record quota.")
+              help="DHT: seconds of the per-peer and per-address record quotas.")
+@click.option("--address-records", type=click.IntRange(1), default=1000, show_default=True,
+              help="DHT: records all peers from one IPv4 address or IPv6 /64 may store "
+                   "per --peer-window.")
 @click.option("--kind-limit", "kind_limits", multiple=True, metavar="KIND=COUNT:BYTES",
               help="DHT: records of a kind held at most, and the largest value "
                    "(repeatable; kinds: endpoint, invitation, decline).")
@@ -99,8 +102,8 @@ def kind_caps(defaults: Mapping[str, Any], options: tuple[str, ...]) -> dict[str
 async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, relay: bool,
                max_reservations: int, max_circuits: int, circuit_mib: int,
                circuit_seconds: int, max_reservations_per_ip: int, store_mib: int,
-               peer_records: int, peer_window: int, kind_limits: tuple[str, ...],
-               home: str | None) -> None:
+               peer_records: int, peer_window: int, address_records: int,
+               kind_limits: tuple[str, ...], home: str | None) -> None:
     """Run a DHT bootstrap node (and relay) until interrupted; print its multiaddrs.
 
     It needs no configuration and keeps nothing anyone must trust: records are signed by
@@ -115,7 +118,7 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
                          max_reservations=max_reservations, max_circuits=max_circuits,
                          max_reservations_per_ip=max_reservations_per_ip)
     store = StoreLimits(max_bytes=store_mib << 20, peer_records=peer_records,
-                        peer_window=float(peer_window),
+                        peer_window=float(peer_window), address_records=address_records,
                         kinds=kind_caps(StoreLimits().kinds, kind_limits))
     discovery = Discovery(node_key(home, name),
                           DiscoveryConfig(listen=listen, bootstrap=bootstrap,

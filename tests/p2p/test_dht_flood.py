@@ -118,6 +118,24 @@ def test_one_client_with_many_did_keys_is_held_to_its_quota() -> None:
     run(body)
 
 
+def test_many_peer_ids_from_one_address_share_its_quota() -> None:
+    """A PeerID costs nothing: three clients from the same address (loopback here), each
+    within its own quota, are held together to the address's quota."""
+    limits = StoreLimits(peer_records=40, address_records=60)
+
+    async def body(stack: AsyncExitStack) -> None:
+        node = await start(stack, limits=limits)
+        accepted = []
+        for _ in range(3):
+            client = await joined(stack, node, server=False)
+            accepted.append(await flood(client, node, 30))
+        assert accepted == [30, 30, 0]
+        assert node.store.refused.get("address") == 30
+        assert "quota" not in node.store.refused
+
+    run(body)
+
+
 def test_the_byte_bound_refuses_new_records_and_keeps_the_held_ones() -> None:
     """Many client peers, each within its quota: the node fills up to its bound, then
     refuses new keys; the genuine record is not evicted and still takes its update."""
@@ -161,8 +179,8 @@ def as_record(value: bytes, key: bytes) -> Record:
 
 
 def put_from(store: _BoundedValueStore, sender: str | None, key: bytes,
-             value: bytes) -> None:
-    token = _SENDER.set(sender)
+             value: bytes, source: str = "192.0.2.1") -> None:
+    token = _SENDER.set(None if sender is None else (sender, source))
     try:
         store.put_record(key, as_record(value, key))
     finally:
@@ -210,6 +228,21 @@ def test_the_quota_window_slides() -> None:
     put_from(store, "q", b"/mpcid/note/2", b"{}")  # another peer has its own quota
     clock[0] = 61.0
     put_from(store, "p", b"/mpcid/note/3", b"{}")
+
+
+def test_the_address_quota_window_slides() -> None:
+    clock = [0.0]
+    limits = StoreLimits(peer_records=10, address_records=3, peer_window=60)
+    store = _BoundedValueStore(_Host(), limits, lambda: clock[0])  # type: ignore[arg-type]
+    for i in range(3):
+        put_from(store, f"p{i}", f"/mpcid/note/{i}".encode(), b"{}")
+    with pytest.raises(StoreRefused, match="peers from 192.0.2.1 stored 3 records in 60 s"):
+        put_from(store, "p9", b"/mpcid/note/3", b"{}")
+    put_from(store, "p9", b"/mpcid/note/3", b"{}", source="2001:db8::/64")
+    clock[0] = 61.0
+    put_from(store, "p0", b"/mpcid/note/4", b"{}")
+    with pytest.raises(UsageError):
+        StoreLimits(address_records=0)
 
 
 def test_kind_labels_and_limit_checks() -> None:
