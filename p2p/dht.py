@@ -239,9 +239,8 @@ class _KadDHT(KadDHT):
 
     async def handle_stream(self, stream: INetStream) -> None:
         # Each stream is handled in its own trio task, so this binds that task only.
-        conn = stream.muxed_conn
-        _SENDER.set((conn.peer_id.to_base58(),
-                     reservation_source(conn.get_remote_address())))
+        _SENDER.set((stream.muxed_conn.peer_id.to_base58(),
+                     reservation_source(stream.get_remote_address())))
         await super().handle_stream(stream)
 
 
