@@ -35,7 +35,7 @@ from .paths import PathSettings
 from .progress import Progress
 from .session import SessionSpec
 from .transcript import CredentialRef, Outcome, PartyEntry, Transcript, write_transcript
-from .verifier import verify_config
+from .verifier import DEFAULT_STATUS_MAX_AGE, verify_config
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class JoinSettings:
     """Local copies of status lists, by the URL they are published at."""
     ca_file: str | None = None
     """Extra CA certificates (PEM) for did:web and status lists over HTTPS."""
+    status_max_age: dt.timedelta = DEFAULT_STATUS_MAX_AGE
+    """How old a status list without ``validUntil`` may be."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ class SessionPlan:
                                  hint="give a path in an existing folder")
         config = verify_config(keystore, contexts=settings.contexts,
                                status_files=settings.status_files, ca_file=settings.ca_file,
-                               now=dt.datetime.now(dt.timezone.utc), peers=True)
+                               now=dt.datetime.now(dt.timezone.utc), peers=True,
+                               status_max_age=settings.status_max_age)
         choice = asyncio.run(choose(keystore, key.did.did, invitation.requirements, config))
         return cls(invitation, key, index, session,
                    AdmissionSettings(invitation.requirements, choice.credentials, config,

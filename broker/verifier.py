@@ -41,7 +41,8 @@ signed copy could be served to hide a later revocation."""
 def verify_config(keystore: Keystore, *, now: dt.datetime,
                   contexts: Mapping[str, Path] | None = None,
                   status_files: Mapping[str, Path] | None = None, check_status: bool = True,
-                  ca_file: str | None = None, peers: bool = False) -> vc.VerifyConfig:
+                  ca_file: str | None = None, peers: bool = False,
+                  status_max_age: dt.timedelta = DEFAULT_STATUS_MAX_AGE) -> vc.VerifyConfig:
     """Verification as this keystore does it: the shipped contexts plus ``contexts``; the
     status lists this keystore hosts known locally (no round trip to their server), then
     ``status_files``, then the network; did:web through ``ca_file`` if given.
@@ -62,4 +63,4 @@ def verify_config(keystore: Keystore, *, now: dt.datetime,
               if check_status else None)
     return vc.VerifyConfig(loader=loader, resolver=web_resolver(ca_file, public_only=peers),
                            status=status,
-                           now=now, status_max_age=DEFAULT_STATUS_MAX_AGE)
+                           now=now, status_max_age=status_max_age)

@@ -22,7 +22,7 @@ from mpcid.identity.policy import Policy, Presented
 from mpcid.identity.statuslist import Bitstring, parse_status_reference, read_index
 
 from .options import (ca_file_option, files, home_option, json_option, keystore,
-                      pairs, trust_options, wraps_async)
+                      pairs, parse_duration, trust_options, wraps_async)
 
 
 def emit_json(value: Any) -> None:
@@ -99,13 +99,13 @@ def verify_options(func: Any) -> Any:
 
 
 def make_verify_config(ks: Keystore, contexts: tuple[str, ...], status_files: tuple[str, ...],
-                       no_status: bool, ca_file: str | None, at: str | None
-                       ) -> vc.VerifyConfig:
+                       status_max_age: dt.timedelta, no_status: bool, ca_file: str | None,
+                       at: str | None) -> vc.VerifyConfig:
     """The options of the verifying commands, as the domain's verify configuration."""
     return verify_config(ks, contexts=files(contexts, "--context"),
                          status_files=files(status_files, "--status-file"),
-                         check_status=not no_status, ca_file=ca_file,
-                         now=cli_datetime(at, "--at") if at else now_utc())
+                         status_max_age=status_max_age, check_status=not no_status,
+                         ca_file=ca_file, now=cli_datetime(at, "--at") if at else now_utc())
 
 
 def credential_summary(cred: vc.VerifiedCredential) -> dict[str, Any]:
@@ -267,11 +267,13 @@ def allocate_status(ks: Keystore, reference: str, issuer_did: str) -> tuple[str,
 @home_option
 @wraps_async
 async def credential_verify(file: str, contexts: tuple[str, ...], status_files: tuple[str, ...],
-                            no_status: bool, ca_file: str | None, at: str | None,
-                            as_json: bool, home: str | None) -> None:
+                            status_max_age: dt.timedelta, no_status: bool,
+                            ca_file: str | None, at: str | None, as_json: bool,
+                            home: str | None) -> None:
     """Verify a credential FILE ('-' for stdin): exit 0 if valid, else 1 and the reason."""
     ks = keystore(home, prompt=False)
-    config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
+    config = make_verify_config(ks, contexts, status_files, status_max_age, no_status, ca_file,
+                                at)
     try:
         document = read_json_file(file, "credential")
         result = await vc.verify_credential(document, config)
@@ -293,12 +295,14 @@ async def credential_verify(file: str, contexts: tuple[str, ...], status_files: 
 @home_option
 @wraps_async
 async def credential_import(file: str, contexts: tuple[str, ...], status_files: tuple[str, ...],
-                            no_status: bool, ca_file: str | None, at: str | None,
-                            as_json: bool, home: str | None) -> None:
+                            status_max_age: dt.timedelta, no_status: bool,
+                            ca_file: str | None, at: str | None, as_json: bool,
+                            home: str | None) -> None:
     """Verify a credential and keep it in the keystore; print its local ID."""
     ks = keystore(home, prompt=False)
     document = read_json_file(file, "credential")
-    config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
+    config = make_verify_config(ks, contexts, status_files, status_max_age, no_status, ca_file,
+                                at)
     result = await vc.verify_credential(document, config)
     subject_ids = [s.id for s in result.subjects if s.id is not None]
     mine = [did for did in subject_ids if ks.find_identity_by_did(did) is not None]
@@ -440,7 +444,6 @@ def status_list_group() -> None:
 def status_list_create(issuer: str, url: str, purpose: str, publish: str | None,
                        valid_for: str, home: str | None) -> None:
     """Create a signed, empty status list (131,072 entries) and host it here."""
-    from .sessions import parse_duration
 
     seconds = parse_duration(valid_for)
     if seconds <= 0:
@@ -524,14 +527,15 @@ def presentation_group() -> None:
 @wraps_async
 async def presentation_verify(file: str, challenge: str, domain: str,
                               requirements: tuple[str, ...], contexts: tuple[str, ...],
-                              status_files: tuple[str, ...], no_status: bool,
-                              ca_file: str | None, at: str | None, as_json: bool,
-                              home: str | None) -> None:
+                              status_files: tuple[str, ...], status_max_age: dt.timedelta,
+                              no_status: bool, ca_file: str | None, at: str | None,
+                              as_json: bool, home: str | None) -> None:
     """Verify a presentation FILE: the holder's proof, challenge, domain, every credential
     and, with --require, the credential policy."""
     policy = Policy.parse(requirements)
     ks = keystore(home, prompt=False)
-    config = make_verify_config(ks, contexts, status_files, no_status, ca_file, at)
+    config = make_verify_config(ks, contexts, status_files, status_max_age, no_status, ca_file,
+                                at)
     try:
         document = read_json_file(file, "presentation")
         result = await vc.verify_presentation(document, config, challenge=challenge,

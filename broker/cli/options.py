@@ -9,8 +9,10 @@ in :func:`debug`), and the domain below receives plain values and frozen datacla
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,8 +120,32 @@ def json_option(help: str = "Print the result as JSON.") -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of a duration such as ``90m``, ``24h``, ``7d`` or ``3600``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UsageError(f"{text!r} is not a duration", hint="e.g. 90m, 24h, 7d or seconds")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _max_age(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise UsageError("--status-max-age must be positive", hint="e.g. 24h or 7d")
+    return dt.timedelta(seconds=seconds)
+
+
 def trust_options(func: F) -> F:
-    """``--context`` and ``--status-file``: what a verifier may read locally."""
+    """``--context``, ``--status-file`` and ``--status-max-age``: what a verifier may read
+    locally, and how old a status list it accepts."""
+    func = click.option("--status-max-age", "status_max_age", default="7d",
+                        show_default=True, metavar="DURATION", callback=_max_age,
+                        help="Refuse status lists without validUntil signed longer ago "
+                             "than this (an old copy could hide a revocation).")(func)
     func = click.option("--status-file", "status_files", multiple=True, metavar="URL=FILE",
                         help="Read the status list published at URL from FILE "
                              "(repeatable).")(func)

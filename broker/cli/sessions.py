@@ -9,9 +9,9 @@ a file, a message.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,17 +29,8 @@ from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
 from .options import (bootstrap_option, ca_file_option, files, home_option, keystore,
-                      trust_options)
+                      parse_duration, trust_options)
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise UsageError(f"{text!r} is not a duration", hint="e.g. 90m, 24h, 7d or seconds")
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def read_program(path: str) -> tuple[Path, bytes]:
@@ -73,14 +64,15 @@ def join_options(func: Any) -> Any:
 
 def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Path,
               program_args: tuple[str, ...], connect_timeout: float, transcript: str | None,
-              contexts: tuple[str, ...], status_files: tuple[str, ...], ca_file: str | None,
+              contexts: tuple[str, ...], status_files: tuple[str, ...],
+              status_max_age: dt.timedelta, ca_file: str | None,
               progress_mode: str) -> None:
     """Plan and run this party's session from the options of ``join_options``."""
     settings = JoinSettings(connect_timeout=connect_timeout,
                             transcript=Path(transcript) if transcript else None,
                             contexts=files(contexts, "--context"),
                             status_files=files(status_files, "--status-file"),
-                            ca_file=ca_file)
+                            status_max_age=status_max_age, ca_file=ca_file)
     plan = SessionPlan.prepare(ks, key, invitation, program, settings)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}; the other parties will refuse you", err=True)

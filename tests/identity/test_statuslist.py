@@ -486,3 +486,28 @@ def test_list_without_valid_until_has_a_maximum_age(
     config = cred.VerifyConfig(status=source, status_max_age=dt.timedelta(days=7))
     with pytest.raises(StatusCheckFailed, match="stale"):
         asyncio.run(cred.verify_credential(credential, config))
+
+
+@pytest.mark.integration
+def test_the_verifier_sets_the_maximum_age(tmp_path: Path, org_key: Ed25519Key,
+                                           make_status_credential: Callable[..., Doc],
+                                           now: dt.datetime) -> None:
+    """`--status-max-age` (default 7d) on the verifying commands, `join` included."""
+    signed_2h_ago = cred.sign_credential(cred.status_list_credential(
+        issuer=org_key.did.did, url=STATUS_URL, bits=Bitstring.empty(), purpose="revocation",
+        valid_from=now - dt.timedelta(hours=2)), org_key, now=now)
+    (tmp_path / "list.json").write_text(json.dumps(signed_2h_ago), encoding="utf-8")
+    (tmp_path / "vc.json").write_text(json.dumps(make_status_credential(1)), encoding="utf-8")
+    base = ("credential", "verify", tmp_path / "vc.json",
+            "--status-file", f"{STATUS_URL}={tmp_path / 'list.json'}")
+    home = tmp_path / "home"
+    assert _cli(*base, home=home).returncode == 0
+    assert _cli(*base, "--status-max-age", "3h", home=home).returncode == 0
+    stale = _cli(*base, "--status-max-age", "1h", home=home)
+    assert stale.returncode == 1 and "is stale" in stale.stderr, stale.stderr
+    zero = _cli(*base, "--status-max-age", "0", home=home)
+    assert zero.returncode == 2 and zero.stderr.strip() == (
+        "error: --status-max-age must be positive (e.g. 24h or 7d)"), zero.stderr
+    for command in (("join",), ("presentation", "verify")):
+        shown = _cli(*command, "--help", home=home).stdout
+        assert "--status-max-age" in shown, command
