@@ -1,14 +1,16 @@
 """Emulated NAT topologies made of Linux network namespaces, for integration tests.
 
-``nat_topology(prefix, parties, public)`` builds, and always tears down again::
+``nat_topology(prefix, parties, public, nat_modes=..., stateful=True)`` builds, and always
+tears down again::
 
                        public namespace  "<base>-net"
                  bridge <base>br, 10.X.0.1/24 = the relay / bootstrap node
            +--------------------+------------------------------+
            |                    |                              |
     public party c        router of a  "<base>-r1"        router of b ...
-    "<base>-p3"           10.X.0.2 (uplink, MASQUERADE)
-    10.X.0.4              192.168.1.1 (lan)
+    "<base>-p3"           10.X.0.2 (uplink: MASQUERADE,
+    10.X.0.4                        drops unsolicited inbound)
+                          192.168.1.1 (lan)
                                 |
                           host a  "<base>-h1"
                           192.168.1.2, default route via 192.168.1.1
@@ -18,18 +20,41 @@
 * A NATed party gets a router namespace (ip_forward=1, ``iptables -t nat -A POSTROUTING
   -o <uplink> -j MASQUERADE``, no port forwarding) and a host namespace behind it. The host
   can connect out to every public address; nothing outside can open a connection to it.
+* Routers are stateful firewalls, as real NATs are: in their INPUT and FORWARD chains a
+  packet coming in on the uplink passes only if conntrack has it as ESTABLISHED or RELATED
+  (the reply direction of a flow that went out); anything else is dropped silently, with
+  no RST and no ICMP, so an unsolicited connection to a router's public address times out.
+  A SYN that arrives while the host's own SYN to the same address and port has gone out
+  is the reply direction of that flow and passes: this is what TCP hole punching
+  (simultaneous open) relies on. ``stateful=False`` leaves the routers open instead: the
+  router's own stack then answers an unsolicited TCP connection with RST ("refused").
 * Routers have no default route, so traffic to another party's private network fails at
-  once ("network unreachable") instead of timing out; the public namespace has no route to
-  any 192.168 network either.
+  once ("network unreachable", an ICMP error from the host's own router) instead of timing
+  out; the public namespace has no route to any 192.168 network either.
+
+NAT mapping mode, per NATed party (``nat_modes={"a": "random"}``; default "preserve"):
+
+* ``"preserve"`` (PRESERVE): plain MASQUERADE, which keeps the host's source port when that
+  port is free on the uplink, so the mapped port is predictable (hole punching works).
+* ``"random"`` (RANDOM): ``MASQUERADE --random-fully``: every new flow gets a random source
+  port, like a symmetric NAT; a peer cannot predict it, so hole punching fails.
+
+Byte counters: ``topo.count_tcp(name, port)`` appends accounting rules (no target, so they
+change nothing) to the INPUT and OUTPUT chains of the party's namespace (the public one for
+RELAY); ``topo.tcp_bytes(name, port)`` then gives the bytes of the TCP packets, IP and TCP
+headers included, that the namespace received on local port ``port`` plus those it sent
+from it since ``count_tcp``. Bridged traffic between other parties is not counted, only
+what the namespace's own sockets send and receive.
 
 Party ``i`` (1-based position in ``parties``) gets 10.X.0.(i+1) (its own address if public,
-its router's uplink otherwise) and, when NATed, the network 192.168.i.0/24.
+its router's uplink otherwise: ``public_ip``) and, when NATed, the network 192.168.i.0/24
+(``ip`` is then 192.168.i.2).
 
 Every name (namespaces, interfaces) starts with ``<prefix><4 hex digits>``; nothing is ever
 created in the caller's own namespace. On exit, also through an exception or Ctrl-C, every
 process started through the topology and every other process still inside one of its
-namespaces is killed, and the namespaces are deleted (which deletes their interfaces and
-firewall rules).
+namespaces is killed, and the namespaces are deleted (which deletes their interfaces,
+firewall rules and counters).
 
 Needs root, iproute2 (``ip``) and an iptables that works inside a namespace
 (``iptables``, ``iptables-nft`` or ``iptables-legacy``: the first that works is used).
@@ -54,13 +79,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["RELAY", "Topology", "TopologyError", "nat_topology", "netns_available",
-           "require_netns", "list_namespaces"]
+__all__ = ["RELAY", "PRESERVE", "RANDOM", "NAT_MODES", "Topology", "TopologyError",
+           "nat_topology", "netns_available", "require_netns", "list_namespaces"]
 
 RELAY = "relay"
+#: NAT mapping modes of a router (see the module doc): the MASQUERADE options of each.
+PRESERVE = "preserve"
+RANDOM = "random"
+NAT_MODES: dict[str, tuple[str, ...]] = {PRESERVE: (), RANDOM: ("--random-fully",)}
 #: Seconds any one setup or teardown command may take.
 COMMAND_TIMEOUT = 15.0
 #: Default timeout of ``Topology.run``.
@@ -129,9 +158,14 @@ def _probe() -> tuple[str | None, str | None]:
             try:
                 _command(["ip", "netns", "exec", ns, binary, "-w", "5", "-t", "nat", "-L",
                           "-n"], what=binary)
+                # Every match and option the build and the counters use.
                 _command(["ip", "netns", "exec", ns, binary, "-w", "5", "-t", "nat", "-A",
-                          "POSTROUTING", "-o", ns[:12] + "v0", "-j", "MASQUERADE"],
-                         what=binary)
+                          "POSTROUTING", "-o", ns[:12] + "v0", "-j", "MASQUERADE",
+                          "--random-fully"], what=binary)
+                _command(["ip", "netns", "exec", ns, binary, "-w", "5", "-A", "INPUT",
+                          "-i", ns[:12] + "v0", "-m", "conntrack", "--ctstate",
+                          "ESTABLISHED,RELATED", "-m", "comment", "--comment", "probe",
+                          "-j", "ACCEPT"], what=binary)
             except TopologyError as exc:
                 errors.append(str(exc))
                 continue
@@ -161,8 +195,11 @@ class Topology:
     """A built topology: names and addresses of parties, and processes run inside it."""
 
     def __init__(self, base: str, subnet: int, parties: Sequence[str],
-                 public: Sequence[str]) -> None:
+                 public: Sequence[str], *, nat_modes: Mapping[str, str] | None = None,
+                 stateful: bool = True, iptables: str = "iptables") -> None:
         self.base = base
+        self.stateful = stateful
+        self.iptables = iptables
         self.subnet = subnet
         self.parties = list(parties)
         self.public = [p for p in self.parties if p in set(public)]
@@ -183,6 +220,10 @@ class Topology:
                 self._router_ns[party] = f"{base}-r{i}"
                 self._ns[party] = f"{base}-h{i}"
                 self._ip[party] = f"192.168.{i}.2"
+        #: The NAT mapping mode of every NATed party.
+        self.nat_modes = {party: (nat_modes or {}).get(party, PRESERVE)
+                          for party in self._router_ns}
+        self._counted: set[tuple[str, int]] = set()
         #: Every namespace, in creation order (the public one first).
         self.namespaces: list[str] = [self.public_ns]
         for party in self.parties:
@@ -224,6 +265,11 @@ class Topology:
     def is_public(self, name: str) -> bool:
         self._known(name)
         return name == RELAY or name in self.public
+
+    def nat_mode(self, name: str) -> str:
+        """PRESERVE or RANDOM: how the router of a NATed party maps source ports."""
+        self.router_ns(name)
+        return self.nat_modes[name]
 
     def exec_args(self, name: str) -> list[str]:
         """``["ip", "netns", "exec", NS]``: prefix argv with it to run inside the party."""
@@ -269,6 +315,43 @@ class Topology:
         if check:
             result.check_returncode()
         return result
+
+    # -- byte counters -----------------------------------------------------------------
+
+    def _tag(self, port: int, direction: str) -> str:
+        return f"{self.base}:tcp:{port}:{direction}"
+
+    def count_tcp(self, name: str, port: int) -> None:
+        """Start counting the TCP bytes the party's namespace (the public one for RELAY)
+        receives on local port ``port`` and sends from it; read them with ``tcp_bytes``."""
+        self._known(name)
+        if (name, port) in self._counted:
+            raise TopologyError(f"TCP port {port} of {name!r} is already counted")
+        for chain, match, direction in (("INPUT", "--dport", "in"),
+                                        ("OUTPUT", "--sport", "out")):
+            _command([*self.exec_args(name), self.iptables, "-w", "5", "-A", chain,
+                      "-p", "tcp", match, str(port), "-m", "comment", "--comment",
+                      self._tag(port, direction)], what=f"counting TCP port {port} of {name}")
+        self._counted.add((name, port))
+
+    def tcp_bytes(self, name: str, port: int) -> int:
+        """Bytes (IP packets, headers included) received on plus sent from TCP port
+        ``port`` in the party's namespace since ``count_tcp(name, port)``."""
+        self._known(name)
+        if (name, port) not in self._counted:
+            raise TopologyError(f"TCP port {port} of {name!r} is not counted; "
+                                f"call count_tcp first")
+        total = 0
+        for chain, direction in (("INPUT", "in"), ("OUTPUT", "out")):
+            out = _command([*self.exec_args(name), self.iptables, "-w", "5", "-nvx", "-L",
+                            chain], what=f"reading the counters of {name}").stdout
+            tag = f"/* {self._tag(port, direction)} */"
+            rows = [line for line in out.splitlines() if tag in line]
+            if len(rows) != 1:
+                raise TopologyError(f"expected one counter {tag} in {chain} of {name}: "
+                                    f"{out}")
+            total += int(rows[0].split()[1])
+        return total
 
     # -- teardown ----------------------------------------------------------------------
 
@@ -401,17 +484,30 @@ def _build(topo: Topology, iptables: str) -> None:
         in_ns(outer, f"enabling forwarding in the router of {party}", "sh", "-c",
               "echo 1 > /proc/sys/net/ipv4/ip_forward")
         in_ns(outer, f"MASQUERADE in the router of {party}", iptables, "-w", "5",
-              "-t", "nat", "-A", "POSTROUTING", "-o", uplink, "-j", "MASQUERADE")
+              "-t", "nat", "-A", "POSTROUTING", "-o", uplink, "-j", "MASQUERADE",
+              *NAT_MODES[topo.nat_mode(party)])
+        if not topo.stateful:
+            continue
+        for chain in ("FORWARD", "INPUT"):   # replies pass; the rest is dropped silently
+            in_ns(outer, f"stateful {chain} in the router of {party}", iptables, "-w", "5",
+                  "-A", chain, "-i", uplink, "-m", "conntrack", "--ctstate",
+                  "ESTABLISHED,RELATED", "-j", "ACCEPT")
+            in_ns(outer, f"stateful {chain} in the router of {party}", iptables, "-w", "5",
+                  "-A", chain, "-i", uplink, "-j", "DROP")
 
 
 @contextlib.contextmanager
 def nat_topology(prefix: str, parties: Sequence[str], public: Sequence[str] = (),
-                 *, subnet: int | None = None) -> Iterator[Topology]:
+                 *, subnet: int | None = None, nat_modes: Mapping[str, str] | None = None,
+                 stateful: bool = True) -> Iterator[Topology]:
     """Build the topology, yield it, and tear it all down on exit (see the module doc).
 
     ``prefix``: 1-7 characters [A-Za-z0-9_] starting with a letter; a random 4-hex suffix
     is added. ``public``: the parties with a public address. ``subnet``: X in 10.X.0.0/24
-    (random 1-254 by default). Raises TopologyError if it cannot be built, with the reason.
+    (random 1-254 by default). ``nat_modes``: NATed party -> PRESERVE ("preserve", the
+    default) or RANDOM ("random"). ``stateful``: routers drop unsolicited inbound packets
+    silently (default) or, if False, let them reach their own stack. Raises TopologyError
+    if it cannot be built, with the reason.
     """
     if not _PREFIX_RE.match(prefix) or len(prefix) > _MAX_PREFIX:
         raise ValueError(f"prefix must match {_PREFIX_RE.pattern} and have at most "
@@ -424,6 +520,13 @@ def nat_topology(prefix: str, parties: Sequence[str], public: Sequence[str] = ()
     unknown = set(public) - set(parties)
     if unknown:
         raise ValueError(f"public parties not in parties: {sorted(unknown)}")
+    nat_modes = dict(nat_modes or {})
+    not_nated = set(nat_modes) - (set(parties) - set(public))
+    if not_nated:
+        raise ValueError(f"nat_modes names parties that are not NATed: {sorted(not_nated)}")
+    bad = {p: m for p, m in nat_modes.items() if m not in NAT_MODES}
+    if bad:
+        raise ValueError(f"NAT modes must be one of {sorted(NAT_MODES)}: {bad}")
     if subnet is None:
         subnet = 1 + secrets.randbelow(254)
     if not 0 <= subnet <= 255:
@@ -436,7 +539,8 @@ def nat_topology(prefix: str, parties: Sequence[str], public: Sequence[str] = ()
         base = prefix + secrets.token_hex(_SUFFIX_HEX // 2)
         if not any(ns.startswith(base) for ns in existing):
             break
-    topo = Topology(base, subnet, parties, public)
+    topo = Topology(base, subnet, parties, public, nat_modes=nat_modes, stateful=stateful,
+                    iptables=iptables)
     try:
         _build(topo, iptables)
         yield topo

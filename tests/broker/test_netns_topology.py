@@ -5,12 +5,18 @@ relay is the public namespace. Each namespace runs a tiny TCP server that answer
 connection with "<its name> <the peer address it saw>", so the tests see both whether a
 connection goes through and, for NATed clients, which address the far side sees.
 
+A second topology proves, with plain sockets, the kernel mechanism TCP hole punching will
+use: two hosts behind port-preserving NATs connect to each other's router address at about
+the same time (simultaneous open) and talk; behind NATs that map ports at random the same
+fails. The relay's byte counter is checked against a known transfer.
+
 These need root, iproute2 and iptables; where they are missing the tests fail (not skip)
 with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import subprocess
@@ -22,8 +28,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from netns_topology import (RELAY, Topology, TopologyError, list_namespaces,  # noqa: E402
-                            nat_topology, netns_available)
+from netns_topology import (PRESERVE, RANDOM, RELAY, Topology,  # noqa: E402
+                            TopologyError, list_namespaces, nat_topology, netns_available,
+                            require_netns)
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +41,9 @@ PORT = 7000
 CONNECT_TIMEOUT = 2.0
 #: Failures must come back faster than this (no silent drops waiting for a timeout).
 FAST = 1.5
+#: Seconds a client waits where the routers are expected to drop its SYN silently.
+DROP_TIMEOUT = 1.0
+ENETUNREACH, ECONNREFUSED = 101, 111
 #: The servers stop by themselves after this many seconds at the latest.
 SERVER_LIFETIME = 60
 
@@ -68,10 +78,83 @@ except OSError as e:
     sys.exit(1)
 """
 
+#: One side of a TCP simultaneous open: bind the local port (SO_REUSEADDR, SO_REUSEPORT),
+#: wait for the agreed wall-clock start, connect to the peer's router address and the same
+#: port (a new socket after each error, until the deadline), then swap a line. Prints JSON.
+#: (With the stateful routers a connect can only time out, so one attempt is the rule.)
+PUNCH = """
+import json, socket, sys, time
+name, peer, port, start, limit = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
+                                  float(sys.argv[4]), float(sys.argv[5]))
+time.sleep(max(0.0, start - time.time()))
+t0 = time.monotonic()
+deadline = t0 + limit
+report = {"name": name, "ok": False, "errors": {}}   # error name -> count
+while time.monotonic() < deadline:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        s.connect((peer, port))
+    except OSError as e:
+        report["errors"][type(e).__name__] = report["errors"].get(type(e).__name__, 0) + 1
+        s.close()
+        time.sleep(0.05)
+        continue
+    report["connected"] = time.monotonic() - t0
+    report["peer"] = list(s.getpeername())
+    s.settimeout(3.0)
+    s.sendall(f"hello from {name}\\n".encode())
+    data = b""
+    while not data.endswith(b"\\n"):
+        chunk = s.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    report.update(ok=True, heard=data.decode().strip())
+    s.close()
+    break
+report["elapsed"] = time.monotonic() - t0
+print(json.dumps(report), flush=True)
+sys.exit(0 if report["ok"] else 1)
+"""
 
-def start_server(topo: Topology, name: str) -> subprocess.Popen[str]:
-    proc = topo.popen(name, [PYTHON, "-c", SERVER, str(PORT), name, str(SERVER_LIFETIME)],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+#: Accepts one connection on host:port, reads to EOF, answers the byte count, exits.
+SINK = """
+import socket, sys
+host, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+s.listen(1)
+s.settimeout(life)
+print("ready", flush=True)
+conn, _ = s.accept()
+conn.settimeout(life)
+total = 0
+while chunk := conn.recv(65536):
+    total += len(chunk)
+conn.sendall(f"{total}\\n".encode())
+conn.close()
+"""
+
+#: Sends n bytes to host:port, half-closes, prints the answer.
+SEND = """
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with socket.create_connection((host, port), timeout=10) as s:
+    s.settimeout(10)
+    s.sendall(b"x" * n)
+    s.shutdown(socket.SHUT_WR)
+    print(s.makefile().readline().strip())
+"""
+
+
+def start_ready(topo: Topology, name: str, argv: list[str]) -> subprocess.Popen[str]:
+    """Start argv in the party and wait for it to print "ready"."""
+    proc = topo.popen(name, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 10)
     line = proc.stdout.readline() if ready else ""
@@ -80,20 +163,37 @@ def start_server(topo: Topology, name: str) -> subprocess.Popen[str]:
     return proc
 
 
-def connect(topo: Topology, src: str, host: str) -> tuple[bool, str, float]:
+def start_server(topo: Topology, name: str) -> subprocess.Popen[str]:
+    return start_ready(topo, name, [PYTHON, "-c", SERVER, str(PORT), name,
+                                    str(SERVER_LIFETIME)])
+
+
+def connect(topo: Topology, src: str, host: str, timeout: float = CONNECT_TIMEOUT
+            ) -> tuple[bool, str, float]:
     """Connect from party src to host:PORT: (succeeded, client output, seconds taken)."""
     start = time.monotonic()
-    result = topo.run(src, [PYTHON, "-c", CLIENT, host, str(PORT), str(CONNECT_TIMEOUT)],
-                      check=False, timeout=CONNECT_TIMEOUT + 10)
+    result = topo.run(src, [PYTHON, "-c", CLIENT, host, str(PORT), str(timeout)],
+                      check=False, timeout=timeout + 10)
     elapsed = time.monotonic() - start
     return result.returncode == 0, (result.stdout + result.stderr).strip(), elapsed
 
 
-def assert_blocked(topo: Topology, src: str, host: str) -> None:
+def assert_blocked(topo: Topology, src: str, host: str, errno: int | None = None) -> None:
+    """The connection fails at once (refused, unreachable), with errno if given."""
     ok, out, elapsed = connect(topo, src, host)
     assert not ok, f"{src} reached {host}:{PORT}: {out}"
     assert out.startswith("fail"), out
+    if errno is not None:
+        assert out.endswith(f" {errno}"), out
     assert elapsed < FAST, f"{src} -> {host} took {elapsed:.2f} s to fail: {out}"
+
+
+def assert_dropped(topo: Topology, src: str, host: str) -> None:
+    """The connection neither succeeds nor is refused: the SYN vanishes, it times out."""
+    ok, out, elapsed = connect(topo, src, host, timeout=DROP_TIMEOUT)
+    assert not ok, f"{src} reached {host}:{PORT}: {out}"
+    assert out == "fail TimeoutError None", out
+    assert elapsed >= DROP_TIMEOUT, f"{src} -> {host} failed after {elapsed:.2f} s: {out}"
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +222,7 @@ def test_names_and_addresses(topo: Topology) -> None:
     assert all(ns.startswith(topo.base) and len(ns) <= 15 for ns in topo.namespaces)
     assert set(topo.namespaces) <= set(list_namespaces())
     assert topo.is_public("c") and not topo.is_public("a")
+    assert topo.stateful and topo.nat_mode("a") == topo.nat_mode("b") == PRESERVE
     with pytest.raises(TopologyError):
         topo.router_ns("c")
     with pytest.raises(TopologyError):
@@ -151,15 +252,115 @@ def test_public_parties_reach_each_other(topo: Topology) -> None:
 
 def test_nobody_outside_reaches_a_nated_party(topo: Topology) -> None:
     for src in (RELAY, "c"):
-        assert_blocked(topo, src, topo.ip("a"))          # no route to 192.168.1.0/24
-        assert_blocked(topo, src, topo.public_ip("a"))   # the router forwards no port
+        assert_blocked(topo, src, topo.ip("a"), ENETUNREACH)  # no route to 192.168.1.0/24
+        assert_dropped(topo, src, topo.public_ip("a"))  # unsolicited: dropped, no RST
 
 
 def test_nated_parties_do_not_reach_each_other_directly(topo: Topology) -> None:
-    assert_blocked(topo, "a", topo.ip("b"))
-    assert_blocked(topo, "a", topo.public_ip("b"))
-    assert_blocked(topo, "b", topo.ip("a"))
-    assert_blocked(topo, "b", topo.public_ip("a"))
+    # The private networks: the host's own router has no route there and says so at once.
+    assert_blocked(topo, "a", topo.ip("b"), ENETUNREACH)
+    assert_blocked(topo, "b", topo.ip("a"), ENETUNREACH)
+    # The other's router drops an unsolicited SYN silently.
+    assert_dropped(topo, "a", topo.public_ip("b"))
+    assert_dropped(topo, "b", topo.public_ip("a"))
+
+
+def test_open_routers_refuse_at_once() -> None:
+    """With stateful=False a router's own stack answers an unsolicited SYN with RST."""
+    require_netns()
+    with nat_topology("topen", ["a"], stateful=False) as t:
+        assert t.nat_mode("a") == PRESERVE and not t.stateful
+        assert_blocked(t, RELAY, t.public_ip("a"), ECONNREFUSED)
+
+
+def test_nat_modes_are_checked() -> None:
+    with pytest.raises(ValueError, match="not NATed"):
+        with nat_topology("tbad", ["a", "c"], public=["c"], nat_modes={"c": RANDOM}):
+            pass
+    with pytest.raises(ValueError, match="NAT modes"):
+        with nat_topology("tbad", ["a"], nat_modes={"a": "cone"}):
+            pass
+
+
+def test_relay_byte_counter(topo: Topology) -> None:
+    port, n = 4001, 100 * 1024
+    topo.count_tcp(RELAY, port)
+    with pytest.raises(TopologyError):
+        topo.count_tcp(RELAY, port)
+    with pytest.raises(TopologyError):
+        topo.tcp_bytes(RELAY, port + 1)
+    assert topo.tcp_bytes(RELAY, port) == 0
+    sink = start_ready(topo, RELAY, [PYTHON, "-c", SINK, topo.ip(RELAY), str(port), "20"])
+    sent = topo.run("a", [PYTHON, "-c", SEND, topo.ip(RELAY), str(port), str(n)])
+    assert sent.stdout.strip() == str(n), sent
+    assert sink.wait(timeout=10) == 0
+    counted = topo.tcp_bytes(RELAY, port)
+    assert n <= counted < 2 * n, counted
+    # Other ports of the relay are not counted.
+    ok, out, _ = connect(topo, "a", topo.ip(RELAY))
+    assert ok, out
+    assert topo.tcp_bytes(RELAY, port) == counted
+
+
+# -- TCP simultaneous open through two NATs ---------------------------------------------
+
+#: Seconds each side keeps trying.
+PUNCH_LIMIT = 5.0
+#: The second side starts this much later than the first ("about the same time").
+PUNCH_SKEW = 0.25
+
+
+@pytest.fixture(scope="module")
+def punch() -> Iterator[Topology]:
+    """a and b behind port-preserving NATs, c and d behind NATs that map at random."""
+    require_netns()
+    with nat_topology("tpunch", ["a", "b", "c", "d"],
+                      nat_modes={"c": RANDOM, "d": RANDOM}) as t:
+        yield t
+
+
+def simultaneous_open(topo: Topology, x: str, y: str, port: int
+                      ) -> tuple[dict[str, object], dict[str, object]]:
+    """x and y both connect to the other's router address and port at about the same time
+    (y PUNCH_SKEW s after x): the JSON reports of both."""
+    start = time.time() + 0.5   # time for both interpreters to start
+    procs = [topo.popen(me, [PYTHON, "-c", PUNCH, me, topo.public_ip(other), str(port),
+                             str(start + delay), str(PUNCH_LIMIT)],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for me, other, delay in ((x, y, 0.0), (y, x, PUNCH_SKEW))]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=PUNCH_LIMIT + 15)
+        assert out.strip(), err
+        reports.append(json.loads(out))
+        assert (proc.returncode == 0) == reports[-1]["ok"], (out, err)
+    return reports[0], reports[1]
+
+
+def test_simultaneous_open_through_port_preserving_nats(punch: Topology) -> None:
+    port = 5101
+    assert punch.nat_mode("a") == punch.nat_mode("b") == PRESERVE
+    ra, rb = simultaneous_open(punch, "a", "b", port)
+    assert ra["ok"] and rb["ok"], (ra, rb)
+    assert ra["heard"] == "hello from b" and rb["heard"] == "hello from a", (ra, rb)
+    # Each sees the other's router, on the same port: a direct path, no relay involved.
+    assert ra["peer"] == [punch.public_ip("b"), port], ra
+    assert rb["peer"] == [punch.public_ip("a"), port], rb
+
+
+def test_simultaneous_open_fails_through_random_port_nats(punch: Topology) -> None:
+    assert punch.nat_mode("c") == punch.nat_mode("d") == RANDOM
+    rc, rd = simultaneous_open(punch, "c", "d", 5102)
+    for report in (rc, rd):
+        assert not report["ok"], report
+        # Every SYN was dropped silently: the attempt timed out, nothing was refused.
+        assert set(report["errors"]) == {"TimeoutError"}, report
+        assert PUNCH_LIMIT - 0.1 <= report["elapsed"] < PUNCH_LIMIT + 1.0, report
+
+
+def test_unsolicited_connect_to_a_router_is_dropped(punch: Topology) -> None:
+    for party in ("a", "c"):
+        assert_dropped(punch, RELAY, punch.public_ip(party))
 
 
 def _cmdlines_with(marker: str) -> list[int]:
