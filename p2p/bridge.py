@@ -21,6 +21,11 @@ doors only:
   so no lock is needed and back-pressure is free: a full socket stops the pump reading,
   which stops yamux's window updates, which stops the sender.
 
+A pump moves bytes in sizes that suit py-libp2p's framing (:data:`SEND_CHUNK`,
+:data:`RECEIVE_CHUNK`), and the yamux streams it adopts grant their sender window in
+batches (:func:`batch_window_updates`): py-libp2p's own per-read grants doubled the frames
+of every small message, and more over a relay (``benchmarks/README.md`` section 4).
+
 A pump mirrors TCP: end of stream from libp2p becomes ``shutdown(SHUT_WR)`` on the socket;
 end of file on the socket closes the libp2p stream for writing (yamux ``FIN``), and the
 stream is fully closed once both directions have ended. A libp2p reset, or an asyncio side
@@ -58,6 +63,7 @@ import logging
 import math
 import socket
 import threading
+import types
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Protocol, TypeVar
@@ -66,19 +72,37 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from mpcid.identity.errors import UsageError
 
 from .errors import ConnectFailed, LocalProtocolError, TransportError
 
-__all__ = ["ByteStream", "StreamCallback", "TrioThread"]
+__all__ = ["ByteStream", "StreamCallback", "TrioThread", "batch_window_updates"]
 
 log = logging.getLogger("mpcid.bridge")
 
 T = TypeVar("T")
 
-#: Bytes moved per read in each direction of a pump.
-CHUNK = 64 * 1024
+#: Most bytes a pump reads from its socket and writes to the libp2p stream at once
+#: (asyncio -> libp2p). py-libp2p 0.8.1 splits writes into yamux DATA frames of at most
+#: 65524 bytes (``MAX_MESSAGE_SIZE`` 65536 with the 12-byte header), and each write of its
+#: Noise transport into messages of at most 65519 plaintext bytes (65535 minus the tag), so
+#: a 64 KiB write became two yamux frames and three Noise messages (65519, 17 and 24
+#: bytes), every one with its own locks, awaits and ``send``. This size makes one write one
+#: yamux frame and one Noise message on every connection it crosses, also through a relay,
+#: where the whole inner Noise message (2-byte length, 65489 plaintext bytes, 16-byte tag)
+#: is the payload of one yamux frame of the circuit's stream (65507 + 12 = 65519): 65477 =
+#: 65519 - 12 (outer yamux header) - 2 - 16 (inner Noise) - 12 (inner yamux header).
+SEND_CHUNK = 65477
+#: Most bytes a pump reads from the libp2p stream at once and sends to its socket (libp2p
+#: -> asyncio). Not bound by any framing: yamux hands over what it has buffered, and
+#: each read costs a trip through yamux's read path and a ``send``, so larger reads cost
+#: less.
+RECEIVE_CHUNK = 256 * 1024
+#: Whether :func:`batch_window_updates` changes the streams given to it (the relay
+#: benchmark turns it off to measure py-libp2p's own behaviour side by side).
+BATCH_WINDOW_UPDATES = True
 
 
 class ByteStream(Protocol):
@@ -300,6 +324,7 @@ class TrioThread:
             raise TransportError(f"cannot create a socket pair for a libp2p stream: {exc}",
                                  hint="the process may be out of file descriptors") from None
         theirs.setblocking(False)
+        batch_window_updates(stream)
         try:
             pump_end = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
             work.start_soon(_pump, stream, pump_end, label or "stream", name="pump")
@@ -513,6 +538,53 @@ class TrioThread:
                                      "(inside a function given to TrioThread.call)")
 
 
+def batch_window_updates(stream: object) -> bool:
+    """Make a yamux stream (``stream``, or its ``muxed_stream``) grant its sender more
+    window only in batches of half its receive window, as go-yamux does; return whether
+    it was changed (not if ``stream`` is no py-libp2p yamux stream, or if
+    :data:`BATCH_WINDOW_UPDATES` is off). Trio thread only.
+
+    Why: py-libp2p 0.8.1 sends a WINDOW_UPDATE frame after (nearly) every read of a yamux
+    stream (``YamuxStream._auto_tune_and_send_window_update``: the "release on read" and
+    "partial slack" cases), so every small message read costs a second frame back, which
+    the sender must decrypt and handle. Over a relay it multiplies: the update of the
+    inner stream is itself a message through the relay, whose reads cost updates on both
+    relay connections; an MPC round trip of two 16-byte messages took ~25 Noise messages
+    instead of 6. The replacement keeps py-libp2p's own window bookkeeping (the grow-to
+    target and its auto-tuning) and only drops the per-read grants; it is also the
+    protocol's behaviour everywhere else, so any sender handles it. The only process-wide
+    alternative, ``PY_YAMUX_RELEASE_ON_READ=0``, still updates on every other read.
+
+    Narrow on purpose: it replaces one method on the given stream object, not on the
+    class, so the streams of the DHT and of other libp2p users are left alone. If an
+    upgrade of py-libp2p renames the method, nothing is changed (and
+    ``tests/p2p/test_bridge.py`` fails to say so)."""
+    muxed = getattr(stream, "muxed_stream", stream)
+    if (not BATCH_WINDOW_UPDATES or not isinstance(muxed, YamuxStream)
+            or not hasattr(YamuxStream, "_auto_tune_and_send_window_update")):
+        return False
+    muxed._auto_tune_and_send_window_update = types.MethodType(  # type: ignore[method-assign]
+        _grant_in_batches, muxed)
+    return True
+
+
+async def _grant_in_batches(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    """What py-libp2p's ``_auto_tune_and_send_window_update`` does in its "grow to" case
+    (the go-yamux rule), without its per-read grants: once at least half of the target
+    window has been read and not yet granted, grant all of it (plus what auto-tuning adds).
+    Runs after each read, which is when the read bytes have left the buffer."""
+    del bytes_read  # counted below, as the bytes neither buffered nor granted
+    increment = 0
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        ungranted = self.target_recv_window - (self.recv_window + buffered)
+        if ungranted > 0 and ungranted >= self.target_recv_window // 2:
+            self.recv_window += ungranted
+            increment = ungranted + self._apply_autotune_epoch(buffered)
+    if increment > 0:
+        await self.send_window_update(increment)
+
+
 def _stopped(cause: BaseException) -> TransportError:
     error = TransportError("the libp2p thread stopped before the call finished",
                            hint="the program is shutting down, or libp2p failed (see the log)")
@@ -536,7 +608,7 @@ async def _pump(stream: ByteStream, sock: trio.SocketStream, label: str) -> None
     async def to_socket() -> None:  # libp2p -> asyncio
         while True:
             try:
-                data = await stream.read(CHUNK)
+                data = await stream.read(RECEIVE_CHUNK)
             except EOFError:
                 break
             if not data:
@@ -549,7 +621,7 @@ async def _pump(stream: ByteStream, sock: trio.SocketStream, label: str) -> None
 
     async def to_stream() -> None:  # asyncio -> libp2p
         while True:
-            data = await sock.receive_some(CHUNK)
+            data = await sock.receive_some(SEND_CHUNK)
             if not data:
                 break
             await stream.write(data)

@@ -37,6 +37,14 @@ py-libp2p 0.8.1 behaviours handled here, each in one place:
   (:attr:`RelayLimits.max_reservations_per_ip`), and when a cap is reached it first
   releases the reservations of peers that have disconnected (a reservation is valid only
   while its peer stays connected), which py-libp2p would count until they expire.
+* Throughput and round trips (``benchmarks/README.md`` section 4). py-libp2p's relay loop
+  reads 65535 bytes at a time, which its yamux and Noise split into several frames; ours
+  reads :data:`FORWARD_CHUNK`, one frame. The circuit's ends read the relay stream for
+  libp2p's Noise in small pieces, each costing a window update through the relay; they
+  read it through a buffer (:class:`_BufferedReads`). And every stream on the path (the
+  relay's, the circuit's ends) grants window in batches
+  (:func:`mpcid.p2p.bridge.batch_window_updates`). :func:`dial_circuit` does what
+  ``CircuitV2Transport.dial`` does, with the buffer in between.
 """
 
 from __future__ import annotations
@@ -53,7 +61,11 @@ from dataclasses import dataclass
 
 import trio
 from libp2p.abc import IHost, INetStream
+from libp2p.connection_types import ConnectionType
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.exceptions import RelayConnectionError
 from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
@@ -67,6 +79,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from mpcid.identity.errors import MpcidError, UsageError
 
+from .bridge import batch_window_updates
 from .errors import ConnectFailed
 from .host import CONNECT_TIMEOUT, connect, parse_multiaddrs
 
@@ -84,6 +97,16 @@ QUIET_LOGGERS = ("libp2p.relay.circuit_v2.transport", "libp2p.relay.circuit_v2.p
 
 #: How often :func:`reservation` checks that the connection to the relay is still up.
 CHECK_INTERVAL = 5.0
+
+#: Most bytes the relay of :func:`relay_service` moves per read, in each direction of a
+#: circuit. py-libp2p reads 65535 (``MAX_READ_LEN``), which its yamux sends as two DATA
+#: frames (65524 + 11 bytes) and its Noise as three messages (65519 + 17 + 23); 65507 plus
+#: the 12-byte yamux header is 65519, one frame and one Noise message. Each read also
+#: costs a yamux window update to the sender, so reads should not be smaller either.
+FORWARD_CHUNK = 65507
+
+#: Bytes a circuit's end reads from its relay stream at once (see :class:`_BufferedReads`).
+CIRCUIT_READ = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -242,7 +265,18 @@ class _HopProtocol(CircuitV2Protocol):
                           *args: Any, **kwargs: Any) -> None:
         # Trio gives each task its own copy of the context: this binds only this task.
         _CIRCUIT.set((src_stream, dst_stream))
+        batch_window_updates(src_stream)  # the stream this task reads
         await super()._relay_data(src_stream, dst_stream, *args, **kwargs)
+
+    async def _read_stream_with_retry(self, stream: INetStream, *args: Any, **kwargs: Any
+                                      ) -> bytes | None:
+        """The read of py-libp2p's relay loop, in :data:`FORWARD_CHUNK` pieces. A read
+        that fails (end of stream, reset) is left to py-libp2p's own handling."""
+        try:
+            data = await stream.read(FORWARD_CHUNK)
+        except Exception:
+            return await super()._read_stream_with_retry(stream, *args, **kwargs)
+        return data or None
 
 
 @asynccontextmanager
@@ -369,12 +403,66 @@ async def _keep_reserved(host: IHost, relay_addr: str, expires: int, timeout: fl
 _relayed_users: weakref.WeakKeyDictionary[IHost, int] = weakref.WeakKeyDictionary()
 
 
+class _BufferedReads:
+    """A circuit's relay stream, read :data:`CIRCUIT_READ` bytes at a time.
+
+    libp2p's Noise runs end to end over the relay stream and reads it as py-libp2p reads a
+    TCP socket: a 2-byte length, then the message. On a yamux stream every read sends the
+    relay a window update (py-libp2p 0.8.1 credits each read at once), which the relay
+    decrypts and handles, so each Noise message cost the relay connection two or more
+    extra frames; for the 16-byte messages of an MPC round, most frames on the relay's
+    connections were window updates. Served from one buffered read, the Noise reads of a
+    whole batch cost one update. Everything but ``read`` is the stream's own."""
+
+    def __init__(self, stream: ReadWriteCloser, size: int) -> None:
+        self._stream = stream
+        self._size = size
+        self._buffer = b""
+        self._offset = 0
+
+    async def read(self, n: int | None = None) -> bytes:
+        buffered = len(self._buffer) - self._offset
+        if buffered > 0:
+            take = buffered if n is None or n < 0 else min(n, buffered)
+            data = self._buffer[self._offset:self._offset + take]
+            self._offset += take
+            return data
+        if n is None or n < 0 or n >= self._size:
+            return await self._stream.read(n)
+        data = await self._stream.read(self._size)
+        if len(data) <= n:
+            return data
+        self._buffer, self._offset = data, n
+        return data[:n]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _StopProtocol(CircuitV2Protocol):
+    """py-libp2p's STOP side (accepting relayed connections), whose connections read
+    their relay stream through :class:`_BufferedReads`."""
+
+    async def handle_incoming_connection(self, stream: INetStream, remote_peer_id: bytes
+                                         ) -> None:
+        await super().handle_incoming_connection(_circuit_end(stream), remote_peer_id)
+
+
+def _circuit_end(stream: Any) -> Any:
+    """How a circuit's end reads its relay stream (a libp2p stream, or the raw connection
+    py-libp2p made of one): in :data:`CIRCUIT_READ` pieces (as is, if that is 0), with
+    window updates in batches (:func:`~mpcid.p2p.bridge.batch_window_updates`)."""
+    # A raw connection names its libp2p stream ``stream``; a libp2p stream has none.
+    batch_window_updates(getattr(stream, "stream", stream))
+    return _BufferedReads(stream, CIRCUIT_READ) if CIRCUIT_READ > 0 else stream
+
+
 def _accept_relayed(host: IHost) -> None:
     count = _relayed_users.get(host, 0)
     if count == 0:
         # What CircuitV2Protocol.run() installs for the STOP role, without its service:
         # a service would live in the nursery of one reservation and end with it.
-        stop = CircuitV2Protocol(host, allow_hop=False)
+        stop = _StopProtocol(host, allow_hop=False)
         host.set_stream_handler(STOP_PROTOCOL_ID, stop._handle_stop_stream)
     _relayed_users[host] = count + 1
 
@@ -421,7 +509,15 @@ async def dial_circuit(host: IHost, circuit: str, *, timeout: float = CONNECT_TI
         return peer.to_base58()
     try:
         with trio.fail_after(timeout):
-            await transport.dial(maddr)
+            # CircuitV2Transport.dial(maddr), with the circuit read through
+            # _BufferedReads before libp2p's Noise and yamux are set up on it.
+            circuit_conn = await transport.dial_peer_info(
+                PeerInfo(peer, [maddr]), relay_info=PeerInfo(ID.from_base58(str(relay)),
+                                                             [relay_maddr]))
+            raw = RawConnection(stream=_circuit_end(circuit_conn), initiator=True,
+                                connection_type=ConnectionType.RELAYED,
+                                addresses=circuit_conn.get_transport_addresses())
+            await host.upgrade_outbound_connection(raw, peer)
     except trio.TooSlowError:
         raise ConnectFailed(f"could not reach {peer} through the relay {relay} within "
                             f"{timeout:g} s") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,8 +19,11 @@ from typing import Any
 
 import pytest
 import trio
+from libp2p.stream_muxer.yamux.yamux import (DEFAULT_WINDOW_SIZE, TYPE_WINDOW_UPDATE,
+                                             YAMUX_HEADER_FORMAT, YamuxStream)
 
-from mpcid.p2p.bridge import TrioThread
+from mpcid.p2p import bridge as bridge_module
+from mpcid.p2p.bridge import TrioThread, batch_window_updates
 from mpcid.p2p.errors import LocalProtocolError, TransportError
 
 from channel_apps import run as bounded_run  # this folder
@@ -376,3 +380,58 @@ def test_stop_ends_the_pumps() -> None:
         writer.close()
 
     run(main)
+
+
+# -- yamux window updates -----------------------------------------------------------------
+
+
+class FakeYamuxConn:
+    """What a YamuxStream's window bookkeeping uses of its connection; records frames."""
+
+    def __init__(self) -> None:
+        self.stream_buffers: dict[int, bytearray] = {1: bytearray()}
+        self.frames: list[tuple[int, int, int]] = []  # (type, flags, length)
+
+    def rtt(self) -> float:
+        return 0.0
+
+    async def _write_frame(self, frame: bytes) -> None:
+        _, kind, flags, _, length = struct.unpack(YAMUX_HEADER_FORMAT, frame[:12])
+        self.frames.append((kind, flags, length))
+
+
+def read_from(stream: YamuxStream, n: int) -> None:
+    """Trio: account for ``n`` bytes received and read, as yamux does, then run the
+    stream's after-read hook."""
+    stream.recv_window -= n
+    trio.run(functools.partial(stream._auto_tune_and_send_window_update, bytes_read=n))
+
+
+def test_window_updates_are_batched_on_the_streams_given() -> None:
+    conn = FakeYamuxConn()
+    stream = YamuxStream(1, conn, is_initiator=True)  # type: ignore[arg-type]
+    holder = type("NetStreamLike", (), {"muxed_stream": stream})()
+    assert batch_window_updates(holder)  # a libp2p stream's yamux stream is found
+    for _ in range(10):
+        read_from(stream, 100)
+    assert conn.frames == []  # small reads: no update
+    read_from(stream, DEFAULT_WINDOW_SIZE // 2)
+    ((kind, flags, increment),) = conn.frames
+    assert (kind, flags) == (TYPE_WINDOW_UPDATE, 0)
+    assert increment >= DEFAULT_WINDOW_SIZE // 2 + 1000  # all that was read, at once
+
+    # py-libp2p's own rule, which this replaces (if it changes, revisit the replacement):
+    plain_conn = FakeYamuxConn()
+    plain = YamuxStream(1, plain_conn, is_initiator=True)  # type: ignore[arg-type]
+    read_from(plain, 100)
+    assert [f[0] for f in plain_conn.frames] == [TYPE_WINDOW_UPDATE]
+
+
+def test_window_update_batching_leaves_other_streams_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not batch_window_updates(FakeStream())
+    assert not batch_window_updates(object())
+    monkeypatch.setattr(bridge_module, "BATCH_WINDOW_UPDATES", False)
+    stream = YamuxStream(1, FakeYamuxConn(), is_initiator=True)  # type: ignore[arg-type]
+    assert not batch_window_updates(stream)
+    assert "_auto_tune_and_send_window_update" not in vars(stream)

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import hashlib
 import os
+import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
@@ -27,6 +29,8 @@ from libp2p.relay.circuit_v2.pb.circuit_pb2 import PeerId as CircuitPeerId
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
 from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
+from libp2p.stream_muxer.yamux.yamux import (TYPE_DATA, TYPE_WINDOW_UPDATE,
+                                             YAMUX_HEADER_FORMAT, Yamux)
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import UsageError
@@ -38,6 +42,7 @@ from mpcid.p2p.noise import ChannelConfig
 from mpcid.p2p.relay import (HOP_PROTOCOL_ID, RelayLimits, circuit_addr, dial_circuit,
                              libp2p_limits, relay_service, reservation, reservation_source,
                              reserve)
+from mpcid.p2p.relay import _BufferedReads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from channel_apps import Acceptor, Sender  # noqa: E402  (this folder)
@@ -458,3 +463,147 @@ def test_one_circuit_ending_leaves_another_circuit_to_the_same_target_open() -> 
             assert await bridge.call(ping, second, b"still here") == b"still here"
 
     run(main)
+
+
+# -- cost per message over the relay ------------------------------------------------------
+
+
+class FrameCount:
+    """Counts the yamux frames every connection in this process sends (all hosts share
+    it): DATA frames, and WINDOW_UPDATE frames that only grant window (no SYN, ACK, FIN,
+    RST)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.data = 0
+        self.window_updates = 0
+        write_frame = Yamux._write_frame
+
+        async def counting(conn: Yamux, frame: bytes) -> None:
+            _, kind, flags, _, _ = struct.unpack(YAMUX_HEADER_FORMAT, frame[:12])
+            if kind == TYPE_DATA:
+                self.data += 1
+            elif kind == TYPE_WINDOW_UPDATE and flags == 0:
+                self.window_updates += 1
+            await write_frame(conn, frame)
+        monkeypatch.setattr(Yamux, "_write_frame", counting)
+
+    def reset(self) -> None:
+        self.data = self.window_updates = 0
+
+
+async def relayed_socket(bridge: TrioThread, r: IHost, t: IHost, s: IHost
+                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A stream from S to T's asyncio echo (mpcid's bridge on both ends, as a channel
+    would be), through R."""
+    addr = await reserve_target(bridge, r, t)
+
+    async def repeat(sock: Any, peer_id: str) -> None:
+        reader, writer = await asyncio.open_connection(sock=sock)
+        while data := await reader.read(1 << 20):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    await bridge.set_stream_handler(t, ECHO, repeat)
+    target = await bridge.call(dial_circuit, s, addr)
+    (s_side,) = await transport_addrs(bridge, s, t)
+    assert all("/p2p-circuit" in a for a in s_side)
+    sock = await bridge.open_stream(s, target, ECHO)
+    return await asyncio.open_connection(sock=sock)
+
+
+def test_small_messages_cross_the_relay_without_window_updates(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 16-byte message each way is one yamux DATA frame on the end-to-end connection
+    and one on each of the two relay connections: 6 frames per round trip. py-libp2p by
+    itself also sent a window update for (nearly) every read, and the circuit's ends read
+    each libp2p Noise message in two reads: ~25 frames per round trip, most of them window
+    updates, which made a relayed round trip take 4 ms on loopback."""
+    frames = FrameCount(monkeypatch)
+
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s):
+            reader, writer = await relayed_socket(bridge, r, t, s)
+            for _ in range(10):  # warm up: the connections' first exchanges
+                writer.write(b"0123456789abcdef")
+                assert await reader.readexactly(16) == b"0123456789abcdef"
+            frames.reset()
+            rounds = 100
+            for i in range(rounds):
+                message = i.to_bytes(16, "big")
+                writer.write(message)
+                assert await reader.readexactly(16) == message
+            assert frames.window_updates <= 3, vars(frames)
+            assert frames.data <= 6 * rounds + 10, vars(frames)
+            writer.close()
+
+    run(main)
+
+
+def test_bulk_data_crosses_the_relay_in_whole_frames(monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    """A pump write is one yamux frame, sized to stay one frame and one libp2p Noise
+    message on both relay connections too; with 64 KiB writes each became two frames on
+    the end-to-end connection and more on the relay's."""
+    frames = FrameCount(monkeypatch)
+    size = 4 << 20
+
+    async def main() -> None:
+        async with relay_trio() as (bridge, r, t, s):
+            reader, writer = await relayed_socket(bridge, r, t, s)
+            writer.write(b"warm")
+            assert await reader.readexactly(4) == b"warm"
+            frames.reset()
+            payload = os.urandom(size)
+
+            async def send() -> None:
+                writer.write(payload)
+                await writer.drain()
+            sending = asyncio.ensure_future(send())
+            assert await reader.readexactly(size) == payload
+            await sending
+            # Each way: ~size / 65477 frames on each of the three connections.
+            whole = 2 * 3 * -(-size // 65477)
+            assert frames.data <= whole * 1.25, (vars(frames), whole)
+            writer.close()
+
+    run(main)
+
+
+class ScriptedStream:
+    """Hands out the given chunks, one per read, then end of stream; counts the reads."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.reads: list[int | None] = []
+        self.closed = False
+
+    async def read(self, n: int | None = None) -> bytes:
+        self.reads.append(n)
+        if not self.chunks:
+            raise EOFError("end of stream")
+        chunk = self.chunks.pop(0)
+        assert n is None or n < 0 or len(chunk) <= n
+        return chunk
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_a_circuit_end_serves_small_reads_from_one_read_of_its_stream() -> None:
+    async def main() -> None:
+        inner = ScriptedStream(b"\x00\x05hello\x00\x03abc", b"tail", b"x" * 100)
+        stream = _BufferedReads(inner, 64)
+        assert await stream.read(2) == b"\x00\x05"
+        assert await stream.read(5) == b"hello"
+        assert await stream.read(10) == b"\x00\x03abc"  # what is buffered, no more
+        assert inner.reads == [64]
+        assert await stream.read(None) == b"tail"  # nothing buffered: read through
+        assert await stream.read(200) == b"x" * 100  # as large as the buffer: read through
+        assert inner.reads == [64, None, 200]
+        with pytest.raises(EOFError):
+            await stream.read(2)
+        await stream.close()  # everything but read is the stream's own
+        assert inner.closed
+
+    trio.run(main)
