@@ -87,6 +87,8 @@ class RunReport:
     """When MPyC started (every channel open, every party admitted)."""
     presented: Mapping[int, Presented] = field(default_factory=dict)
     """Per admitted peer: what it proved."""
+    paths: Mapping[int, str] = field(default_factory=dict)
+    """Per peer: the path of the channel with it (the last one, if it was redialled)."""
 
 
 def run_program(session: SessionSpec, key: Ed25519Key, program: Path, program_args: list[str],
@@ -125,11 +127,14 @@ class PartyRun:
         self._failed: asyncio.Future[MpcidError] | None = None
         """Resolved with the error that ends the connecting phase at once."""
         self._responder_config: ChannelConfig | None = None
+        self._paths: dict[int, str] = {}
+        """Per peer whose channel this party accepted: the path it came by."""
 
     def report(self) -> RunReport:
         """What this run did so far (after :meth:`run`, however it ended)."""
+        paths = {**(self.paths.used if self.paths is not None else {}), **self._paths}
         return RunReport(self.start_time,
-                         self.gate.presented() if self.gate is not None else {})
+                         self.gate.presented() if self.gate is not None else {}, paths)
 
     # -- running the program ------------------------------------------------------------------
 
@@ -206,9 +211,11 @@ class PartyRun:
         server, listen_port = await self._listen(rt)
         self.paths = Paths(self.key, self.settings.paths, self.settings.progress)
         await self.paths.start(listen_port, self.session.parties[rt.pid].host,
-                               functools.partial(self._accept_stream, rt))
+                               functools.partial(self._accept_stream, rt),
+                               peers=tuple(p.did for p in self.session.parties
+                                           if p.index != rt.pid))
         tasks = [asyncio.ensure_future(self._dial(rt, i, deadline))
-                 for i in range(rt.pid + 1, len(rt.parties))]
+                 for i in range(len(rt.parties)) if i != rt.pid]
         if self.gate is not None and self.paths.discovery is not None:
             tasks.append(asyncio.ensure_future(self._watch_declines(rt)))
         try:
@@ -278,38 +285,37 @@ class PartyRun:
         if redial is not None and not redial.done():
             redial.set_result(None)
 
-    # -- listen and accept (channels from the lower parties) ------------------------------------
+    # -- listen and accept (channels the other parties open) -------------------------------------
 
     async def _listen(self, rt: Any) -> tuple[asyncio.Server | None, int]:
-        """Accept channels from the parties below this one on TCP; party 0 dials all."""
-        if rt.pid == 0:
-            return None, 0
+        """Accept channels on TCP: from the parties below this one, and from those above
+        that are behind a NAT while this party is public (``specs/channel.md`` 6)."""
         me = self.session.parties[rt.pid]
         # An ephemeral port is chosen per socket, so listen on IPv4 only to publish one.
         where = self.settings.listen_host or ("" if me.port else "0.0.0.0")
         self._responder_config = self.channel_config(
-            False, [p.did for p in self.session.parties[:rt.pid]])
-        server = await listen(where, me.port or 0, functools.partial(self._responder, rt))
+            False, [p.did for p in self.session.parties if p.index != rt.pid])
+        server = await listen(where, me.port or 0,
+                              functools.partial(self._responder, rt, "direct TCP"))
         return server, server.sockets[0].getsockname()[1]
 
-    def _responder(self, rt: Any) -> ChannelProtocol:
+    def _responder(self, rt: Any, path: str) -> ChannelProtocol:
         assert self._responder_config is not None
-        return ChannelProtocol(self._responder_config, functools.partial(self._accept, rt),
+        return ChannelProtocol(self._responder_config,
+                               functools.partial(self._accept, rt, path),
                                on_failure=self.on_failure)
 
-    async def _accept_stream(self, rt: Any, sock: Any) -> None:
-        """A channel opened over libp2p (a relay circuit, say) instead of TCP."""
-        if rt.pid == 0:  # party 0 accepts no channels: it dials everyone
-            sock.close()
-            return
-        await over_socket(sock, functools.partial(self._responder, rt))
+    async def _accept_stream(self, rt: Any, sock: Any, path: str) -> None:
+        """A channel opened over libp2p (a relay circuit, say) or a punched connection."""
+        await over_socket(sock, functools.partial(self._responder, rt, path))
 
-    def _accept(self, rt: Any, did: str) -> asyncio.Protocol:
-        """The application of a channel a lower party opened, once its DID is proven."""
+    def _accept(self, rt: Any, path: str, did: str) -> asyncio.Protocol:
+        """The application of a channel another party opened, once its DID is proven."""
         index = self.session.index_of(did)
         app = self._claim(rt, index, dialled=False)
-        log.info("channel from %s established", self.describe(did))
-        self.settings.progress.emit("connected", party=index, did=did, path="accepted")
+        self._paths[index] = path
+        log.info("channel from %s established (%s)", self.describe(did), path)
+        self.settings.progress.emit("connected", party=index, did=did, path=path)
         return app
 
     def _claim(self, rt: Any, peer_index: int, dialled: bool) -> asyncio.Protocol:
@@ -323,7 +329,7 @@ class PartyRun:
         self._slots[peer_index] = app
         return app
 
-    # -- dial (channels to the higher parties) --------------------------------------------------
+    # -- dial (the channels this party opens) ---------------------------------------------------
 
     async def _dial(self, rt: Any, peer_index: int, deadline: float) -> None:
         party = self.session.parties[peer_index]
@@ -337,7 +343,10 @@ class PartyRun:
         loop = asyncio.get_running_loop()
         while True:  # until cancelled when MPyC starts (or Paths.open gives up)
             dropped = self._redial[peer_index] = loop.create_future()
-            await self.paths.open(party, factory, deadline, self.describe(party.did))
+            # None: the peer opens this pair's channel; wait all the same, in case the
+            # records change when it died and this party has to open the next one.
+            await self.paths.open(party, factory, deadline, self.describe(party.did),
+                                  lower=rt.pid < peer_index)
             await dropped  # the channel died before the start (see _lost): dial again
             await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
 

@@ -17,8 +17,14 @@ until the deadline (parties start in any order). Whatever the path, the same end
 Noise channel runs over it, so a relay only ever carries ciphertext. The path each channel
 took is logged and reported as a ``connected`` progress event.
 
-DCUtR hole punching is not attempted: py-libp2p 0.8.1's implementation was only shown to
-exchange messages on loopback, so a relay circuit is the fallback.
+Behind NATs (``specs/discovery.md`` 8): identify with the bootstrap nodes tells a party
+whether it is ``public`` or behind a ``nat`` (and its public IP), which its record says.
+A party behind a NAT reserves a slot on a bootstrap node that is a relay, without flags.
+Who opens the channel of a pair is decided from both records (:func:`nat.initiates`): the
+lower index, unless it is public and the other is behind a NAT, which then dials out to it.
+When both are behind NATs, the opener first tries to punch a direct TCP connection
+through both, coordinated over the relay (:mod:`mpcid.p2p.nat`), and uses a relay circuit
+only when that fails. The path of every channel is reported on both ends.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ from typing import TYPE_CHECKING
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError
+from mpcid.p2p import nat
 from mpcid.p2p.channel import ChannelProtocol, connect, over_socket
 from mpcid.p2p.errors import ConnectFailed
+from mpcid.p2p.peerid import peer_id_from_did
 
 from .progress import Progress
 from .session import PartyEndpoint
@@ -45,8 +53,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("mpcid.run")
 
 CHANNEL_PROTOCOL = "/mpcid/channel/1.0.0"
+MAX_PUNCHES = 3
+"""Punch requests a party answers per peer and session."""
 
 ProtocolFactory = Callable[[], ChannelProtocol]
+StreamCallback = Callable[[socket.socket, str], Awaitable[None]]
+"""Takes a connected socket that a peer opened and the path it came by."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class PathSettings:
     """Relays to hold reservations on, so that peers behind NAT can reach this party."""
     direct_timeout: float = 3.0
     """Seconds one direct TCP attempt may take before the next path is tried."""
+    punch_timeout: float = nat.PUNCH_TIMEOUT
+    """Seconds a hole punching attempt may take before the relay circuit is used."""
 
 
 class Paths:
@@ -68,6 +82,10 @@ class Paths:
         self.progress = progress
         self.discovery: Discovery | None = None
         self.host: object = None
+        self._peers: set[str] = set()
+        self._punches: dict[str, int] = {}
+        self.used: dict[int, str] = {}
+        """Per party this one opened a channel to: the path it took."""
         if settings.bootstrap:  # libp2p is imported only when a DHT is used
             from mpcid.p2p.discovery import Discovery, DiscoveryConfig
 
@@ -77,41 +95,61 @@ class Paths:
                 listen=("/ip4/0.0.0.0/tcp/0",), bootstrap=settings.bootstrap,
                 relays=settings.relays, kinds=SESSION_KINDS))
 
-    async def start(self, listen_port: int, advertise: str | None,
-                    on_stream: Callable[[socket.socket], Awaitable[None]]) -> None:
-        """Join the DHT, accept channels over libp2p, publish this party's record (nothing
-        to do without DHT nodes)."""
+    @property
+    def reach(self) -> str | None:
+        """``public``, ``nat`` or None, as the bootstrap nodes observed this party."""
+        return self.discovery.reach if self.discovery is not None else None
+
+    async def start(self, listen_port: int, advertise: str | None, on_stream: StreamCallback,
+                    peers: tuple[str, ...] = ()) -> None:
+        """Join the DHT, accept channels over libp2p and punch requests from ``peers``
+        (DIDs), publish this party's record (nothing to do without DHT nodes)."""
         if self.discovery is None:
             return
-        await self.discovery.start()
-        node = self.discovery.node
+        self._peers = {peer_id_from_did(did) for did in peers}
+        discovery = self.discovery
+        await discovery.start()
+        node = discovery.node
         assert node is not None
         self.host = node.host
 
         async def deliver(sock: socket.socket, peer: str) -> None:
-            await on_stream(sock)
+            await on_stream(sock, await self._path_of(peer))
 
-        await self.discovery.bridge.set_stream_handler(node.host, CHANNEL_PROTOCOL, deliver)
+        async def punch(sock: socket.socket, peer: str) -> None:
+            punched = await self._answer_punch(sock, peer)
+            if punched is not None:
+                await on_stream(*punched)
+
+        await discovery.bridge.set_stream_handler(node.host, CHANNEL_PROTOCOL, deliver)
+        await discovery.bridge.set_stream_handler(node.host, nat.PUNCH_PROTOCOL, punch)
         host = advertise or self._local_address()
         addrs = []
-        for addr in self.discovery.addrs:  # a wildcard listen address names no host
+        for addr in discovery.addrs:  # a wildcard listen address names no host
             if "/ip4/0.0.0.0/" not in addr:
                 addrs.append(addr)
             elif host:
                 addrs.append(addr.replace("/ip4/0.0.0.0/", f"/ip4/{host}/", 1))
         tcp = [f"{host}:{listen_port}"] if host and listen_port else []
-        record = await self.discovery.publish(tcp, addrs)
-        log.info("published endpoint record seq %d: %s", record.seq,
+        observed = ([f"{discovery.observed_ip}:{listen_port}"]
+                    if discovery.reach == nat.NAT and discovery.observed_ip and listen_port
+                    else [])
+        record = await discovery.publish(tcp, addrs,
+                                         extra=nat.record_fields(discovery.reach, observed))
+        log.info("published endpoint record seq %d (%s): %s", record.seq,
+                 discovery.reach or "reachability unknown",
                  ", ".join(list(record.tcp) + list(record.addrs)))
 
     async def open(self, party: PartyEndpoint, factory: ProtocolFactory, deadline: float,
-                   describe: str) -> ChannelProtocol:
-        """A channel to ``party`` over the first path that works before ``deadline``."""
+                   describe: str, lower: bool = True) -> ChannelProtocol | None:
+        """A channel to ``party`` over the first path that works before ``deadline``, or
+        None if ``party`` opens the channel of this pair (:func:`nat.initiates`; ``lower``:
+        this party has the lower index)."""
         loop = asyncio.get_running_loop()
         last = "no endpoint known yet"
         found = False
         while True:
-            direct = [(party.host, party.port)] if party.host and party.port else []
+            direct = [(party.host, party.port)] if party.host and party.port and lower else []
             libp2p: list[str] = []
             record, failure = await self._lookup(party, deadline)
             last = failure or last
@@ -119,14 +157,26 @@ class Paths:
                 if not found:
                     found = True
                     self.progress.emit("found", party=party.index, did=party.did)
+                if not nat.initiates(lower, self.reach, nat.record_reach(record)):
+                    return None
                 direct += [e for e in record.endpoints() if e not in direct]
                 # Circuits last: a direct libp2p address works wherever direct TCP would.
                 libp2p = sorted(record.addrs, key=lambda a: "/p2p-circuit" in a)
+            elif not lower and self.discovery is None:
+                return None  # without a DHT the lower party always opens the channel
             for host, port in direct:
                 outcome = await self._direct(party, host, port, factory, deadline, describe)
                 if not isinstance(outcome, str):
                     return outcome
                 last = outcome
+            circuits = [a for a in libp2p if "/p2p-circuit" in a]
+            if record is not None and circuits and self._can_punch(record):
+                outcome = await self._punched(party, circuits[0], factory, deadline,
+                                              describe)
+                if not isinstance(outcome, str):
+                    return outcome
+                last = outcome
+                libp2p = circuits  # the circuit is open: a direct libp2p dial would fail
             for addr in libp2p:
                 outcome = await self._relayed(party, addr, factory, deadline, describe)
                 if not isinstance(outcome, str):
@@ -167,6 +217,7 @@ class Paths:
             log.debug("channel to %s: %s", describe, failure)
             return failure
         log.info("channel to %s: direct TCP to %s:%d", describe, host, port)
+        self.used[party.index] = f"direct TCP {host}:{port}"
         self.progress.emit("connected", party=party.index, did=party.did,
                            path=f"direct TCP {host}:{port}")
         return protocol
@@ -177,20 +228,97 @@ class Paths:
         loop = asyncio.get_running_loop()
         try:
             sock = await self._open_stream(party.did, addr)
+            # A libp2p address may be served by a circuit opened before (to coordinate a
+            # punch): the connection says which it is. Asked before the channel exists,
+            # since MPyC may start (and this task end) as soon as it is ready.
+            how = await self._path_of(peer_id_from_did(party.did))
             protocol = await over_socket(sock, factory)
             await asyncio.wait_for(protocol.ready, max(0.1, deadline - loop.time()))
         except (MpcidError, asyncio.TimeoutError, OSError) as exc:
             failure = f"{addr}: {exc or type(exc).__name__}"
             log.debug("channel to %s: %s", describe, failure)
             return failure
-        how = "relay circuit" if "/p2p-circuit" in addr else "libp2p"
         log.info("channel to %s: %s %s", describe, how, addr)
+        self.used[party.index] = how
         self.progress.emit("connected", party=party.index, did=party.did, path=how)
         return protocol
 
-    async def _open_stream(self, did: str, addr: str) -> socket.socket:
+    def _can_punch(self, record: EndpointRecord) -> bool:
+        """Both parties behind NATs, this one knowing its public IP: worth a punch."""
+        return (self.discovery is not None and self.discovery.reach == nat.NAT
+                and self.discovery.observed_ip is not None
+                and nat.record_reach(record) == nat.NAT)
+
+    async def _punched(self, party: PartyEndpoint, circuit: str, factory: ProtocolFactory,
+                       deadline: float, describe: str) -> ChannelProtocol | str:
+        """Hole punching, coordinated through ``circuit``; the channel over the punched
+        connection, or why there is none."""
+        assert self.discovery is not None and self.discovery.observed_ip is not None
+        loop = asyncio.get_running_loop()
+        until = min(loop.time() + self.settings.punch_timeout, deadline)
+        channel = None
+        try:
+            stream = await asyncio.wait_for(
+                self._open_stream(party.did, circuit, nat.PUNCH_PROTOCOL),
+                max(0.1, until - loop.time()))
+            channel = await nat.PunchChannel.over(stream)
+            sock = await asyncio.wait_for(
+                nat.punch_as_initiator(channel, self.discovery.observed_ip, until),
+                max(0.1, until - loop.time()) + 0.5)
+            where = "{}:{}".format(*sock.getpeername()[:2])
+            protocol = await over_socket(sock, factory)
+            await asyncio.wait_for(protocol.ready, max(0.1, deadline - loop.time()))
+        except (MpcidError, asyncio.TimeoutError, OSError) as exc:
+            failure = f"hole punching via {circuit}: {exc or type(exc).__name__}"
+            log.info("channel to %s: %s", describe, failure)
+            return failure
+        finally:
+            if channel is not None:
+                channel.close()
+        log.info("channel to %s: hole-punched TCP to %s", describe, where)
+        self.used[party.index] = f"hole-punched TCP {where}"
+        self.progress.emit("connected", party=party.index, did=party.did,
+                           path=f"hole-punched TCP {where}")
+        return protocol
+
+    async def _answer_punch(self, sock: socket.socket, peer: str
+                            ) -> tuple[socket.socket, str] | None:
+        """A peer's punch request (a party of this session, a few times at most): the
+        punched connection and its path, or None."""
+        discovery = self.discovery
+        if (peer not in self._peers or self._punches.get(peer, 0) >= MAX_PUNCHES
+                or discovery is None or discovery.observed_ip is None):
+            sock.close()
+            return None
+        self._punches[peer] = self._punches.get(peer, 0) + 1
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.settings.punch_timeout
+        channel = await nat.PunchChannel.over(sock)
+        try:
+            punched = await asyncio.wait_for(
+                nat.punch_as_responder(channel, discovery.observed_ip, until),
+                self.settings.punch_timeout + 0.5)
+        except (MpcidError, asyncio.TimeoutError, OSError) as exc:
+            log.info("hole punching with %s: %s", peer, exc or type(exc).__name__)
+            return None
+        finally:
+            channel.close()
+        where = "{}:{}".format(*punched.getpeername()[:2])
+        log.info("hole-punched TCP from %s (%s)", where, peer)
+        return punched, f"hole-punched TCP {where}"
+
+    async def _path_of(self, peer: str) -> str:
+        """How a libp2p stream from ``peer`` came: ``relay circuit`` or ``libp2p``."""
+        assert self.discovery is not None
+        try:
+            relayed = await self.discovery.bridge.call(nat.relayed_only, self.host, peer)
+        except Exception:  # the connection may be gone already: say what is known
+            return "libp2p"
+        return "relay circuit" if relayed else "libp2p"
+
+    async def _open_stream(self, did: str, addr: str, protocol: str = CHANNEL_PROTOCOL
+                           ) -> socket.socket:
         from mpcid.p2p.host import connect as libp2p_connect
-        from mpcid.p2p.peerid import peer_id_from_did
         from mpcid.p2p.relay import dial_circuit
 
         assert self.discovery is not None  # only records from the DHT name libp2p addresses
@@ -200,7 +328,7 @@ class Paths:
             await bridge.call(dial_circuit, self.host, addr)
         else:
             await bridge.call(libp2p_connect, self.host, addr)
-        return await bridge.open_stream(self.host, peer, CHANNEL_PROTOCOL)  # type: ignore[arg-type]
+        return await bridge.open_stream(self.host, peer, protocol)  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         """Withdraw this party's record and leave the DHT."""
@@ -219,13 +347,7 @@ class Paths:
 
         for addr in self.settings.bootstrap:
             match = re.match(r"/ip4/([0-9.]+)/", addr)
-            if match:
-                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    probe.connect((match.group(1), 9))
-                    return str(probe.getsockname()[0])
-                except OSError:
-                    continue
-                finally:
-                    probe.close()
+            found = nat.local_address_towards(match.group(1)) if match else None
+            if found:
+                return found
         return None

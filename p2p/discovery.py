@@ -8,19 +8,24 @@ This is the asyncio face of :mod:`mpcid.p2p.host`, :mod:`mpcid.p2p.dht` and
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mpcid.identity.did_key import Ed25519Key, parse_did
+from mpcid.identity.errors import MpcidError
 
 from .bridge import TrioThread
 from .dht import DHTNode, StoreLimits
 from .host import host_addrs, running_host
 from .records import (DEFAULT_TTL, EndpointRecord, KindValidator, MpcidValidator,
                       decode_and_verify, dht_key)
+from .nat import NAT, identify, local_address_towards, reach
 from .relay import RelayLimits, relay_service, reservation
+
+log = logging.getLogger("mpcid.discovery")
 
 #: How long a withdrawal record stays valid: long enough to replace the last real record
 #: everywhere, short enough to vanish soon after.
@@ -46,7 +51,9 @@ class DiscoveryConfig:
     """Also be a circuit relay v2 hop with these limits (bootstrap/relay nodes)."""
     relays: tuple[str, ...] = ()
     """Relays to hold reservations on; their circuit addresses are published, so that
-    peers that cannot reach this party directly (NAT) can still open channels to it."""
+    peers that cannot reach this party directly (NAT) can still open channels to it.
+    Without any, a party that finds itself behind a NAT reserves on the first bootstrap
+    node that offers circuit relay v2 (``specs/discovery.md`` 8)."""
     kinds: Mapping[str, KindValidator] = field(
         default_factory=lambda: MappingProxyType({}), hash=False, compare=False)
     """Record kinds (keys ``/mpcid/<kind>/...``) this node validates, stores and serves,
@@ -66,6 +73,12 @@ class Discovery:
         self.node: DHTNode | None = None
         self.addrs: list[str] = []
         self.record: EndpointRecord | None = None
+        self.reach: str | None = None
+        """``public``, ``nat`` or None (no bootstrap node said), by identify."""
+        self.observed_ip: str | None = None
+        """This party's IP as a bootstrap node saw it (its public IP behind a NAT)."""
+        self.relays: list[str] = []
+        """The relays this node holds reservations on."""
         self._seq = 0
 
     async def start(self) -> list[str]:
@@ -85,7 +98,11 @@ class Discovery:
                 node.bootstrap, list(self.config.bootstrap),
                 timeout=self.config.connect_timeout))
             self.addrs = await self.bridge.call(_addrs, host)
-            for relay in self.config.relays:
+            offers = await self._observe(host) if self.config.server else []
+            self.relays = list(self.config.relays)
+            if not self.relays and self.reach == NAT and self.config.relay is None:
+                self.relays = offers[:1]
+            for relay in self.relays:
                 self.addrs += await self.bridge.enter_context(reservation(
                     host, relay, timeout=self.config.connect_timeout))
         except BaseException:
@@ -93,15 +110,42 @@ class Discovery:
             raise
         return self.addrs
 
+    async def _observe(self, host: object) -> list[str]:
+        """Identify with every bootstrap node: set :attr:`reach` and :attr:`observed_ip`
+        (``nat`` as soon as one node saw another address than this machine's); return
+        the bootstrap addresses whose node offers circuit relay v2."""
+        from libp2p.peer.id import ID
+
+        offers = []
+        for addr in self.config.bootstrap:
+            peer, ip = _peer_and_ip(addr)
+            if peer is None:
+                continue
+            try:
+                seen = await self.bridge.call(functools.partial(
+                    identify, host, ID.from_base58(peer)))
+            except MpcidError as exc:
+                log.info("identify with bootstrap node %s: %s", addr, exc.one_line())
+                continue
+            if seen.relay:
+                offers.append(addr)
+            found = reach(local_address_towards(ip) if ip else None, seen.ip)
+            if found is not None and self.reach != NAT:
+                self.reach, self.observed_ip = found, seen.ip
+        log.info("reachability: %s (observed as %s); relays offered: %s", self.reach,
+                 self.observed_ip, ", ".join(offers) or "none")
+        return offers
+
     async def publish(self, tcp: Sequence[str], addrs: Sequence[str] | None = None,
-                      ttl: int | None = None) -> EndpointRecord:
+                      ttl: int | None = None,
+                      extra: Mapping[str, object] | None = None) -> EndpointRecord:
         """Sign and publish this party's current record (a higher seq every time)."""
         node = self._require_node()
         now = self.clock()
         self._seq = max(self._seq + 1, int(now * 1000))  # survives restarts without state
         record, value = EndpointRecord.create(
             self.key, self._seq, now, ttl=ttl or self.config.ttl, tcp=tcp,
-            addrs=self.addrs if addrs is None else addrs)
+            addrs=self.addrs if addrs is None else addrs, extra=extra)
         await self.bridge.call(node.put, dht_key(self.key.did.did), value)
         self.record = record
         return record
@@ -153,3 +197,14 @@ class Discovery:
 
 async def _addrs(host: object) -> list[str]:
     return host_addrs(host)  # type: ignore[arg-type]
+
+
+def _peer_and_ip(addr: str) -> tuple[str | None, str | None]:
+    """The PeerID (``/p2p/...``) and the IP (``/ip4/``, ``/ip6/``) a multiaddr names."""
+    parts = addr.split("/")
+    peer = parts[parts.index("p2p") + 1] if "p2p" in parts[:-1] else None
+    ip = None
+    for proto in ("ip4", "ip6"):
+        if proto in parts[:-1]:
+            ip = parts[parts.index(proto) + 1]
+    return peer, ip

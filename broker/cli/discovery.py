@@ -154,6 +154,7 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
     """Keep this DID reachable: publish and refresh its endpoint record until interrupted,
     then withdraw it."""
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
+    from mpcid.p2p.nat import record_fields
     from mpcid.p2p.peerid import peer_id_from_did
     from mpcid.p2p.records import parse_endpoint
 
@@ -163,8 +164,9 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
     discovery = Discovery(key, DiscoveryConfig(listen=listen, bootstrap=bootstrap,
                                                ttl=ttl, relays=relays))
     await discovery.start()
+    extra = record_fields(discovery.reach, [])  # behind a NAT it reserved on a relay itself
     try:
-        record = await discovery.publish(endpoints)
+        record = await discovery.publish(endpoints, extra=extra)
         click.echo(f"did {key.did.did}")
         click.echo(f"peer {peer_id_from_did(key.did.did)}")
         for addr in discovery.addrs:
@@ -177,7 +179,7 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
                 await asyncio.wait_for(wait_for_interrupt(), refresh)
                 break
             except asyncio.TimeoutError:
-                record = await discovery.publish(endpoints)
+                record = await discovery.publish(endpoints, extra=extra)
         await discovery.withdraw()
         click.echo("withdrawn", err=True)
     finally:
