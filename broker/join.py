@@ -149,7 +149,8 @@ def session_transcript(plan: SessionPlan, report: RunReport, outcome: Outcome,
             continue
         presented = report.presented.get(i)
         refs = [CredentialRef(*c) for c in presented.credentials] if presented else []
-        entries.append(PartyEntry(i, did, presented is not None, tuple(refs)))
+        entries.append(PartyEntry(i, did, presented is not None, tuple(refs),
+                                  report.paths.get(i)))
     ended = time.time()
     started = min(report.started, ended) if report.started is not None else None
     _, data = Transcript.create(

@@ -66,6 +66,7 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 _FIELDS = ("v", "session", "invitation_sha256", "program", "program_sha256", "signer",
            "index", "parties", "started_ms", "ended_ms", "outcome", "error", "sig")
 _PARTY_FIELDS = ("index", "did", "admitted", "credentials")
+_PATH = re.compile(r"[\x20-\x7e]{1,128}")
 _CREDENTIAL_FIELDS = ("id", "types", "issuer")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
@@ -119,10 +120,14 @@ class PartyEntry:
     """The signer admitted it (for the signer's own entry: the signer took part)."""
     credentials: tuple[CredentialRef, ...] = ()
     """What it presented and the signer verified (the signer's own: what it presented)."""
+    path: str | None = None
+    """How the signer's channel with it ran (``direct TCP``, ``hole-punched TCP ...``,
+    ``relay circuit``, ...); None for the signer's own entry or without a channel."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "did": self.did, "admitted": self.admitted,
-                "credentials": [c.to_json() for c in self.credentials]}
+        entry = {"index": self.index, "did": self.did, "admitted": self.admitted,
+                 "credentials": [c.to_json() for c in self.credentials]}
+        return entry if self.path is None else {**entry, "path": self.path}
 
 
 @dataclass(frozen=True)
@@ -320,7 +325,10 @@ def _party(i: int, item: Any) -> PartyEntry:
     what = f"transcript party {i}"
     if not isinstance(item, dict):
         raise InvalidTranscript(f"{what} is not an object")
-    _members(item, _PARTY_FIELDS, what)
+    _members({k: v for k, v in item.items() if k != "path"}, _PARTY_FIELDS, what)
+    path = item.get("path")
+    if path is not None and (not isinstance(path, str) or not _PATH.fullmatch(path)):
+        raise InvalidTranscript(f"{what} \"path\" is not 1-128 printable characters")
     if type(item["index"]) is not int or item["index"] != i:
         raise InvalidTranscript(f"{what} has \"index\" other than {i} (parties are listed "
                                 "in index order)")
@@ -334,7 +342,7 @@ def _party(i: int, item: Any) -> PartyEntry:
                                 f"{MAX_CREDENTIALS}")
     return PartyEntry(i, did, item["admitted"],
                       tuple(_credential(f"{what} credential {j}", c)
-                            for j, c in enumerate(credentials)))
+                            for j, c in enumerate(credentials)), path)
 
 
 def _credential(what: str, item: Any) -> CredentialRef:

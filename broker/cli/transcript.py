@@ -59,7 +59,8 @@ def summary(t: Transcript) -> str:
     for party in t.parties:
         me = "  (signer)" if party.index == t.index else ""
         admitted = "yes" if party.admitted else "no"
-        lines.append(f"  {party.index:>2}  {party.did}  admitted: {admitted}{me}")
+        via = f"  via {party.path}" if party.path else ""
+        lines.append(f"  {party.index:>2}  {party.did}  admitted: {admitted}{via}{me}")
         for cred in party.credentials:
             kinds = ", ".join(x for x in cred.types if x != "VerifiableCredential") or \
                 ", ".join(cred.types)

@@ -116,6 +116,22 @@ def test_wire_members() -> None:
                    base64.urlsafe_b64decode(obj["sig"] + "=="))  # raises if not Bob's
 
 
+def test_the_path_of_each_channel_is_kept() -> None:
+    entries = [PartyEntry(0, ALICE.did.did, True, (), "hole-punched TCP 203.0.113.7:40123"),
+               PartyEntry(1, BOB.did.did, True),
+               PartyEntry(2, CAROL.did.did, True, (), "relay circuit")]
+    transcript, data = make(parties=entries)
+    assert Transcript.verify(data) == transcript
+    assert [p.path for p in Transcript.verify(data).parties] == [
+        "hole-punched TCP 203.0.113.7:40123", None, "relay circuit"]
+    assert "path" not in json.loads(data)["parties"][1]
+    for bad in ("", "x" * 129, "direct\nTCP", 7):
+        obj = content(data)
+        obj["parties"][0]["path"] = bad
+        with pytest.raises(InvalidTranscript, match='"path" is not 1-128 printable'):
+            Transcript.verify(signed(obj))
+
+
 def test_never_started() -> None:
     t, data = make(started=None, outcome="declined", error="the user said no",
                    parties=[PartyEntry(0, ALICE.did.did, False), PartyEntry(1, BOB.did.did,
