@@ -217,10 +217,7 @@ class Paths:
             log.debug("channel to %s: %s", describe, failure)
             return failure
         log.info("channel to %s: direct TCP to %s:%d", describe, host, port)
-        self.used[party.index] = f"direct TCP {host}:{port}"
-        self.progress.emit("connected", party=party.index, did=party.did,
-                           path=f"direct TCP {host}:{port}")
-        return protocol
+        return self._connected(party, protocol, f"direct TCP {host}:{port}")
 
     async def _relayed(self, party: PartyEndpoint, addr: str, factory: ProtocolFactory,
                        deadline: float, describe: str) -> ChannelProtocol | str:
@@ -239,9 +236,7 @@ class Paths:
             log.debug("channel to %s: %s", describe, failure)
             return failure
         log.info("channel to %s: %s %s", describe, how, addr)
-        self.used[party.index] = how
-        self.progress.emit("connected", party=party.index, did=party.did, path=how)
-        return protocol
+        return self._connected(party, protocol, how)
 
     def _can_punch(self, record: EndpointRecord) -> bool:
         """Both parties behind NATs, this one knowing its public IP: worth a punch."""
@@ -276,9 +271,13 @@ class Paths:
             if channel is not None:
                 channel.close()
         log.info("channel to %s: hole-punched TCP to %s", describe, where)
-        self.used[party.index] = f"hole-punched TCP {where}"
-        self.progress.emit("connected", party=party.index, did=party.did,
-                           path=f"hole-punched TCP {where}")
+        return self._connected(party, protocol, f"hole-punched TCP {where}")
+
+    def _connected(self, party: PartyEndpoint, protocol: ChannelProtocol, path: str
+                   ) -> ChannelProtocol:
+        """Record and report the path of a channel this party opened."""
+        self.used[party.index] = path
+        self.progress.emit("connected", party=party.index, did=party.did, path=path)
         return protocol
 
     async def _answer_punch(self, sock: socket.socket, peer: str
