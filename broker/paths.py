@@ -159,7 +159,8 @@ class Paths:
                     self.progress.emit("found", party=party.index, did=party.did)
                 if not nat.initiates(lower, self.reach, nat.record_reach(record)):
                     return None
-                direct += [e for e in record.endpoints() if e not in direct]
+                if self._same_network(record):
+                    direct += [e for e in record.endpoints() if e not in direct]
                 # Circuits last: a direct libp2p address works wherever direct TCP would.
                 libp2p = sorted(record.addrs, key=lambda a: "/p2p-circuit" in a)
             elif not lower and self.discovery is None:
@@ -237,6 +238,11 @@ class Paths:
             return failure
         log.info("channel to %s: %s %s", describe, how, addr)
         return self._connected(party, protocol, how)
+
+    def _same_network(self, record: EndpointRecord) -> bool:
+        discovery = self.discovery
+        return discovery is None or nat.may_reach_directly(
+            discovery.reach, discovery.observed_ip, record)
 
     def _can_punch(self, record: EndpointRecord) -> bool:
         """Both parties behind NATs, this one knowing its public IP: worth a punch."""

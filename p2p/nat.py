@@ -208,6 +208,16 @@ def initiates(lower: bool, mine: str | None, theirs: str | None) -> bool:
     return lower != reversed_
 
 
+def may_reach_directly(mine: str | None, my_ip: str | None, record: EndpointRecord) -> bool:
+    """Whether the ``tcp`` endpoints of ``record`` may be reachable from this party: not
+    when both are behind NATs with different public IPs, since a NATed party's endpoints
+    are addresses of its own network (trying them would only cost the direct timeout
+    before punching). Behind the same NAT (same public IP) they may be."""
+    if mine != NAT or record_reach(record) != NAT:
+        return True
+    return my_ip is not None and my_ip in {host for host, _ in record_observed(record)}
+
+
 # --- punching (asyncio) -----------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Reachability, the record's NAT fields, who opens a channel, and hole punching on loopback
-(``specs/discovery.md`` 8). Punching through real NATs: tests/broker/test_nat.py."""
+(``specs/discovery.md`` 8). Punching through real NATs: tests/broker/test_nat.py (hence
+this module's other name: test modules share one namespace)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,19 @@ def test_record_fields_round_trip() -> None:
                                    extra={"reach": "moon", "observed": ["x", 5, "1.2.3.4:9"]})
     assert nat.record_reach(odd) is None
     assert nat.record_observed(odd) == [("1.2.3.4", 9)]
+
+
+def test_private_endpoints_of_another_nat_are_not_tried() -> None:
+    key = Ed25519Key.generate()
+    nated, _ = EndpointRecord.create(key, 1, time.time(), tcp=["192.168.2.2:4000"],
+                                     extra=nat.record_fields(NAT, ["203.0.113.7:4000"]))
+    public, _ = EndpointRecord.create(key, 2, time.time(), tcp=["198.51.100.1:4000"],
+                                      extra=nat.record_fields(PUBLIC, []))
+    assert not nat.may_reach_directly(NAT, "198.51.100.9", nated)   # another NAT
+    assert nat.may_reach_directly(NAT, "203.0.113.7", nated)        # the same NAT
+    assert nat.may_reach_directly(PUBLIC, "198.51.100.9", nated)
+    assert nat.may_reach_directly(None, None, nated)
+    assert nat.may_reach_directly(NAT, "198.51.100.9", public)
 
 
 @pytest.mark.parametrize("target", [("127.0.0.1", 80), ("::1", 80), ("0.0.0.0", 80),
