@@ -243,13 +243,18 @@ async def verify_presentation(document: Any, config: VerifyConfig, *, challenge:
         credential = await verify_credential(item, config)
         held = credential.about(holder)
         if held is None:
-            raise PresentationMismatch(
-                f"credential {credential.id} was issued to {credential.subject}, not to the "
-                f"presenter {holder}",
-                hint="a holder can only present credentials issued to its own DID")
+            raise not_issued_to(holder, credential.id, credential.subject)
         verified.append(held)
     return VerifiedPresentation(holder=holder, challenge=proof.challenge, domain=proof.domain,
                                 credentials=tuple(verified), proof=proof)
+
+
+def not_issued_to(holder: str, credential_id: str | None, subject: str | None
+                  ) -> PresentationMismatch:
+    """The error for a presented credential that says nothing about its presenter."""
+    return PresentationMismatch(
+        f"credential {credential_id} was issued to {subject}, not to the presenter {holder}",
+        hint="a holder can only present credentials issued to its own DID")
 
 
 async def _signed_by(document: dict[str, Any], config: VerifyConfig, signer: str, what: str,

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from .credentials import VerifiedCredential, VerifiedPresentation
+from .credentials import VerifiedCredential, VerifiedPresentation, not_issued_to
 from .datamodel import MAX_SUBJECTS, Subject, about, check_credential
 from .did_key import parse_did
 from .errors import (InvalidDID, MalformedCredential, PolicyNotSatisfied,
@@ -201,10 +201,7 @@ class Policy:
             shape = Presented.read(document)
             held = shape.about(holder)
             if held is None:
-                raise PresentationMismatch(
-                    f"credential {shape.id} was issued to {shape.subject}, not to the "
-                    f"presenter {holder}",
-                    hint="a holder can only present credentials issued to its own DID")
+                raise not_issued_to(holder, shape.id, shape.subject)
             shapes.append(held)
         matched = self._match(holder, shapes)
         for shape in shapes:
