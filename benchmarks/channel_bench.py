@@ -1,14 +1,21 @@
 """Channel alone on loopback: mpcid Noise channel against raw asyncio TCP, side by side.
 
     .venv/bin/python benchmarks/channel_bench.py [--mib 64] [--round-trips 5000] [--reps 7]
+                                                 [--messages 20000] [--per-round 1,4]
 
 Two layouts, both reported: the two ends in two processes, as two parties would be (this
 process is the client, a child process running this script with --serve accepts raw TCP
 and mpcid channels), and both ends in one process and one event loop (the layout of the
 measurements in ARCHITECTURE.md, where a single core does both sides' work). Interleaved
 rep by rep, it measures one-way throughput of a bulk transfer (the receiver acknowledges
-the last byte) and the round-trip time of 16-byte messages, and reports medians and the
-ratios mpcid / raw for each layout.
+the last byte), the round-trip time of 16-byte messages, and the CPU time per small
+message, and reports medians and the ratios mpcid / raw for each layout.
+
+CPU per message: rounds of ``k`` (``--per-round``) 16-byte messages, each its own
+``write`` in one event-loop iteration, as MPyC writes them, echoed back by the peer; the
+CPU time of both ends (this process, plus the server's from /proc in the two-process
+layout) divided by the number of messages, so each message counts once sent and received
+by each end. That is the cost an MPC party pays per message beyond its own computation.
 
 App protocol on either path: the first byte of a connection picks the mode, ``S`` + an
 8-byte length (sink: reply one byte after that many bytes) or ``E`` (echo).
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import platform
 import statistics
 import subprocess
@@ -151,15 +159,49 @@ async def ping_pong(echo: Client, round_trips: int) -> float:
     return (time.perf_counter() - start) / round_trips * 1e6
 
 
-async def measure(kind: str, port: int, mib: int, round_trips: int) -> tuple[float, float]:
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of this process, or of process ``pid`` (from /proc)."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def small_messages(echo: Client, per_round: int, messages: int,
+                         server_pid: int | None) -> float:
+    """CPU µs per 16-byte message (both ends) on a fresh echo connection: rounds of
+    ``per_round`` separate writes in one iteration, each round echoed back."""
+    echo.transport.write(b"E")
+    rounds = max(1, messages // per_round)
+    for _ in range(50):  # warm up
+        for _ in range(per_round):
+            echo.transport.write(MESSAGE)
+        await echo.wait_for(16 * per_round)
+    start = process_cpu(None) + (process_cpu(server_pid) if server_pid else 0.0)
+    for _ in range(rounds):
+        for _ in range(per_round):
+            echo.transport.write(MESSAGE)
+        await echo.wait_for(16 * per_round)
+    end = process_cpu(None) + (process_cpu(server_pid) if server_pid else 0.0)
+    return (end - start) / (rounds * per_round) * 1e6
+
+
+async def measure(kind: str, port: int, args: argparse.Namespace, server_pid: int | None
+                  ) -> tuple[float, float, list[float]]:
     sink = await open_client(kind, port)
-    throughput = await send_bulk(sink, mib)
+    throughput = await send_bulk(sink, args.mib)
     sink.transport.close()
     echo = await open_client(kind, port)
-    rtt_us = await ping_pong(echo, round_trips)
+    rtt_us = await ping_pong(echo, args.round_trips)
     echo.transport.close()
+    cpu = []
+    for per_round in args.per_round:
+        echo = await open_client(kind, port)
+        cpu.append(await small_messages(echo, per_round, args.messages, server_pid))
+        echo.transport.close()
     await asyncio.sleep(0.05)
-    return throughput, rtt_us
+    return throughput, rtt_us, cpu
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -174,35 +216,44 @@ async def main(args: argparse.Namespace) -> None:
             "one process": {"raw TCP": local_raw.sockets[0].getsockname()[1],
                             "mpcid channel": local_channel.sockets[0].getsockname()[1]},
         }
-        results: dict[tuple[str, str], list[tuple[float, float]]] = {
+        pids = {"two processes": server.pid, "one process": None}
+        results: dict[tuple[str, str], list[tuple[float, float, list[float]]]] = {
             (layout, kind): [] for layout, ports in layouts.items() for kind in ports}
         for _ in range(args.reps):
             for layout, ports in layouts.items():
                 for kind, port in ports.items():
                     results[(layout, kind)].append(
-                        await measure(kind, port, args.mib, args.round_trips))
+                        await measure(kind, port, args, pids[layout]))
     finally:
         if server.stdin is not None:
             server.stdin.close()
         server.wait(timeout=10)
         local_raw.close()
         local_channel.close()
+    per_round = args.per_round
     print(f"# channel benchmark: {platform.machine()}, Python {platform.python_version()}, "
           f"{args.mib} MiB one way, {args.round_trips} round trips of 16 bytes, "
+          f"{args.messages} messages of 16 bytes per CPU measurement, "
           f"median of {args.reps} interleaved reps")
-    print(f"{'layout':<15}{'path':<16}{'MiB/s':>10}{'RTT µs':>10}{'RTT range µs':>16}")
+    cpu_head = "".join(f"{f'CPU µs/msg k={k}':>18}" for k in per_round)
+    print(f"{'layout':<15}{'path':<16}{'MiB/s':>10}{'RTT µs':>10}{'RTT range µs':>16}"
+          f"{cpu_head}")
     for layout in layouts:
         medians = {}
         for kind in layouts[layout]:
             values = results[(layout, kind)]
             mbps = statistics.median(v[0] for v in values)
             rtt = statistics.median(v[1] for v in values)
-            medians[kind] = (mbps, rtt)
+            cpus = [statistics.median(v[2][i] for v in values) for i in range(len(per_round))]
+            medians[kind] = (mbps, rtt, cpus)
             spread = f"{min(v[1] for v in values):.1f}-{max(v[1] for v in values):.1f}"
-            print(f"{layout:<15}{kind:<16}{mbps:>10.0f}{rtt:>10.1f}{spread:>16}")
+            print(f"{layout:<15}{kind:<16}{mbps:>10.0f}{rtt:>10.1f}{spread:>16}"
+                  + "".join(f"{c:>18.1f}" for c in cpus))
         raw, ch = medians["raw TCP"], medians["mpcid channel"]
+        cpu_ratios = ", ".join(f"k={k} {c / r:.2f}x" for k, c, r in zip(per_round, ch[2], raw[2]))
         print(f"{layout:<15}ratio mpcid/raw: throughput {ch[0] / raw[0]:.2f}x (target >= 0.5), "
-              f"round trip {ch[1] / raw[1]:.2f}x (target <= 1.5)")
+              f"round trip {ch[1] / raw[1]:.2f}x (target <= 1.5), CPU per message "
+              f"{cpu_ratios}")
 
 
 if __name__ == "__main__":
@@ -210,6 +261,10 @@ if __name__ == "__main__":
     parser.add_argument("--mib", type=int, default=64)
     parser.add_argument("--round-trips", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--messages", type=int, default=20000,
+                        help="messages per CPU-per-message measurement")
+    parser.add_argument("--per-round", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[1, 4], help="messages written per round (comma-separated)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     asyncio.run(serve() if options.serve else main(options))

@@ -1,11 +1,27 @@
 """MPyC demos with N parties on loopback: plain MPyC TCP vs MPyC --ssl vs mpcid channels.
 
     .venv/bin/python benchmarks/mpyc_bench.py --mpyc-demos PATH/TO/mpyc/demos [--runs 3]
+                                              [--same-randomness]
 
 Runs every (demo, transport) combination ``--runs`` times, interleaved (run 1 of every
 combination, then run 2, ...), each party a separate process, and reports medians: wall time
 of the slowest party, MPyC's own elapsed time (from start() to shutdown) with its range,
-CPU seconds per party, bytes each party sent, and peak memory per party; ratios are against plain TCP.
+CPU seconds per party (all of it, and from the party's first MPyC message on: the
+computation without start-up), bytes each party sent, and peak memory per party; ratios
+are against plain TCP.
+
+Every party runs with Python's bytecode cache (in the benchmark's temporary folder, filled
+by one untimed run of each transport first), as an installed package would: MPyC's own
+modules are byte-compiled in site-packages, while an editable mpcid under
+``PYTHONDONTWRITEBYTECODE`` would otherwise recompile its modules in every party process
+(~0.3 CPU-s each). ``--cold-start`` keeps the environment as it is instead.
+
+``--same-randomness`` makes the runs comparable one by one: run ``r`` of every transport
+draws the same randomness (MPyC's ``secrets`` calls are fed from a generator seeded with
+``r`` and the party index), so it computes the same thing and sends the same messages.
+Secret Santa otherwise redraws a random number of times (its work varies by ±30% between
+runs). The table then also gives the median of the per-run ratios ("paired"). For
+benchmarking only: such parties are not secure.
 
 MPyC's demos are not part of its PyPI package: pass a checkout's ``demos`` folder (tag
 v0.11). It is copied to a temporary folder first. If ``data/cnn/W_fc1.npy`` is missing or
@@ -17,8 +33,10 @@ only the classification results differ.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
+import os
 import platform
 import re
 import shutil
@@ -74,8 +92,59 @@ def make_identities(work: Path, n: int) -> list[tuple[Path, str]]:
     return out
 
 
+def party_main(argv: list[str]) -> None:
+    """``--party SEED REPORT MODE ARGS...``: one party through party_launcher.py, its
+    randomness drawn from SEED if given, noting its CPU time at its first MPyC message."""
+    seed, report, *rest = argv
+    if seed:
+        import random
+        import secrets
+
+        rng = random.Random(seed)
+
+        def token_bytes(nbytes: int | None = None) -> bytes:
+            return rng.randbytes(32 if nbytes is None else nbytes)
+
+        def randbelow(exclusive_upper_bound: int) -> int:
+            return rng.randrange(exclusive_upper_bound)
+
+        def randbits(k: int) -> int:
+            return rng.getrandbits(k)
+
+        secrets.token_bytes, secrets.randbelow, secrets.randbits = (
+            token_bytes, randbelow, randbits)
+    import resource
+
+    from mpyc.asyncoro import MessageExchanger
+
+    first: list[float] = []
+    count = [0]
+    send = MessageExchanger.send
+
+    def noted_send(self: MessageExchanger, pc: int, payload: bytes) -> None:
+        if not first:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            first.append(usage.ru_utime + usage.ru_stime)
+        count[0] += 1
+        send(self, pc, payload)
+
+    MessageExchanger.send = noted_send
+
+    def note() -> None:
+        Path(report + ".first").write_text(json.dumps(
+            {"cpu": first[0] if first else None, "messages": count[0]}))
+
+    atexit.register(note)
+    sys.path.insert(0, str(HERE))
+    import party_launcher
+
+    sys.argv = [str(LAUNCHER), report, *rest]
+    party_launcher.main()
+
+
 def run_once(mode: str, demo: list[str], demos: Path, work: Path,
-             identities: list[tuple[Path, str]]) -> dict[str, float]:
+             identities: list[tuple[Path, str]], seed: str = "",
+             env: dict[str, str] | None = None) -> dict[str, float]:
     n = len(identities)
     ports = free_ports(n)
     program = demos / demo[0]
@@ -100,9 +169,10 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
             if mode == "ssl":
                 args[0] = "ssl"
                 args.append("--ssl")
-        procs.append(subprocess.Popen([sys.executable, str(LAUNCHER), str(reports[i]), *args],
-                                      cwd=demos, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        procs.append(subprocess.Popen(
+            [sys.executable, __file__, "--party", f"{seed}-{i}" if seed else "",
+             str(reports[i]), *args],
+            cwd=demos, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
     outputs = [p.communicate(timeout=1800)[0] for p in procs]
     wall = time.perf_counter() - started
     for i, p in enumerate(procs):
@@ -110,6 +180,8 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
             raise SystemExit(f"{mode} party {i} failed (exit {p.returncode}):\n"
                              f"{outputs[i][-3000:]}")
     measured = [json.loads(r.read_text()) for r in reports]
+    notes = [json.loads(Path(str(r) + ".first").read_text()) for r in reports]
+    firsts = [n["cpu"] for n in notes]
     elapsed = []
     for out in outputs:
         match = _ELAPSED.search(out)
@@ -119,7 +191,23 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
     return {"wall": wall, "elapsed": max(elapsed) if elapsed else float("nan"),
             "bytes": statistics.mean(m["sent"] for m in measured),
             "cpu": statistics.mean(m["cpu"] for m in measured),
+            "compute_cpu": statistics.mean(m["cpu"] - f for m, f in zip(measured, firsts)
+                                           if f is not None) if any(
+                                               f is not None for f in firsts) else float("nan"),
+            "messages": statistics.mean(n["messages"] for n in notes),
             "rss_mib": max(m["maxrss_kib"] for m in measured) / 1024}
+
+
+def party_env(work: Path, cold_start: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    if not cold_start:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def paired(rows: list[dict[str, float]], base: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] / b[key] for r, b in zip(rows, base))
 
 
 def main() -> None:
@@ -130,6 +218,10 @@ def main() -> None:
     parser.add_argument("--parties", type=int, default=3)
     parser.add_argument("--demos", default=",".join(DEMOS),
                         help=f"comma-separated subset of {', '.join(DEMOS)}")
+    parser.add_argument("--same-randomness", action="store_true",
+                        help="run r of every transport draws the same randomness (insecure)")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="no bytecode cache for the parties, no warm-up run")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     if not (args.mpyc_demos / "secretsanta.py").is_file():
@@ -143,42 +235,69 @@ def main() -> None:
         work = Path(tmp)
         demos, notes = prepare_demos(args.mpyc_demos, work)
         identities = make_identities(work, args.parties)
+        env = party_env(work, args.cold_start)
+        if not args.cold_start:
+            (demos / "nothing.py").write_text("from mpyc.runtime import mpc\n"
+                                              "mpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n")
+            for mode in MODES:  # fills the bytecode cache; not timed
+                run_once(mode, ["nothing.py"], demos, work, identities, env=env)
         results: dict[str, dict[str, list[dict[str, float]]]] = {
             d: {m: [] for m in MODES} for d in chosen}
         for run in range(args.runs):
+            seed = f"run{run}" if args.same_randomness else ""
             for demo in chosen:
                 for mode in MODES:
-                    result = run_once(mode, DEMOS[demo], demos, work, identities)
+                    result = run_once(mode, DEMOS[demo], demos, work, identities, seed, env)
                     results[demo][mode].append(result)
                     print(f"run {run + 1}/{args.runs} {demo:<12} {mode:<6} "
-                          f"wall {result['wall']:.2f} s, MPyC {result['elapsed']:.2f} s",
-                          file=sys.stderr, flush=True)
+                          f"wall {result['wall']:.2f} s, MPyC {result['elapsed']:.2f} s, "
+                          f"CPU {result['cpu']:.2f} s (computation "
+                          f"{result['compute_cpu']:.2f} s)", file=sys.stderr, flush=True)
     print(f"# MPyC demos, {args.parties} parties on loopback, {platform.machine()}, "
-          f"Python {platform.python_version()}, median of {args.runs} interleaved runs")
+          f"Python {platform.python_version()}, median of {args.runs} interleaved runs"
+          + (", same randomness per run" if args.same_randomness else "")
+          + (", cold start" if args.cold_start else ", bytecode cache"))
     for note in notes:
         print(f"# note: {note}")
-    header = (f"{'demo':<13}{'transport':<11}{'wall s':>8}{'MPyC s':>8}{'x plain':>9}"
-              f"{'range s':>14}{'CPU s':>8}{'x plain':>9}{'MB/party':>10}{'peak MiB':>10}")
+    header = (f"{'demo':<13}{'transport':<11}{'wall s':>8}{'x plain':>9}{'MPyC s':>8}"
+              f"{'x plain':>9}{'range s':>14}{'CPU s':>8}{'x plain':>9}{'comp CPU':>9}"
+              f"{'x plain':>9}{'MB/party':>10}{'peak MiB':>10}")
     print(header)
     for demo in chosen:
-        base = statistics.median(r["elapsed"] for r in results[demo]["plain"])
-        base_cpu = statistics.median(r["cpu"] for r in results[demo]["plain"])
-        base_wall = statistics.median(r["wall"] for r in results[demo]["plain"])
+        base_rows = results[demo]["plain"]
+        base = {key: statistics.median(r[key] for r in base_rows)
+                for key in ("wall", "elapsed", "cpu", "compute_cpu")}
         for mode in MODES:
             rows = results[demo][mode]
-            elapsed = statistics.median(r["elapsed"] for r in rows)
-            wall = statistics.median(r["wall"] for r in rows)
-            cpu = statistics.median(r["cpu"] for r in rows)
+            med = {key: statistics.median(r[key] for r in rows)
+                   for key in ("wall", "elapsed", "cpu", "compute_cpu", "bytes", "rss_mib")}
             spread = f"{min(r['elapsed'] for r in rows):.2f}-{max(r['elapsed'] for r in rows):.2f}"
-            print(f"{demo:<13}{mode:<11}{wall:>8.2f}{elapsed:>8.2f}{elapsed / base:>8.2f}x"
-                  f"{spread:>14}{cpu:>8.2f}{cpu / base_cpu:>8.2f}x"
-                  f"{statistics.median(r['bytes'] for r in rows) / 1e6:>10.2f}"
-                  f"{statistics.median(r['rss_mib'] for r in rows):>10.1f}")
-        print(f"{'':<13}{'':<11}(wall time ratio mpcid/plain "
-              f"{statistics.median(r['wall'] for r in results[demo]['mpcid']) / base_wall:.2f}x)")
+            print(f"{demo:<13}{mode:<11}{med['wall']:>8.2f}{med['wall'] / base['wall']:>8.2f}x"
+                  f"{med['elapsed']:>8.2f}{med['elapsed'] / base['elapsed']:>8.2f}x"
+                  f"{spread:>14}{med['cpu']:>8.2f}{med['cpu'] / base['cpu']:>8.2f}x"
+                  f"{med['compute_cpu']:>9.2f}"
+                  f"{med['compute_cpu'] / base['compute_cpu']:>8.2f}x"
+                  f"{med['bytes'] / 1e6:>10.2f}{med['rss_mib']:>10.1f}")
+        if args.same_randomness:
+            # Same computation in every transport: the difference in computation CPU is
+            # what the transport costs, per MPyC message a party sends (and receives).
+            for mode in MODES[1:]:
+                rows = results[demo][mode]
+                extra = statistics.median((r["compute_cpu"] - b["compute_cpu"]) / r["messages"]
+                                          for r, b in zip(rows, base_rows)) * 1e6
+                print(f"{'':<13}{mode:<11}paired ratios to plain (median of per-run ratios): "
+                      f"wall {paired(rows, base_rows, 'wall'):.2f}x, MPyC "
+                      f"{paired(rows, base_rows, 'elapsed'):.2f}x, CPU "
+                      f"{paired(rows, base_rows, 'cpu'):.2f}x, computation CPU "
+                      f"{paired(rows, base_rows, 'compute_cpu'):.2f}x; CPU per message "
+                      f"{extra:+.1f} µs over plain "
+                      f"({statistics.median(r['messages'] for r in rows):.0f} messages/party)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--party"]:
+        party_main(sys.argv[2:])
+    else:
+        main()

@@ -6,10 +6,16 @@ runs its timers. Once the handshake has proved the peer, it hands an application
 (MPyC's ``MessageExchanger``, unchanged) a :class:`ChannelTransport`: an ordinary asyncio
 transport whose ``write`` encrypts.
 
-Writes are coalesced: the first write of an event-loop iteration goes out at once (no
-added latency for a lone message), and everything else written during that iteration is
-sealed into as few Noise frames as possible at the start of the next one. MPyC writes every
-message separately, so this turns thousands of tiny writes into a few frames per round.
+Writes are coalesced per event-loop iteration. ``write`` only queues the bytes; the first
+write of an iteration schedules one callback (``call_soon``, shared by every channel on the
+loop) that runs at the start of the next iteration, before that iteration's I/O callbacks,
+and seals what each channel's application wrote into one Noise frame and one ``send``. MPyC
+writes every message separately, and a round's messages to one peer are written within one
+iteration, after which the party waits for its peers: so each round costs one frame (one
+encryption, one system call) per peer instead of one per message, and leaves as soon as the
+writing iteration is over. A write of a full frame's worth or more goes out at once, behind
+what is pending. On the receiving side, every whole frame of a read is opened where it
+lies, and the DATA of one read reaches the application in one call.
 
 The adapter knows nothing of the channel's states: it calls the core, writes what
 :meth:`NoiseChannel.data_to_send` returns after every call, and stops when the core
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,7 +35,8 @@ from mpcid.identity.errors import MpcidError
 
 from .errors import (ConnectFailed, ConnectionLost, HandshakeFailed, ListenFailed, ProtocolError,
                      TransportError)
-from .noise import ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel, PeerClosed
+from .noise import (MAX_CHUNK, ChannelConfig, DataReceived, HandshakeComplete, NoiseChannel,
+                    PeerClosed)
 
 log = logging.getLogger("mpcid.channel")
 
@@ -39,36 +47,101 @@ FailureHandler = Callable[[str | None, MpcidError], None]
 _E = TypeVar("_E", bound=MpcidError)
 
 
+class _Flusher:
+    """The writes of every channel on one event loop, sealed and sent once per iteration.
+
+    The first write of an iteration schedules :meth:`_run` with ``call_soon``; it runs at
+    the start of the next iteration, before that iteration's I/O callbacks, and hands every
+    channel written to meanwhile its pending bytes: one frame, one ``send`` per channel and
+    iteration, and one scheduled callback per iteration however many channels were written.
+    """
+
+    __slots__ = ("_dirty", "_scheduled", "__weakref__")
+
+    def __init__(self) -> None:
+        self._dirty: list[ChannelTransport] = []
+        self._scheduled = False
+
+    def add(self, transport: ChannelTransport) -> None:
+        self._dirty.append(transport)
+        if not self._scheduled:
+            self._scheduled = True
+            transport._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        try:
+            for transport in dirty:
+                transport._flush()
+        finally:
+            for transport in dirty:
+                if transport._queued:  # not flushed: a failure handler raised before it
+                    self.add(transport)
+
+
+#: One flusher per event loop (weakly keyed: a closed and dropped loop takes its own along).
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary())
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    try:
+        flusher = _flushers.get(loop)
+        if flusher is None:
+            flusher = _flushers[loop] = _Flusher()
+    except TypeError:  # a loop without weak references: a flusher of the channel's own
+        flusher = _Flusher()
+    return flusher
+
+
 class ChannelTransport(asyncio.Transport):
-    """What the application sees: writes are encrypted and coalesced per loop iteration."""
+    """What the application sees: an asyncio transport whose writes are coalesced per
+    event-loop iteration and sealed into Noise frames (module docstring)."""
 
     def __init__(self, owner: ChannelProtocol) -> None:
         super().__init__()
         self._owner = owner
+        self._loop = owner.loop
+        self._flusher = _flusher_of(owner.loop)
         self._pending: list[bytes] = []
-        self._scheduled = False
+        self._pending_size = 0
+        self._queued = False
         self._closing = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing:
+        if type(data) is not bytes:
+            # Copied: the application may reuse its buffer as soon as write returns.
+            data = memoryview(data).tobytes()
+        if self._closing or not data:
             return
-        if not self._scheduled:
-            # First write of this loop iteration: send now, batch whatever follows.
-            self._scheduled = True
-            self._owner.loop.call_soon(self._flush)
-            self._owner.send(data)
+        size = self._pending_size + len(data)
+        if size < MAX_CHUNK:  # the common case: a small write, sent with the iteration's
+            self._pending.append(data)
+            self._pending_size = size
+            if not self._queued:
+                self._queued = True
+                self._flusher.add(self)
             return
-        self._pending.append(bytes(data))
+        # A full frame's worth: out now, behind what is pending (a bulk write is sent as
+        # it is, without joining it to anything).
+        if self._pending:
+            self._flush()
+        self._owner.send(data)
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
             self.write(data)
 
     def _flush(self) -> None:
-        self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
+        """Seal and send what is pending (the flusher's call, or an early one)."""
+        self._queued = False
+        pending = self._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._pending_size = 0
             self._owner.send(data)
 
     def close(self) -> None:
@@ -80,6 +153,7 @@ class ChannelTransport(asyncio.Transport):
     def abort(self) -> None:
         self._closing = True
         self._pending.clear()
+        self._pending_size = 0
         self._owner.abort()
 
     def is_closing(self) -> bool:
@@ -89,7 +163,14 @@ class ChannelTransport(asyncio.Transport):
         return False
 
     def get_write_buffer_size(self) -> int:
-        return sum(map(len, self._pending)) + self._owner.write_buffer_size()
+        return self._pending_size + self._owner.write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._owner.write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None
+                                ) -> None:
+        self._owner.set_write_buffer_limits(high, low)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Hand the channel to another application protocol: later data and the end of
@@ -127,6 +208,10 @@ class ChannelProtocol(asyncio.Protocol):
         self._channel: NoiseChannel | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._done = False
+        #: The channel once open, until it stops: data_received's fast path.
+        self._open: NoiseChannel | None = None
+        self._paused = False
+        self._clock = self.loop.time
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -144,12 +229,30 @@ class ChannelProtocol(asyncio.Protocol):
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
+        channel = self._open
+        if channel is not None:
+            # Open: no handshake output to write, and the pending timer stays valid (see
+            # _arm_timer), so this is the whole receiving path of a message.
+            self.bytes_received += len(data)
+            try:
+                events = channel.receive_data(data, self._clock())
+            except (ProtocolError, TransportError) as exc:
+                self._fail(exc)
+                return
+            for event in events:
+                if self._open is None:  # the application closed or aborted the channel
+                    return
+                if type(event) is DataReceived:
+                    self.app.data_received(event.data)  # type: ignore[union-attr]
+                else:  # PeerClosed
+                    self._finish(None)
+            return
         channel = self._channel
         if channel is None or self._done:
             return
         self.bytes_received += len(data)
         try:
-            events = channel.receive_data(data, self.loop.time())
+            events = channel.receive_data(data, self._clock())
         except (ProtocolError, TransportError) as exc:
             self._fail(exc)
             return
@@ -167,6 +270,18 @@ class ChannelProtocol(asyncio.Protocol):
                 self._finish(None)
         self._arm_timer()
 
+    def pause_writing(self) -> None:
+        """The connection's buffer is full: the application is told, as by any
+        asyncio transport (MPyC ignores it, as it does over TCP)."""
+        self._paused = True
+        if self.app is not None:
+            self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.app is not None:
+            self.app.resume_writing()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._done or self._channel is None:
             self._finish(None)
@@ -181,13 +296,13 @@ class ChannelProtocol(asyncio.Protocol):
     # -- used by ChannelTransport ----------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
-        channel = self._channel
-        if channel is None or self._done:
+        channel = self._open
+        if channel is None:  # not open, or stopped: nothing to send on
             return
         try:
             # After the peer's CLOSE the core drops the data (an answer to the peer's last
             # message may race its CLOSE): then there is nothing to write.
-            channel.send(data, self.loop.time())
+            channel.send(data, self._clock())
         except ProtocolError as exc:
             self._fail(exc)
             return
@@ -211,6 +326,7 @@ class ChannelProtocol(asyncio.Protocol):
         if self._done:
             return
         self._done = True
+        self._open = None
         self._cancel_timer()
         if self._transport is not None:
             self._transport.abort()
@@ -219,6 +335,13 @@ class ChannelProtocol(asyncio.Protocol):
 
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport else 0
+
+    def write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits() if self._transport else (0, 0)
+
+    def set_write_buffer_limits(self, high: int | None, low: int | None) -> None:
+        if self._transport is not None:
+            self._transport.set_write_buffer_limits(high, low)
 
     def transport_info(self, name: str, default: Any) -> Any:
         return self._transport.get_extra_info(name, default) if self._transport else default
@@ -235,9 +358,12 @@ class ChannelProtocol(asyncio.Protocol):
             self._fail(exc)
             return
         self.app_transport = ChannelTransport(self)
+        self._open = self._channel
         if not self.ready.done():
             self.ready.set_result(event.peer_did)
         self.app.connection_made(self.app_transport)
+        if self._paused and not self._done:
+            self.app.pause_writing()
 
     def _write(self, data: bytes | bytearray) -> None:
         if data and self._transport is not None and not self._transport.is_closing():
@@ -297,6 +423,7 @@ class ChannelProtocol(asyncio.Protocol):
         if self._done:
             return False
         self._done = True
+        self._open = None
         self._cancel_timer()
         if self._transport is not None:
             if abort:
@@ -317,6 +444,10 @@ def _with_reason(lost: _E, exc: Exception) -> _E:
     return error
 
 
+#: Seconds before the first redial of a refused connection (the pause then doubles).
+FIRST_RETRY = 0.01
+
+
 async def listen(host: str, port: int, protocol_factory: Callable[[], ChannelProtocol]
                  ) -> asyncio.Server:
     """Accept channels on ``host:port``; raise :class:`ListenFailed` with the reason."""
@@ -333,9 +464,13 @@ async def connect(host: str, port: int, protocol_factory: Callable[[], ChannelPr
                   deadline: float, retry_interval: float = 0.2, what: str = ""
                   ) -> ChannelProtocol:
     """Dial until the peer answers or ``deadline`` (loop time) passes; MPC parties start
-    in any order, so a refused connection is retried, as MPyC itself does."""
+    in any order, so a refused connection is retried, as MPyC itself does. The first
+    retry comes after :data:`FIRST_RETRY` and the pause doubles up to ``retry_interval``:
+    parties launched together find each other within milliseconds of the later one
+    listening, and a party that is not up yet is dialled every ``retry_interval``."""
     loop = asyncio.get_running_loop()
     last: OSError | None = None
+    pause = min(FIRST_RETRY, retry_interval)
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -348,7 +483,8 @@ async def connect(host: str, port: int, protocol_factory: Callable[[], ChannelPr
             return protocol
         except (OSError, asyncio.TimeoutError) as exc:
             last = exc if isinstance(exc, OSError) else None
-        await asyncio.sleep(min(retry_interval, max(0.0, deadline - loop.time())))
+        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+        pause = min(2 * pause, retry_interval)
 
 
 async def over_socket(sock: socket.socket, protocol_factory: Callable[[], ChannelProtocol]

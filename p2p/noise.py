@@ -96,41 +96,36 @@ MAX_NONCE = 2**64 - 1
 
 class _TransportCipher:
     """A Noise CipherState for transport frames (Noise spec section 5.1) with ChaChaPoly:
-    96-bit nonce = 32 zero bits || 64-bit little-endian counter. The key comes from
+    96-bit nonce = 32 zero bits || 64-bit little-endian counter ``n``. The key comes from
     noiseprotocol's completed handshake; the per-frame path is ours because it is the hot
-    path of every MPC round, and because it can encrypt into a caller's buffer."""
+    path of every MPC round, and because it can encrypt into a caller's buffer.
 
-    __slots__ = ("_aead", "_n")
+    Decryption is :meth:`NoiseChannel._frames`, the receiving loop, which uses ``aead``
+    and ``n`` itself: the counter moves only after a frame authenticated (a forged frame
+    must not shift it), and a peer whose counter would reach 2^64 - 1 fails the channel."""
+
+    __slots__ = ("aead", "n")
 
     def __init__(self, key: bytes) -> None:
-        self._aead = ChaCha20Poly1305(key)
-        self._n = 0
+        self.aead = ChaCha20Poly1305(key)
+        self.n = 0
 
     def _next_nonce(self) -> bytes:
-        if self._n == MAX_NONCE:
+        n = self.n
+        if n == MAX_NONCE:
             raise LocalProtocolError("the channel's nonce space is exhausted")
-        nonce = _NONCE.pack(self._n)
-        self._n += 1
-        return nonce
+        self.n = n + 1
+        return _NONCE.pack(n)
 
     def encrypt(self, header: bytes, body: bytes | bytearray | memoryview) -> bytes:
-        return self._aead.encrypt(self._next_nonce(), body, header)
+        n = self.n  # _next_nonce, inlined: this is the sending hot path
+        if n == MAX_NONCE:
+            raise LocalProtocolError("the channel's nonce space is exhausted")
+        self.n = n + 1
+        return self.aead.encrypt(_NONCE.pack(n), body, header)
 
     def encrypt_into(self, header: bytes, body: memoryview, out: memoryview) -> None:
-        self._aead.encrypt_into(self._next_nonce(), body, header, out)
-
-    def decrypt(self, header: bytes, ciphertext: memoryview) -> bytes:
-        if self._n == MAX_NONCE:
-            raise RemoteProtocolError("the peer exceeded the channel's nonce space")
-        plaintext = self._aead.decrypt(_NONCE.pack(self._n), ciphertext, header)
-        self._n += 1  # only after success: a forged frame must not shift the counter
-        return plaintext
-
-    def decrypt_into(self, header: bytes, ciphertext: memoryview, out: memoryview) -> None:
-        if self._n == MAX_NONCE:
-            raise RemoteProtocolError("the peer exceeded the channel's nonce space")
-        self._aead.decrypt_into(_NONCE.pack(self._n), ciphertext, header, out)
-        self._n += 1
+        self.aead.encrypt_into(self._next_nonce(), body, header, out)
 
 
 def session_prologue(session_id: str, program_sha256: bytes, party_dids: Sequence[str]
@@ -373,15 +368,25 @@ class NoiseChannel:
         break the protocol (the channel is then unusable). Nothing of ``data`` is kept
         after the call, so a caller may reuse its buffer."""
         state = self.state
+        events: list[Event] = []
+        if state is State.OPEN or state is State.CLOSING:
+            self._last_received = now
+            try:
+                if self._buffer:
+                    self._receive_transport(data, events)
+                else:  # the common case: the read starts with a frame
+                    self._frames(memoryview(data), events)
+            except Exception:
+                self._step("peer-error")
+                raise
+            return events
         if state is State.FAILED:
             raise LocalProtocolError("the channel has failed")
         if state is State.CLOSED:
-            return []  # finished: whatever is still in flight is discarded unread
+            return events  # finished: whatever is still in flight is discarded unread
         self._last_received = now
-        events: list[Event] = []
         try:
-            if state is State.AWAIT_PREAMBLE or state is State.AWAIT_HANDSHAKE:
-                data = self._receive_handshake(data, events)
+            data = self._receive_handshake(data, events)
             if data:
                 self._receive_transport(data, events)
         except Exception:
@@ -409,12 +414,11 @@ class NoiseChannel:
         return rest
 
     def _receive_transport(self, data: bytes | bytearray, events: list[Event]) -> None:
-        """Transport frames. Bytes are copied only to complete a frame that straddles two
-        reads; everything else is opened where it lies."""
+        """Transport frames after a partial one kept from the last read: that frame is
+        completed (the only bytes ever copied), then the rest is opened where it lies."""
         view = memoryview(data)
-        bodies: list[bytes] = []
-        if self._buffer:
-            pending = self._buffer
+        pending = self._buffer
+        if pending:
             if len(pending) < HEADER_LEN:
                 take = HEADER_LEN - len(pending)
                 pending += view[:take]
@@ -427,30 +431,25 @@ class NoiseChannel:
             view = view[take:]
             if len(pending) < frame_end:
                 if (pending[0] << 8 | pending[1]) < TAG_LEN:
-                    self._frames(memoryview(pending), bodies, events)  # raises "too short"
+                    self._frames(memoryview(pending), events)  # raises "too short"
                 return
             self._buffer = bytearray()
-            if self._frames(memoryview(pending), bodies, events):
+            if self._frames(memoryview(pending), events):
                 return
         if len(view):
-            self._frames(view, bodies, events)
-        if len(bodies) == 1:
-            events.append(DataReceived(bodies[0]))
-        elif bodies:
-            # Small bodies are joined (fewer calls into the application); large ones are
-            # handed over as they are, since joining would copy every byte once more.
-            if sum(map(len, bodies)) <= MAX_CHUNK:
-                events.append(DataReceived(b"".join(bodies)))
-            else:
-                events.extend(DataReceived(body) for body in bodies)
+            self._frames(view, events)
 
-    def _frames(self, view: memoryview, bodies: list[bytes], events: list[Event]) -> bool:
-        """Open the whole frames in ``view`` (keeping a trailing partial one), collecting
-        DATA bodies; return True after the peer's CLOSE. The (open|closing, data|ping)
-        entries of the table leave the state as it is, so they are not looked up per
-        frame: this loop is the receiving hot path."""
+    def _frames(self, view: memoryview, events: list[Event]) -> bool:
+        """Open the whole frames in ``view``, keep a trailing partial one, and add their
+        DATA to ``events``; return True after the peer's CLOSE. This loop is the
+        receiving hot path: the (open|closing, data|ping) entries of the table leave the
+        state as it is, so they are not looked up per frame; the CipherState's decryption
+        is inlined; header and ciphertext are opened where they lie, as views."""
         cipher = self._decrypt
         assert cipher is not None
+        aead = cipher.aead
+        deliver = self.state is State.OPEN  # closing: authenticated, then discarded
+        bodies: list[bytes] = []
         end = len(view)
         pos = 0
         try:
@@ -462,34 +461,42 @@ class NoiseChannel:
                 stop = pos + HEADER_LEN + length
                 if stop > end:
                     break
-                header = bytes(view[pos:pos + HEADER_LEN])
-                ciphertext = view[pos + HEADER_LEN:stop]
+                if kind > FRAME_CLOSE:
+                    raise RemoteProtocolError(f"unknown frame type {kind} from {self._who()}")
+                n = cipher.n
+                if n == MAX_NONCE:
+                    raise RemoteProtocolError("the peer exceeded the channel's nonce space")
+                body = aead.decrypt(_NONCE.pack(n), view[pos + HEADER_LEN:stop],
+                                    view[pos:pos + HEADER_LEN])
+                cipher.n = n + 1  # only after success: a forged frame must not shift it
                 pos = stop
                 if kind == FRAME_DATA:
-                    body = cipher.decrypt(header, ciphertext)
-                    if self.state is State.OPEN and body:  # closing: discarded
+                    if body and deliver:
                         bodies.append(body)
-                elif kind == FRAME_PING:
-                    if cipher.decrypt(header, ciphertext):
-                        raise RemoteProtocolError(f"PING frame with a body from {self._who()}")
+                elif body:
+                    name = "PING" if kind == FRAME_PING else "CLOSE"
+                    raise RemoteProtocolError(f"{name} frame with a body from {self._who()}")
                 elif kind == FRAME_CLOSE:
-                    if cipher.decrypt(header, ciphertext):
-                        raise RemoteProtocolError(f"CLOSE frame with a body from {self._who()}")
-                    was_open = self.state is State.OPEN
                     self._step("close")
                     if bodies:
                         events.append(DataReceived(b"".join(bodies)))
-                        bodies.clear()
-                    if was_open:
+                    if deliver:
                         events.append(PeerClosed())
                     return True  # nothing follows a CLOSE
-                else:
-                    raise RemoteProtocolError(f"unknown frame type {kind} from {self._who()}")
         except InvalidTag:
             raise RemoteProtocolError(f"corrupted frame from {self._who()}: it failed "
                                       "authentication") from None
         if pos < end:
             self._buffer += view[pos:]
+        if bodies:
+            if len(bodies) == 1:
+                events.append(DataReceived(bodies[0]))
+            elif sum(map(len, bodies)) <= MAX_CHUNK:
+                # Small bodies are joined (one call into the application); large ones are
+                # handed over as they are, since joining would copy every byte once more.
+                events.append(DataReceived(b"".join(bodies)))
+            else:
+                events.extend(DataReceived(body) for body in bodies)
         return False
 
     def connection_lost(self) -> None:

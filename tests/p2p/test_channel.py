@@ -227,21 +227,182 @@ def test_write_coalescing(make_config: MakeConfig, alice: Ed25519Key, bob: Ed255
                 message = i.to_bytes(2, "big") * (size // 2)
                 app.transport.write(message)
                 expected += message
+            assert protocol.bytes_sent == before  # nothing leaves during the iteration
+            assert app.transport.get_write_buffer_size() == len(expected)
             assert await app.wait_for(len(expected)) == expected
             sent = protocol.bytes_sent - before
             per_frame = 2 + 1 + 16  # length prefix, type byte, tag
-            overhead = sent - len(expected)
-            frames, rest = divmod(overhead, per_frame)
-            assert rest == 0
-            # a few frames for 2000 writes (the first write may go out on its own, the rest
-            # are sealed together); one frame per write would add 2000 * 19 bytes
-            assert 1 <= frames <= 2
-            assert sent < len(expected) + writes * per_frame / 100
-            assert server.apps[0].chunks <= 2
-            assert app.chunks <= 2
+            # one frame for the 2000 writes of one iteration (one per write would add
+            # 2000 * 19 bytes), delivered to the peer's application in one call
+            assert sent == len(expected) + per_frame
+            assert server.apps[0].chunks == 1
+            assert app.chunks == 1
             app.transport.close()
             await server.apps[0].lost
     run(main())
+
+
+def test_writes_of_one_iteration_leave_once_per_channel(
+        make_config: MakeConfig, alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key
+) -> None:
+    """Several channels written in one iteration: each sends one frame at the start of the
+    next iteration, and a lone write is not held longer than that."""
+    async def main() -> None:
+        async with Server(make_config, bob, [alice, carol]) as server:
+            clients = [Client(make_config, alice, bob), Client(make_config, carol, bob)]
+            protocols = [await c.connect(server.port) for c in clients]
+            for protocol in protocols:
+                await protocol.ready
+            before = [p.bytes_sent for p in protocols]
+            for round_ in range(3):
+                for client in clients:
+                    assert client.app is not None and client.app.transport is not None
+                    for i in range(5):
+                        client.app.transport.write(bytes([round_, i]))
+                await asyncio.sleep(0)  # one iteration: the flush runs at its start
+                assert [p.bytes_sent - b for p, b in zip(protocols, before)] == [
+                    (round_ + 1) * (10 + 19)] * 2
+            for client in clients:
+                assert client.app is not None
+                await client.app.wait_for(30)
+                assert client.app.chunks <= 3
+            lone = clients[0].app
+            assert lone is not None and lone.transport is not None
+            lone.transport.write(b"!")
+            await asyncio.sleep(0)
+            assert protocols[0].bytes_sent - before[0] == 3 * 29 + 1 + 19
+            for client in clients:
+                assert client.app is not None and client.app.transport is not None
+                client.app.transport.close()
+    run(main())
+
+
+def test_a_failing_channel_does_not_hold_back_the_others(
+        make_config: MakeConfig, alice: Ed25519Key, bob: Ed25519Key, carol: Ed25519Key
+) -> None:
+    """Channels written in the same iteration are flushed together: one whose failure
+    handler raises (the loop reports it) does not keep the others' writes back."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[BaseException] = []
+        loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
+        async with Server(make_config, bob, [alice, carol], echo=False) as server:
+            clients = [Client(make_config, alice, bob), Client(make_config, carol, bob)]
+            protocols = [await c.connect(server.port) for c in clients]
+            for protocol in protocols:
+                await protocol.ready
+
+            def raising(did: str | None, exc: MpcidError) -> None:
+                raise RuntimeError("a broken failure handler")
+
+            protocols[0].on_failure = raising
+            channel = protocols[0]._channel
+            assert channel is not None and channel._encrypt is not None
+            channel._encrypt.n = 2**64 - 1  # its next frame fails the channel
+            for client in clients:
+                assert client.app is not None and client.app.transport is not None
+                client.app.transport.write(b"hello")
+            for _ in range(50):
+                if any(bytes(app.data) == b"hello" for app in server.apps):
+                    break
+                await asyncio.sleep(0.01)
+            assert [bytes(app.data) for app in server.apps].count(b"hello") == 1
+            assert [str(e) for e in reported] == ["a broken failure handler"]
+            assert protocols[0].bytes_sent < protocols[1].bytes_sent
+    run(main())
+
+
+def test_bulk_write_keeps_order_behind_small_ones(make_config: MakeConfig,
+                                                  alice: Ed25519Key, bob: Ed25519Key
+                                                  ) -> None:
+    """Small writes wait for the end of the iteration, a write of a frame's worth goes out
+    at once: the stream keeps the order of the writes either way, and a written buffer
+    may be changed by the application as soon as write returns."""
+    async def main() -> None:
+        async with Server(make_config, bob, [alice]) as server:
+            client = Client(make_config, alice, bob)
+            protocol = await client.connect(server.port)
+            await protocol.ready
+            app = client.app
+            assert app is not None and app.transport is not None
+            before = protocol.bytes_sent
+            head, bulk = bytearray(b"head"), os.urandom(200_000)
+            mid = memoryview(bytearray(b"middle"))
+            app.transport.write(head)
+            head[:] = b"HEAD"  # the application reuses its buffer
+            app.transport.write(bulk)
+            assert protocol.bytes_sent > before + len(bulk)  # out at once, head before it
+            app.transport.write(mid)
+            mid[:] = b"MIDDLE"
+            app.transport.writelines([b"a", bytearray(b"b"), memoryview(b"c")])
+            app.transport.write(b"")
+            app.transport.write(bulk[:70_000])
+            app.transport.write(b"tail")
+            expected = b"head" + bulk + b"middle" + b"abc" + bulk[:70_000] + b"tail"
+            assert await app.wait_for(len(expected)) == expected
+            app.transport.close()
+            await server.apps[0].lost
+    run(main())
+
+
+def test_close_sends_pending_writes_and_abort_drops_them(
+        make_config: MakeConfig, alice: Ed25519Key, bob: Ed25519Key) -> None:
+    async def main() -> None:
+        async with Server(make_config, bob, [alice], echo=False) as server:
+            client = Client(make_config, alice, bob)
+            protocol = await client.connect(server.port)
+            await protocol.ready
+            assert client.app is not None and client.app.transport is not None
+            client.app.transport.write(b"last words")
+            client.app.transport.close()  # in the same iteration as the write
+            client.app.transport.write(b"after close")  # ignored, as by asyncio
+            assert await server.apps[0].lost is None
+            assert bytes(server.apps[0].data) == b"last words"
+
+            other = Client(make_config, alice, bob)
+            protocol = await other.connect(server.port)
+            await protocol.ready
+            assert other.app is not None and other.app.transport is not None
+            other.app.transport.write(b"never sent")
+            sent = protocol.bytes_sent
+            other.app.transport.abort()
+            await asyncio.sleep(0.05)
+            assert protocol.bytes_sent == sent
+            assert await other.app.lost is None
+            assert isinstance(await server.apps[1].lost, ConnectionLost)
+            assert bytes(server.apps[1].data) == b""
+    run(main())
+
+
+def test_pause_and_resume_writing_reach_the_application(
+        make_config: MakeConfig, alice: Ed25519Key, bob: Ed25519Key) -> None:
+    """The connection's flow control is the application's, as over plain TCP."""
+    async def main() -> None:
+        async with Server(make_config, bob, [alice], echo=False) as server:
+            client = Client(make_config, alice, bob)
+            protocol = await client.connect(server.port)
+            await protocol.ready
+            app = client.app
+            assert app is not None and app.transport is not None
+            calls: list[str] = []
+            app.pause_writing = lambda: calls.append("pause")  # type: ignore[method-assign]
+            app.resume_writing = lambda: calls.append("resume")  # type: ignore[method-assign]
+            app.transport.set_write_buffer_limits(high=1 << 16)
+            assert app.transport.get_write_buffer_limits()[1] == 1 << 16
+            data = os.urandom(8 << 20)
+            app.transport.write(data)  # more than the socket takes at once
+            assert calls == ["pause"]
+            assert app.transport.get_write_buffer_size() > 1 << 16
+            await server.apps[0].wait_for(len(data))
+            for _ in range(100):
+                if calls == ["pause", "resume"]:
+                    break
+                await asyncio.sleep(0.01)
+            assert calls == ["pause", "resume"]
+            assert bytes(server.apps[0].data) == data
+            app.transport.close()
+            await server.apps[0].lost
+    run(main(), timeout=25)
 
 
 def test_graceful_close(make_config: MakeConfig, alice: Ed25519Key, bob: Ed25519Key) -> None:
@@ -488,6 +649,43 @@ def test_connect_to_nothing_fails_after_deadline() -> None:
         assert f"127.0.0.1:{port}" in message
         assert "party 2" in message
         assert info.value.hint
+    run(main())
+
+
+def test_dial_retries_quickly_then_every_retry_interval() -> None:
+    """Parties launched together: the one that listens a little later is found within
+    milliseconds (the pause starts at FIRST_RETRY and doubles up to retry_interval)."""
+    port = free_port()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        attempts: list[float] = []
+        listening: list[float] = []
+        original = loop.create_connection
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            attempts.append(loop.time())
+            return await original(*args, **kwargs)
+
+        loop.create_connection = counted  # type: ignore[method-assign]
+
+        async def listen_later() -> asyncio.Server:
+            await asyncio.sleep(0.05)
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", port)
+            listening.append(loop.time())
+            return server
+
+        task = asyncio.ensure_future(listen_later())
+        plain_tcp: Any = asyncio.Protocol  # connect() only dials: any protocol will do
+        await connect("127.0.0.1", port, plain_tcp, deadline=loop.time() + 5,
+                      retry_interval=0.2)
+        connected = loop.time()
+        server = await task
+        server.close()
+        assert len(attempts) >= 3
+        assert attempts[1] - attempts[0] < 0.1
+        # a redial soon after the listener appeared, not retry_interval after the first
+        assert connected - listening[0] < 0.12
     run(main())
 
 

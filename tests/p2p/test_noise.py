@@ -739,6 +739,58 @@ def test_max_chunk_fills_one_frame(raw_pair: RawPair) -> None:
         [DataReceived(data[:MAX_CHUNK])]
 
 
+def test_many_frames_in_one_read_are_one_delivery(open_pair: Pair) -> None:
+    """A read holding many small frames (and a split one) reaches the application as one
+    DataReceived per read; the stream is the same however the reads cut it."""
+    a, b = open_pair
+    messages = [os.urandom(1 + i % 40) for i in range(300)]
+    wire = b"".join(send_out(a, m, 1) for m in messages)
+    assert b.receive_data(wire, 1) == [DataReceived(b"".join(messages))]
+    wire = b"".join(send_out(a, m, 2) for m in messages)
+    cut = len(wire) // 2 + 7  # inside a frame
+    first, second = b.receive_data(wire[:cut], 2), b.receive_data(wire[cut:], 2)
+    assert len(first) == 1 and len(second) <= 2
+    assert received(first + second) == b"".join(messages)
+
+
+def test_nonce_space_exhausted_when_sending(open_pair: Pair) -> None:
+    """The counter may not wrap (specs/channel.md 4.5): the last nonce is never used."""
+    a, _ = open_pair
+    assert a._encrypt is not None
+    a._encrypt.n = noise_module.MAX_NONCE - 1
+    a.send(b"last", 1)  # nonce 2^64 - 2: fine
+    assert a.data_to_send()
+    with pytest.raises(LocalProtocolError, match="nonce space"):
+        a.send(b"one too many", 1)
+    with pytest.raises(LocalProtocolError, match="nonce space"):
+        a.send(os.urandom(2 * MAX_CHUNK), 1)  # the bulk path too
+    with pytest.raises(LocalProtocolError, match="nonce space"):
+        a.close(1)
+
+
+def test_nonce_space_exhausted_when_receiving(raw_pair: RawPair) -> None:
+    a, raw = raw_pair
+    assert a._decrypt is not None
+    a._decrypt.n = noise_module.MAX_NONCE
+    with pytest.raises(RemoteProtocolError, match="nonce space"):
+        a.receive_data(raw.frame(FRAME_DATA, b"x"), 1)
+    assert a.state is State.FAILED
+
+
+def test_forged_frame_does_not_move_the_counter(open_pair: Pair) -> None:
+    """Only an authenticated frame consumes a nonce: after a forgery (which fails the
+    channel) the counter is where it was."""
+    a, b = open_pair
+    assert b._decrypt is not None
+    b.receive_data(send_out(a, b"one", 1), 1)
+    before = b._decrypt.n
+    forged = bytearray(send_out(a, b"two", 1))
+    forged[-1] ^= 1
+    with pytest.raises(RemoteProtocolError, match="corrupted"):
+        b.receive_data(bytes(forged), 1)
+    assert b._decrypt.n == before
+
+
 def test_idle_timeout(make_pair: MakePair, alice: Ed25519Key) -> None:
     a, b = make_pair(keepalive_interval=5.0, idle_timeout=30.0)
     establish_pair(a, b)
