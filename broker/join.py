@@ -26,6 +26,7 @@ from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
 from .admission_channel import AdmissionSettings
+from .agent import agent_socket
 from .credential_choice import choose, describe_presented
 from .errors import AdmissionRefused, SessionAborted
 from .inbox import InvitationStore
@@ -110,7 +111,8 @@ def run_join(keystore: Keystore, plan: SessionPlan, program_args: list[str],
     store.set_state(invitation.session_id, "accepted")
     party = PartyRun(plan.session, plan.key, RunSettings(
         connect_timeout=settings.connect_timeout,
-        paths=PathSettings(bootstrap=plan.session.bootstrap, relays=plan.session.relays),
+        paths=PathSettings(bootstrap=plan.session.bootstrap, relays=plan.session.relays,
+                           agent=agent_socket(keystore.home, plan.key.did.did)),
         admission=plan.admission, progress=progress))
     outcome: Outcome = "failed"
     error = ""

@@ -216,7 +216,7 @@ class PartyRun:
                                            if p.index != rt.pid))
         tasks = [asyncio.ensure_future(self._dial(rt, i, deadline))
                  for i in range(len(rt.parties)) if i != rt.pid]
-        if self.gate is not None and self.paths.discovery is not None:
+        if self.gate is not None and self.paths.presence is not None:
             tasks.append(asyncio.ensure_future(self._watch_declines(rt)))
         try:
             if self.gate is not None:
@@ -389,7 +389,7 @@ class PartyRun:
         from .session_records import publish_decline
 
         admission = self.settings.admission
-        discovery = self.paths.discovery if self.paths is not None else None
+        discovery = self.paths.presence if self.paths is not None else None
         if discovery is None or admission is None or admission.invitation is None:
             return
         reason = " ".join(error.message.split())[:500]  # one line, as a decline's reason is
@@ -405,7 +405,7 @@ class PartyRun:
         from .session_records import fetch_decline
 
         gate = self.gate
-        discovery = self.paths.discovery if self.paths is not None else None
+        discovery = self.paths.presence if self.paths is not None else None
         assert gate is not None and discovery is not None
         while not gate.done.done():
             for party in self.session.parties:

@@ -5,7 +5,9 @@ This is the one place where a party dials. Every channel a party opens goes thro
 only their DIDs (found through the DHT), or both.
 
 With DHT bootstrap nodes, the party (1) runs a libp2p host and DHT node
-(:class:`~mpcid.p2p.discovery.Discovery`), holding reservations on the session's relays;
+(:class:`~mpcid.p2p.discovery.Discovery`), holding reservations on the session's relays,
+or uses those of its local agent (``mpcid online`` of the same identity,
+:mod:`mpcid.broker.agent`) when one runs: both are a :class:`~.presence.Presence`;
 (2) publishes its DID-signed endpoint record: its direct TCP endpoint and its libp2p
 addresses, relay circuits included; (3) accepts channels on TCP and on the libp2p protocol
 :data:`CHANNEL_PROTOCOL` alike; (4) reaches a peer by trying, in order, the endpoint the
@@ -34,6 +36,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpcid.identity.did_key import Ed25519Key
@@ -43,11 +46,11 @@ from mpcid.p2p.channel import ChannelProtocol, connect, over_socket
 from mpcid.p2p.errors import ConnectFailed
 from mpcid.p2p.peerid import peer_id_from_did
 
+from .presence import LocalPresence, Presence
 from .progress import Progress
 from .session import PartyEndpoint
 
 if TYPE_CHECKING:
-    from mpcid.p2p.discovery import Discovery
     from mpcid.p2p.records import EndpointRecord
 
 log = logging.getLogger("mpcid.run")
@@ -71,6 +74,9 @@ class PathSettings:
     """Seconds one direct TCP attempt may take before the next path is tried."""
     punch_timeout: float = nat.PUNCH_TIMEOUT
     """Seconds a hole punching attempt may take before the relay circuit is used."""
+    agent: Path | None = None
+    """The socket of a local agent (``mpcid online`` of this identity) to use instead of
+    a libp2p host of this process, when it is there (:mod:`mpcid.broker.agent`)."""
 
 
 class Paths:
@@ -78,40 +84,31 @@ class Paths:
 
     def __init__(self, key: Ed25519Key, settings: PathSettings,
                  progress: Progress = Progress()) -> None:
+        self.key = key
         self.settings = settings
         self.progress = progress
-        self.discovery: Discovery | None = None
-        self.host: object = None
+        self.presence: Presence | None = None
+        """This party's presence in the DHT, once started (None without DHT nodes)."""
+        self.via_agent = False
+        """Whether the local agent holds the presence (else this process does)."""
         self._peers: set[str] = set()
         self._punches: dict[str, int] = {}
         self.used: dict[int, str] = {}
         """Per party this one opened a channel to: the path it took."""
-        if settings.bootstrap:  # libp2p is imported only when a DHT is used
-            from mpcid.p2p.discovery import Discovery, DiscoveryConfig
-
-            from .session_records import SESSION_KINDS
-
-            self.discovery = Discovery(key, DiscoveryConfig(
-                listen=("/ip4/0.0.0.0/tcp/0",), bootstrap=settings.bootstrap,
-                relays=settings.relays, kinds=SESSION_KINDS))
 
     @property
     def reach(self) -> str | None:
         """``public``, ``nat`` or None, as the bootstrap nodes observed this party."""
-        return self.discovery.reach if self.discovery is not None else None
+        return self.presence.reach if self.presence is not None else None
 
     async def start(self, listen_port: int, advertise: str | None, on_stream: StreamCallback,
                     peers: tuple[str, ...] = ()) -> None:
         """Join the DHT, accept channels over libp2p and punch requests from ``peers``
         (DIDs), publish this party's record (nothing to do without DHT nodes)."""
-        if self.discovery is None:
+        if not self.settings.bootstrap:
             return
         self._peers = {peer_id_from_did(did) for did in peers}
-        discovery = self.discovery
-        await discovery.start()
-        node = discovery.node
-        assert node is not None
-        self.host = node.host
+        presence = self.presence = await self._presence(peers)
 
         async def deliver(sock: socket.socket, peer: str) -> None:
             await on_stream(sock, await self._path_of(peer))
@@ -121,24 +118,40 @@ class Paths:
             if punched is not None:
                 await on_stream(*punched)
 
-        await discovery.bridge.set_stream_handler(node.host, CHANNEL_PROTOCOL, deliver)
-        await discovery.bridge.set_stream_handler(node.host, nat.PUNCH_PROTOCOL, punch)
+        await presence.serve({CHANNEL_PROTOCOL: deliver, nat.PUNCH_PROTOCOL: punch})
         host = advertise or self._local_address()
         addrs = []
-        for addr in discovery.addrs:  # a wildcard listen address names no host
+        for addr in presence.addrs:  # a wildcard listen address names no host
             if "/ip4/0.0.0.0/" not in addr:
                 addrs.append(addr)
             elif host:
                 addrs.append(addr.replace("/ip4/0.0.0.0/", f"/ip4/{host}/", 1))
         tcp = [f"{host}:{listen_port}"] if host and listen_port else []
-        observed = ([f"{discovery.observed_ip}:{listen_port}"]
-                    if discovery.reach == nat.NAT and discovery.observed_ip and listen_port
+        observed = ([f"{presence.observed_ip}:{listen_port}"]
+                    if presence.reach == nat.NAT and presence.observed_ip and listen_port
                     else [])
-        record = await discovery.publish(tcp, addrs,
-                                         extra=nat.record_fields(discovery.reach, observed))
+        record = await presence.publish(tcp, addrs,
+                                        extra=nat.record_fields(presence.reach, observed))
         log.info("published endpoint record seq %d (%s): %s", record.seq,
-                 discovery.reach or "reachability unknown",
+                 presence.reach or "reachability unknown",
                  ", ".join(list(record.tcp) + list(record.addrs)))
+
+    async def _presence(self, peers: tuple[str, ...]) -> Presence:
+        """The local agent's presence if it serves this identity, else this process's
+        own libp2p host (py-libp2p is imported only then)."""
+        settings = self.settings
+        if settings.agent is not None:
+            from .agent import AgentPresence
+
+            agent = await AgentPresence.connect(settings.agent, self.key.did.did, peers,
+                                                settings.bootstrap, settings.relays)
+            if agent is not None:
+                log.info("using the local agent at %s", settings.agent)
+                self.via_agent = True
+                return agent
+        local = LocalPresence.create(self.key, settings.bootstrap, settings.relays)
+        await local.start()
+        return local
 
     async def open(self, party: PartyEndpoint, factory: ProtocolFactory, deadline: float,
                    describe: str, lower: bool = True) -> ChannelProtocol | None:
@@ -148,6 +161,7 @@ class Paths:
         loop = asyncio.get_running_loop()
         last = "no endpoint known yet"
         found = False
+        pause = 0.05
         while True:
             direct = [(party.host, party.port)] if party.host and party.port and lower else []
             libp2p: list[str] = []
@@ -163,7 +177,7 @@ class Paths:
                     direct += [e for e in record.endpoints() if e not in direct]
                 # Circuits last: a direct libp2p address works wherever direct TCP would.
                 libp2p = sorted(record.addrs, key=lambda a: "/p2p-circuit" in a)
-            elif not lower and self.discovery is None:
+            elif not lower and self.presence is None:
                 return None  # without a DHT the lower party always opens the channel
             for host, port in direct:
                 outcome = await self._direct(party, host, port, factory, deadline, describe)
@@ -185,19 +199,20 @@ class Paths:
                 last = outcome
             if loop.time() >= deadline:
                 raise ConnectFailed(f"no path to {describe} ({last})")
-            # With a DHT every round looks the record up again: no need to hurry.
-            pause = 0.5 if self.discovery is not None else 0.2
+            # With a DHT every round looks the record up again: soon at first (the peer
+            # may be publishing right now), then every half second.
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(2 * pause, 0.5 if self.presence is not None else 0.2)
 
     async def _lookup(self, party: PartyEndpoint, deadline: float
                       ) -> tuple[EndpointRecord | None, str | None]:
         """The party's endpoint record (None without a DHT or if it has none yet), or why
         the lookup failed."""
-        if self.discovery is None:
+        if self.presence is None:
             return None, None
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(self.discovery.resolve(party.did),
+            return await asyncio.wait_for(self.presence.resolve(party.did),
                                           max(0.1, deadline - loop.time())), None
         except (MpcidError, asyncio.TimeoutError) as exc:
             return None, f"lookup failed: {exc}"
@@ -208,7 +223,7 @@ class Paths:
         """Direct TCP: until ``deadline`` when the session file is all we know, else for
         at most ``direct_timeout`` (other paths are waiting)."""
         loop = asyncio.get_running_loop()
-        until = deadline if self.discovery is None else \
+        until = deadline if self.presence is None else \
             min(loop.time() + self.settings.direct_timeout, deadline)
         try:
             protocol = await connect(host, port, factory, what=describe, deadline=until)
@@ -240,21 +255,22 @@ class Paths:
         return self._connected(party, protocol, how)
 
     def _same_network(self, record: EndpointRecord) -> bool:
-        discovery = self.discovery
-        return discovery is None or nat.may_reach_directly(
-            discovery.reach, discovery.observed_ip, record)
+        presence = self.presence
+        return presence is None or nat.may_reach_directly(
+            presence.reach, presence.observed_ip, record)
 
     def _can_punch(self, record: EndpointRecord) -> bool:
         """Both parties behind NATs, this one knowing its public IP: worth a punch."""
-        return (self.discovery is not None and self.discovery.reach == nat.NAT
-                and self.discovery.observed_ip is not None
+        return (self.presence is not None and self.presence.reach == nat.NAT
+                and self.presence.observed_ip is not None
                 and nat.record_reach(record) == nat.NAT)
 
     async def _punched(self, party: PartyEndpoint, circuit: str, factory: ProtocolFactory,
                        deadline: float, describe: str) -> ChannelProtocol | str:
         """Hole punching, coordinated through ``circuit``; the channel over the punched
         connection, or why there is none."""
-        assert self.discovery is not None and self.discovery.observed_ip is not None
+        assert self.presence is not None and self.presence.observed_ip is not None
+        observed_ip = self.presence.observed_ip
         loop = asyncio.get_running_loop()
         until = min(loop.time() + self.settings.punch_timeout, deadline)
         channel = None
@@ -264,7 +280,7 @@ class Paths:
                 max(0.1, until - loop.time()))
             channel = await nat.PunchChannel.over(stream)
             sock = await asyncio.wait_for(
-                nat.punch_as_initiator(channel, self.discovery.observed_ip, until),
+                nat.punch_as_initiator(channel, observed_ip, until),
                 max(0.1, until - loop.time()) + 0.5)
             where = "{}:{}".format(*sock.getpeername()[:2])
             protocol = await over_socket(sock, factory)
@@ -290,9 +306,9 @@ class Paths:
                             ) -> tuple[socket.socket, str] | None:
         """A peer's punch request (a party of this session, a few times at most): the
         punched connection and its path, or None."""
-        discovery = self.discovery
+        presence = self.presence
         if (peer not in self._peers or self._punches.get(peer, 0) >= MAX_PUNCHES
-                or discovery is None or discovery.observed_ip is None):
+                or presence is None or presence.observed_ip is None):
             sock.close()
             return None
         self._punches[peer] = self._punches.get(peer, 0) + 1
@@ -301,7 +317,7 @@ class Paths:
         channel = await nat.PunchChannel.over(sock)
         try:
             punched = await asyncio.wait_for(
-                nat.punch_as_responder(channel, discovery.observed_ip, until),
+                nat.punch_as_responder(channel, presence.observed_ip, until),
                 self.settings.punch_timeout + 0.5)
         except (MpcidError, asyncio.TimeoutError, OSError) as exc:
             log.info("hole punching with %s: %s", peer, exc or type(exc).__name__)
@@ -314,36 +330,23 @@ class Paths:
 
     async def _path_of(self, peer: str) -> str:
         """How a libp2p stream from ``peer`` came: ``relay circuit`` or ``libp2p``."""
-        assert self.discovery is not None
-        try:
-            relayed = await self.discovery.bridge.call(nat.relayed_only, self.host, peer)
-        except Exception:  # the connection may be gone already: say what is known
-            return "libp2p"
-        return "relay circuit" if relayed else "libp2p"
+        assert self.presence is not None
+        return await self.presence.path_of(peer)
 
     async def _open_stream(self, did: str, addr: str, protocol: str = CHANNEL_PROTOCOL
                            ) -> socket.socket:
-        from mpcid.p2p.host import connect as libp2p_connect
-        from mpcid.p2p.relay import dial_circuit
-
-        assert self.discovery is not None  # only records from the DHT name libp2p addresses
-        peer = peer_id_from_did(did)
-        bridge = self.discovery.bridge
-        if "/p2p-circuit" in addr:
-            await bridge.call(dial_circuit, self.host, addr)
-        else:
-            await bridge.call(libp2p_connect, self.host, addr)
-        return await bridge.open_stream(self.host, peer, protocol)  # type: ignore[arg-type]
+        assert self.presence is not None  # only records from the DHT name libp2p addresses
+        return await self.presence.open_stream(did, addr, protocol)
 
     async def stop(self) -> None:
         """Withdraw this party's record and leave the DHT."""
-        if self.discovery is None:
+        if self.presence is None:
             return
         try:
-            await asyncio.wait_for(self.discovery.withdraw(), 5)
+            await asyncio.wait_for(self.presence.withdraw(), 5)
         except (MpcidError, asyncio.TimeoutError):
             pass
-        await self.discovery.stop()
+        await self.presence.stop()
 
     def _local_address(self) -> str | None:
         """The address this machine uses towards the first bootstrap node: what peers on

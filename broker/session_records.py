@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import InvalidProof, MpcidError
@@ -238,7 +238,19 @@ SESSION_KINDS: Mapping[str, KindValidator] = MappingProxyType({
 # --- on a started Discovery ----------------------------------------------------------------
 
 
-async def publish_invitation(discovery: Discovery, data: bytes) -> Invitation:
+class RecordStore(Protocol):
+    """Where session records are published and fetched: a started
+    :class:`~mpcid.p2p.discovery.Discovery`, or a session's
+    :class:`~mpcid.broker.presence.Presence`."""
+
+    clock: Callable[[], float]
+
+    async def put_value(self, key: str, value: bytes) -> None: ...
+
+    async def get_value(self, key: str) -> bytes | None: ...
+
+
+async def publish_invitation(discovery: RecordStore, data: bytes) -> Invitation:
     """Publish the signed invitation ``data`` under its session id; return it. Raises the
     invitation's error if it is not valid now."""
     invitation = Invitation.verify(data, discovery.clock())
@@ -246,12 +258,12 @@ async def publish_invitation(discovery: Discovery, data: bytes) -> Invitation:
     return invitation
 
 
-async def fetch_invitation(discovery: Discovery, session_id: str) -> bytes | None:
+async def fetch_invitation(discovery: RecordStore, session_id: str) -> bytes | None:
     """The signed invitation of ``session_id`` from the DHT (valid now), or None."""
     return await discovery.get_value(invitation_key(session_id))
 
 
-async def publish_decline(discovery: Discovery, key: Ed25519Key, invitation: Invitation,
+async def publish_decline(discovery: RecordStore, key: Ed25519Key, invitation: Invitation,
                           reason: str, now: float) -> Decline:
     """Sign and publish ``key``'s decline of ``invitation`` (see :meth:`Decline.create`)."""
     decline, value = Decline.create(key, invitation, reason, now)
@@ -259,7 +271,7 @@ async def publish_decline(discovery: Discovery, key: Ed25519Key, invitation: Inv
     return decline
 
 
-async def fetch_decline(discovery: Discovery, session_id: str, did: str) -> Decline | None:
+async def fetch_decline(discovery: RecordStore, session_id: str, did: str) -> Decline | None:
     """``did``'s current decline of ``session_id``, or None if the DHT has none."""
     key = decline_key(session_id, did)
     value = await discovery.get_value(key)

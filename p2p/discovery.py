@@ -43,7 +43,11 @@ class DiscoveryConfig:
     connect_timeout: float = 10.0
     """Seconds to reach each bootstrap node."""
     server: bool = True
-    """Serve the DHT to others (False for one-off lookups)."""
+    """Serve the DHT to others (False for one-off lookups, and for session parties, which
+    come and go: serving would only add them to every lookup of every other party)."""
+    observe: bool | None = None
+    """Identify with the bootstrap nodes to learn this node's reachability
+    (``specs/discovery.md`` 8.1); None: when it serves the DHT."""
     store: StoreLimits = StoreLimits()
     """What this node holds for others when it serves the DHT: a quota per sending peer,
     caps per record kind, a bound on the bytes held (``specs/discovery.md`` 7)."""
@@ -73,6 +77,8 @@ class Discovery:
         self.node: DHTNode | None = None
         self.addrs: list[str] = []
         self.record: EndpointRecord | None = None
+        self.record_value: bytes | None = None
+        """The signed encoding of :attr:`record`, as published."""
         self.reach: str | None = None
         """``public``, ``nat`` or None (no bootstrap node said), by identify."""
         self.observed_ip: str | None = None
@@ -98,7 +104,9 @@ class Discovery:
                 node.bootstrap, list(self.config.bootstrap),
                 timeout=self.config.connect_timeout))
             self.addrs = await self.bridge.call(_addrs, host)
-            offers = await self._observe(host) if self.config.server else []
+            observe = self.config.server if self.config.observe is None \
+                else self.config.observe
+            offers = await self._observe(host) if observe else []
             self.relays = list(self.config.relays)
             if not self.relays and self.reach == NAT and self.config.relay is None:
                 self.relays = offers[:1]
@@ -147,7 +155,7 @@ class Discovery:
             self.key, self._seq, now, ttl=ttl or self.config.ttl, tcp=tcp,
             addrs=self.addrs if addrs is None else addrs, extra=extra)
         await self.bridge.call(node.put, dht_key(self.key.did.did), value)
-        self.record = record
+        self.record, self.record_value = record, value
         return record
 
     async def withdraw(self) -> None:

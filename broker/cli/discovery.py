@@ -152,7 +152,15 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
                  endpoints: tuple[str, ...], relays: tuple[str, ...], ttl: int,
                  home: str | None) -> None:
     """Keep this DID reachable: publish and refresh its endpoint record until interrupted,
-    then withdraw it."""
+    then withdraw it.
+
+    It also serves as this identity's local agent: while it runs, `mpcid join` and
+    `mpcid run` of the same identity and home use its libp2p host and DHT node instead of
+    starting their own, which makes them start much faster."""
+    from mpcid.broker.agent import agent_socket
+    from mpcid.broker.agent_server import AgentServer
+    from mpcid.broker.presence import LocalPresence
+    from mpcid.broker.session_records import SESSION_KINDS
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
     from mpcid.p2p.nat import record_fields
     from mpcid.p2p.peerid import peer_id_from_did
@@ -160,30 +168,35 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
 
     for endpoint in endpoints:
         parse_endpoint(endpoint)
-    key = keystore(home).load_identity(name)
-    discovery = Discovery(key, DiscoveryConfig(listen=listen, bootstrap=bootstrap,
-                                               ttl=ttl, relays=relays))
-    await discovery.start()
-    extra = record_fields(discovery.reach, [])  # behind a NAT it reserved on a relay itself
+    store = keystore(home)
+    key = store.load_identity(name)
+    presence = LocalPresence(Discovery(key, DiscoveryConfig(
+        listen=listen, bootstrap=bootstrap, ttl=ttl, relays=relays, kinds=SESSION_KINDS)))
+    await presence.start()
+    # Behind a NAT it reserved on a relay itself.
+    agent = AgentServer(presence, endpoints, record_fields(presence.reach, []))
     try:
-        record = await discovery.publish(endpoints, extra=extra)
+        await agent.publish()
         click.echo(f"did {key.did.did}")
         click.echo(f"peer {peer_id_from_did(key.did.did)}")
-        for addr in discovery.addrs:
+        for addr in presence.addrs:
             click.echo(f"addr {addr}")
-        click.echo(f"published seq {record.seq}, expires in {ttl} s; Ctrl-C to withdraw",
-                   err=True)
+        await agent.start(agent_socket(store.home, key.did.did))
+        click.echo(f"agent {agent.path}")
+        click.echo(f"published, expires in {ttl} s; Ctrl-C to withdraw", err=True)
         while True:
-            refresh = max(1.0, record.refresh_at - discovery.clock())
+            refresh = max(1.0, agent.record_refresh_at - presence.clock())
             try:
                 await asyncio.wait_for(wait_for_interrupt(), refresh)
                 break
             except asyncio.TimeoutError:
-                record = await discovery.publish(endpoints, extra=extra)
-        await discovery.withdraw()
+                await agent.publish()
+        await agent.stop()
+        await presence.withdraw()
         click.echo("withdrawn", err=True)
     finally:
-        await discovery.stop()
+        await agent.stop()
+        await presence.stop()
 
 
 @click.command("resolve")

@@ -39,6 +39,7 @@ def run(session_file: str, name: str, connect_timeout: float, idle_timeout: floa
     Usage: mpcid run --session SESSION.json --as NAME -- PROGRAM.py [ARGS...]
     MPyC's own options (e.g. -T, --no-prss, --log-level) may be given among ARGS.
     """
+    from mpcid.broker.agent import agent_socket
     from mpcid.broker.mpyc_runtime import RunSettings, run_program
     from mpcid.broker.paths import PathSettings
 
@@ -48,11 +49,13 @@ def run(session_file: str, name: str, connect_timeout: float, idle_timeout: floa
         raise SessionFileInvalid(f"program {program} does not exist",
                                  hint="give the path of the MPyC program")
     session.check_program(program_path)
-    key = keystore(home).load_identity(name)
+    store = keystore(home)
+    key = store.load_identity(name)
     session.index_of(key.did.did)
     # Without DHT nodes only the session file's endpoints are used (and no relay).
     paths = PathSettings(bootstrap=session.bootstrap + bootstrap,
-                         relays=session.relays + relays)
+                         relays=session.relays + relays,
+                         agent=agent_socket(store.home, key.did.did))
     settings = RunSettings(connect_timeout=connect_timeout, idle_timeout=idle_timeout,
                            keepalive_interval=min(5.0, idle_timeout / 3),
                            listen_host=listen_host, paths=paths)

@@ -16,12 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import running_node
 
 TIMEOUT = 60
 
@@ -155,3 +156,10 @@ def membership_file(membership: tuple[Path, subprocess.CompletedProcess[str]]) -
 def membership_doc(membership_file: Path) -> dict[str, Any]:
     """A fresh copy of the membership credential, to tamper with."""
     return load_json(membership_file)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[str]:
+    """A local DHT bootstrap node (``mpcid node``) for one test; its multiaddr."""
+    with running_node(tmp_path / "node") as address:
+        yield address

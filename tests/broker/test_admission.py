@@ -23,7 +23,7 @@ from mpcid.identity import credentials as vc
 from mpcid.identity.keystore import Keystore
 from mpcid.identity.statuslist import Bitstring
 
-from processes import MPCID, SALARY, env, mpcid, running_node  # this folder
+from processes import MPCID, SALARY, env, mpcid  # this folder
 
 pytestmark = pytest.mark.integration
 
@@ -72,12 +72,6 @@ def _credential(issuer: Keystore, name: str, subject: str, *, start: dt.datetime
         issuer=key.did.did, subject=subject, credential_type="MembershipCredential",
         claims={"organization": organization}, valid_from=start,
         valid_until=end or NOW + dt.timedelta(days=30), status=status), key, now=start)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[str]:
-    with running_node(tmp_path / "node") as address:
-        yield address
 
 
 @pytest.fixture

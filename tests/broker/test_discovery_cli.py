@@ -6,11 +6,10 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import MPCID, env, running_node
+from processes import MPCID, env
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +25,6 @@ def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30) -> 
         if not line and proc.poll() is not None:
             break
     raise AssertionError(f"no line starting with {prefix!r}")
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[str]:
-    with running_node(tmp_path / "node") as address:
-        yield address
 
 
 def resolve(did: str, bootstrap: str) -> subprocess.CompletedProcess[str]:

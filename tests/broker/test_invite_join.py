@@ -8,20 +8,13 @@ import json
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import MPCID, SALARY, env, mpcid, running_node
+from processes import MPCID, SALARY, env, mpcid
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[str]:
-    with running_node(tmp_path / "node") as address:
-        yield address
 
 
 @pytest.fixture
