@@ -15,6 +15,7 @@ unless ``MPCID_DEBUG=1``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -23,21 +24,37 @@ import click
 
 from mpcid.identity.errors import MpcidError
 
-from . import demo, discovery, identity, invitations, run, sessions, transcript, ui
 from .options import debug, home_option
 
+#: The module of every command. A command's module (and what it imports) is loaded only
+#: when that command runs, or for the list in ``--help``: every ``mpcid join`` would
+#: otherwise pay for importing the page, the demo and the identity commands.
+COMMAND_MODULES = {
+    "create-did": "identity", "did": "identity", "credential": "identity",
+    "status-list": "identity", "present": "identity", "presentation": "identity",
+    "demo": "demo", "run": "run", "node": "discovery", "online": "discovery",
+    "resolve": "discovery", "invite": "sessions", "join": "sessions",
+    "transcript": "transcript", "invitations": "invitations", "ui": "ui"}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
-                               "max_content_width": 100})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        name = COMMAND_MODULES.get(cmd_name)
+        if name is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{name}")
+        return next((c for c in module.COMMANDS if c.name == cmd_name), None)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})
 @home_option
 @click.version_option(package_name="mpcid")
 def cli(home: str | None) -> None:
     """mpcid: decentralised identities and credentials for ad hoc MPC sessions."""
-
-
-for _module in (identity, demo, run, discovery, sessions, transcript, invitations, ui):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
