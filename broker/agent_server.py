@@ -103,21 +103,30 @@ class AgentServer:
             self.path = None
 
     async def publish(self) -> None:
-        """Publish this DID's record: the agent's endpoints and every session's."""
+        """Publish this DID's record: the endpoints the agent was given and those of every
+        session it serves. Its libp2p addresses are published only with a session's:
+        a peer that found them before that session's record would otherwise open its
+        channel over libp2p through the agents, where direct TCP was about to appear.
+        With nothing to publish, an earlier record is withdrawn."""
         async with self._publishing:
-            tcp = list(dict.fromkeys(self.endpoints + [
-                e for s in self.sessions.values() for e in s.tcp]))[:16]
+            sessions = list(self.sessions.values())
+            tcp = list(dict.fromkeys(self.endpoints + [e for s in sessions for e in s.tcp]))
+            addrs = list(dict.fromkeys(a for s in sessions for a in s.addrs))
             extra = dict(self.extra)
-            for session in self.sessions.values():
+            for session in sessions:
                 for name, value in session.extra.items():
                     old = extra.get(name)
                     extra[name] = (list(dict.fromkeys(old + value))[:16]
                                    if isinstance(old, list) and isinstance(value, list)
                                    else value)
-            addrs = list(dict.fromkeys([a for s in self.sessions.values() for a in s.addrs]
-                                       + [a for a in self.presence.addrs
-                                          if "/ip4/0.0.0.0/" not in a]))[:16]
-            record = await self.presence.publish(tcp, addrs, extra=extra)
+            discovery = self.presence.discovery
+            if not tcp and not addrs:
+                if discovery.record is not None and (discovery.record.tcp
+                                                     or discovery.record.addrs):
+                    await self.presence.withdraw()
+                self.record_refresh_at = self.presence.clock() + discovery.config.ttl / 2
+                return
+            record = await self.presence.publish(tcp[:16], addrs[:16], extra=extra)
             self.record_refresh_at = record.refresh_at
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -242,7 +251,8 @@ class AgentServer:
             extra = message.get("extra")
             session.extra = dict(extra) if isinstance(extra, dict) else {}
             await self.publish()
-            assert presence.discovery.record_value is not None
+            if presence.discovery.record_value is None:
+                raise AgentError("nothing to publish: no endpoint")
             return {"record": b64(presence.discovery.record_value)}, None
         if op == "withdraw":
             session.tcp, session.addrs, session.extra = [], [], {}

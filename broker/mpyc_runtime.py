@@ -47,7 +47,7 @@ from typing import Any
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import MpcidError
 from mpcid.p2p.channel import ChannelProtocol, listen, over_socket
-from mpcid.p2p.errors import HandshakeFailed, RemoteProtocolError
+from mpcid.p2p.errors import ConnectFailed, HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
 from .admission_channel import AdmissionGate, AdmissionSettings, Presented
@@ -214,6 +214,8 @@ class PartyRun:
                                functools.partial(self._accept_stream, rt),
                                peers=tuple(p.did for p in self.session.parties
                                            if p.index != rt.pid))
+        if self.paths.publishing is not None:
+            self.paths.publishing.add_done_callback(self._published)
         tasks = [asyncio.ensure_future(self._dial(rt, i, deadline))
                  for i in range(len(rt.parties)) if i != rt.pid]
         if self.gate is not None and self.paths.presence is not None:
@@ -255,6 +257,19 @@ class PartyRun:
                                return_when=asyncio.FIRST_COMPLETED)
             if self._failed.done():
                 raise self._failed.result()
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        """This party's record could not be published: peers cannot find it, so the
+        session stops now, saying why, rather than at the connect timeout."""
+        if task.cancelled() or task.exception() is None or self.started:
+            return
+        exc = task.exception()
+        error = exc if isinstance(exc, MpcidError) else ConnectFailed(
+            f"publishing this party's endpoint record failed: {exc}")
+        if self.gate is not None:
+            self.gate.fail(error)
+        elif self._failed is not None and not self._failed.done():
+            self._failed.set_result(error)
 
     def _lost(self, rt: Any, exchanger: Any, exc: Exception | None) -> None:
         """A channel's exchanger ended before the computation started: take it out of

@@ -91,6 +91,10 @@ class Paths:
         """This party's presence in the DHT, once started (None without DHT nodes)."""
         self.via_agent = False
         """Whether the local agent holds the presence (else this process does)."""
+        self.publishing: asyncio.Task[None] | None = None
+        """This party's endpoint record on its way into the DHT (started by :meth:`start`;
+        channels are opened meanwhile, since they need the peers' records, not this
+        one). Its exception, if any, is the session's to report."""
         self._peers: set[str] = set()
         self._punches: dict[str, int] = {}
         self.used: dict[int, str] = {}
@@ -104,7 +108,8 @@ class Paths:
     async def start(self, listen_port: int, advertise: str | None, on_stream: StreamCallback,
                     peers: tuple[str, ...] = ()) -> None:
         """Join the DHT, accept channels over libp2p and punch requests from ``peers``
-        (DIDs), publish this party's record (nothing to do without DHT nodes)."""
+        (DIDs), start publishing this party's record (:attr:`publishing`); nothing to do
+        without DHT nodes."""
         if not self.settings.bootstrap:
             return
         self._peers = {peer_id_from_did(did) for did in peers}
@@ -130,8 +135,13 @@ class Paths:
         observed = ([f"{presence.observed_ip}:{listen_port}"]
                     if presence.reach == nat.NAT and presence.observed_ip and listen_port
                     else [])
-        record = await presence.publish(tcp, addrs,
-                                        extra=nat.record_fields(presence.reach, observed))
+        self.publishing = asyncio.ensure_future(self._publish(
+            presence, tcp, addrs, nat.record_fields(presence.reach, observed)))
+
+    @staticmethod
+    async def _publish(presence: Presence, tcp: list[str], addrs: list[str],
+                       extra: dict[str, object]) -> None:
+        record = await presence.publish(tcp, addrs, extra=extra)
         log.info("published endpoint record seq %d (%s): %s", record.seq,
                  presence.reach or "reachability unknown",
                  ", ".join(list(record.tcp) + list(record.addrs)))
@@ -342,10 +352,14 @@ class Paths:
         """Withdraw this party's record and leave the DHT."""
         if self.presence is None:
             return
+        if self.publishing is not None:  # the withdrawal must follow what it replaces
+            await asyncio.wait({self.publishing}, timeout=5)
         try:
             await asyncio.wait_for(self.presence.withdraw(), 5)
         except (MpcidError, asyncio.TimeoutError):
             pass
+        if self.publishing is not None:
+            self.publishing.cancel()
         await self.presence.stop()
 
     def _local_address(self) -> str | None:

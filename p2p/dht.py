@@ -47,6 +47,7 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.kad_dht import kad_dht as _kad
 from libp2p.kad_dht.common import DEFAULT_TTL as LIBP2P_TTL
+from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Record
 from libp2p.kad_dht.value_store import ValueStore
@@ -235,13 +236,27 @@ _SENDER: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar
 
 
 class _KadDHT(KadDHT):
-    """KadDHT whose stream handler tells the value store who is sending."""
+    """KadDHT whose stream handler tells the value store who is sending, and whose
+    routing table holds DHT servers only."""
 
     async def handle_stream(self, stream: INetStream) -> None:
         # Each stream is handled in its own trio task, so this binds that task only.
         _SENDER.set((stream.muxed_conn.peer_id.to_base58(),
                      reservation_source(stream.get_remote_address())))
         await super().handle_stream(stream)
+
+    async def add_peer(self, peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
+        """py-libp2p adds every peer that opens a KAD stream, clients included, and any
+        peer identify has not described yet; then it hands them out as closer peers, and
+        every lookup dials parties that serve nothing. As the Kademlia spec says, only a
+        peer that identify says serves the DHT enters the table."""
+        try:
+            protocols = self.host.get_peerstore().get_protocols(peer_id)
+        except Exception:  # unknown to the peerstore: nothing says it serves
+            return False
+        if str(KAD_PROTOCOL) not in (protocols or ()):
+            return False
+        return bool(await super().add_peer(peer_id, skip_server_mode_check=True))
 
 
 class _BoundedValueStore(ValueStore):

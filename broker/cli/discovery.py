@@ -151,12 +151,13 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
 async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
                  endpoints: tuple[str, ...], relays: tuple[str, ...], ttl: int,
                  home: str | None) -> None:
-    """Keep this DID reachable: publish and refresh its endpoint record until interrupted,
+    """Keep this DID online: publish and refresh its endpoint record until interrupted,
     then withdraw it.
 
-    It also serves as this identity's local agent: while it runs, `mpcid join` and
-    `mpcid run` of the same identity and home use its libp2p host and DHT node instead of
-    starting their own, which makes them start much faster."""
+    It is also this identity's local agent: while it runs, `mpcid join` and `mpcid run`
+    of the same identity and home use its libp2p host and DHT node instead of starting
+    their own, which makes them start much faster. The record lists the --endpoint
+    addresses, and the endpoints of the sessions it serves while they run."""
     from mpcid.broker.agent import agent_socket
     from mpcid.broker.agent_server import AgentServer
     from mpcid.broker.presence import LocalPresence
@@ -170,8 +171,11 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
         parse_endpoint(endpoint)
     store = keystore(home)
     key = store.load_identity(name)
+    # A DHT client, like a session party: serving the DHT is the nodes' job, and a
+    # party that served would be asked in every lookup of every other party.
     presence = LocalPresence(Discovery(key, DiscoveryConfig(
-        listen=listen, bootstrap=bootstrap, ttl=ttl, relays=relays, kinds=SESSION_KINDS)))
+        listen=listen, bootstrap=bootstrap, ttl=ttl, relays=relays, kinds=SESSION_KINDS,
+        server=False, observe=True)))
     await presence.start()
     # Behind a NAT it reserved on a relay itself.
     agent = AgentServer(presence, endpoints, record_fields(presence.reach, []))
@@ -183,7 +187,8 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
             click.echo(f"addr {addr}")
         await agent.start(agent_socket(store.home, key.did.did))
         click.echo(f"agent {agent.path}")
-        click.echo(f"published, expires in {ttl} s; Ctrl-C to withdraw", err=True)
+        click.echo("online" + (f", endpoints published for {ttl} s at a time" if endpoints
+                               else "") + "; Ctrl-C to stop", err=True)
         while True:
             refresh = max(1.0, agent.record_refresh_at - presence.clock())
             try:

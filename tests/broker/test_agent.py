@@ -6,7 +6,6 @@ agent protocol's bounds against a client of the same user that misbehaves."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -75,7 +74,7 @@ def invite_token(tmp_path: Path, node: str, dids: dict[str, str]) -> str:
     return made.stdout.strip().splitlines()[-1]
 
 
-def test_join_uses_the_agent_and_the_record_returns_to_the_agents_own(
+def test_join_uses_the_agent_and_the_sessions_endpoints_leave_with_it(
         tmp_path: Path, node: str, dids: dict[str, str],
         agents: dict[str, tuple[subprocess.Popen[str], str]]) -> None:
     token = invite_token(tmp_path, node, dids)
@@ -92,11 +91,11 @@ def test_join_uses_the_agent_and_the_record_returns_to_the_agents_own(
         assert proc.returncode == 0, err
         assert "total 6000" in out
         assert "using the local agent" in out + err
-    # The session's endpoint left the record; the agent's own record remains.
+    # The session's endpoints left the record, and the agent has none of its own (no
+    # --endpoint): the record is withdrawn.
     found = subprocess.run([MPCID, "resolve", dids["bob"], "--bootstrap", node],
                            capture_output=True, text=True, env=env(), timeout=60)
-    assert found.returncode == 0, found.stderr
-    assert json.loads(found.stdout)["tcp"] == []
+    assert found.returncode == 1 and "no current endpoint record" in found.stderr
     # The joins never imported py-libp2p: see test_join_with_an_agent_imports_no_libp2p.
 
 
@@ -154,7 +153,8 @@ async def main():
     assert record.did == {dids['bob']!r} and record.tcp == ("127.0.0.1:9999",)
     found = await agent.resolve({dids['bob']!r})
     assert found is not None and "127.0.0.1:9999" in found.tcp, found
-    assert await agent.resolve({dids['carol']!r}) is not None  # carol's own agent
+    # carol's agent publishes nothing outside a session (it has no --endpoint)
+    assert await agent.resolve({dids['carol']!r}) is None
     try:  # carol is not a party of this session: no stream to her
         await agent.open_stream({dids['carol']!r}, "/ip4/127.0.0.1/tcp/1", "/x/1")
         raise SystemExit("opened a stream to a non-party")
