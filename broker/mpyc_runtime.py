@@ -423,8 +423,14 @@ class PartyRun:
         discovery = self.paths.presence if self.paths is not None else None
         assert gate is not None and discovery is not None
         while not gate.done.done():
-            for party in self.session.parties:
-                if party.index == rt.pid or gate.has_channel(party.index):
+            # Every party asks the DHT nodes about every missing party: not at once (the
+            # parties are publishing their records then), and less often when many are
+            # missing, so that a large session does not swamp the nodes.
+            missing = [p for p in self.session.parties
+                       if p.index != rt.pid and not gate.has_channel(p.index)]
+            await asyncio.sleep(interval * max(1.0, len(missing) / 4))
+            for party in missing:
+                if gate.has_channel(party.index):
                     continue
                 try:
                     decline = await fetch_decline(discovery, self.session.session_id,
@@ -439,7 +445,6 @@ class PartyRun:
                     gate.fail(InvitationDeclined(
                         f"{self.describe(party.did)} will not take part: {reason}"))
                     return
-            await asyncio.sleep(interval)
 
     def _missing(self, rt: Any) -> SessionError:
         """Why the session did not start in time: parties without a channel, else parties

@@ -97,6 +97,8 @@ class Paths:
         one). Its exception, if any, is the session's to report."""
         self._peers: set[str] = set()
         self._punches: dict[str, int] = {}
+        self._looking = 0
+        """Channels this party is trying to open (each looking its peer up meanwhile)."""
         self.used: dict[int, str] = {}
         """Per party this one opened a channel to: the path it took."""
 
@@ -168,6 +170,18 @@ class Paths:
         """A channel to ``party`` over the first path that works before ``deadline``, or
         None if ``party`` opens the channel of this pair (:func:`nat.initiates`; ``lower``:
         this party has the lower index)."""
+        if not lower and self.reach != nat.NAT:
+            # Only a party behind a NAT opens the channel to a lower one (and only to a
+            # public one): this party never does, so it need not look the record up.
+            return None
+        self._looking += 1
+        try:
+            return await self._open(party, factory, deadline, describe, lower)
+        finally:
+            self._looking -= 1
+
+    async def _open(self, party: PartyEndpoint, factory: ProtocolFactory, deadline: float,
+                    describe: str, lower: bool) -> ChannelProtocol | None:
         loop = asyncio.get_running_loop()
         last = "no endpoint known yet"
         found = False
@@ -210,9 +224,11 @@ class Paths:
             if loop.time() >= deadline:
                 raise ConnectFailed(f"no path to {describe} ({last})")
             # With a DHT every round looks the record up again: soon at first (the peer
-            # may be publishing right now), then every half second.
+            # may be publishing right now), then every half second, or less often while
+            # this party waits for many records (the DHT nodes answer every party's).
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
-            pause = min(2 * pause, 0.5 if self.presence is not None else 0.2)
+            pause = min(2 * pause, 0.5 * max(1.0, self._looking / 4)
+                        if self.presence is not None else 0.2)
 
     async def _lookup(self, party: PartyEndpoint, deadline: float
                       ) -> tuple[EndpointRecord | None, str | None]:

@@ -38,7 +38,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -236,8 +237,7 @@ _SENDER: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar
 
 
 class _KadDHT(KadDHT):
-    """KadDHT whose stream handler tells the value store who is sending, and whose
-    routing table holds DHT servers only."""
+    """KadDHT whose stream handler tells the value store who is sending."""
 
     async def handle_stream(self, stream: INetStream) -> None:
         # Each stream is handled in its own trio task, so this binds that task only.
@@ -248,14 +248,19 @@ class _KadDHT(KadDHT):
     async def add_peer(self, peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
         """py-libp2p adds every peer that opens a KAD stream, clients included, and any
         peer identify has not described yet; then it hands them out as closer peers, and
-        every lookup dials parties that serve nothing. As the Kademlia spec says, only a
-        peer that identify says serves the DHT enters the table."""
+        lookups dial parties that serve nothing. As the Kademlia spec says, only a peer
+        that identify says serves the DHT enters the table."""
         try:
             protocols = self.host.get_peerstore().get_protocols(peer_id)
         except Exception:  # unknown to the peerstore: nothing says it serves
             return False
         if str(KAD_PROTOCOL) not in (protocols or ()):
             return False
+        return bool(await super().add_peer(peer_id, skip_server_mode_check=True))
+
+    async def add_bootstrap_peer(self, peer_id: ID) -> bool:
+        """A bootstrap node this node dialled: a server by configuration, in the table
+        even if identify has not listed its protocols yet."""
         return bool(await super().add_peer(peer_id, skip_server_mode_check=True))
 
 
@@ -379,6 +384,13 @@ def _accept_mpcid_lookups() -> None:
         setattr(_kad, "multihash", _MultihashForMpcidKeys(current))
 
 
+INBOUND_STREAMS = 128
+"""KAD requests a node handles at once; more are reset (each is short: a record store or
+lookup, bounded by :class:`StoreLimits`)."""
+FULL_LOOKUP_INTERVAL = 3.0
+"""Seconds between network-wide lookups of a key the bootstrap nodes do not hold."""
+
+
 class DHTNode:
     """A DHT server on ``host``. Use as ``async with node.running(): ...`` in trio."""
 
@@ -393,20 +405,35 @@ class DHTNode:
         _accept_mpcid_lookups()
         self.host = host
         self.dht = _KadDHT(host, DHTMode.SERVER if server else DHTMode.CLIENT)
+        # py-libp2p resets every KAD stream beyond 12 handled at once, silently to the
+        # sender (a store then "fails" at random): too few for a bootstrap node that
+        # serves a session's parties, which all publish and look up at the same moment.
+        self.dht._inbound_limiter.total_tokens = INBOUND_STREAMS
         #: The value store under ``limits`` (its ``store`` counts bytes and records per
         #: kind, its ``refused`` the refusals by reason).
         self.store = _BoundedValueStore(host, limits, clock)
         self.dht.value_store = self.store
         self.dht.register_validator(NAMESPACE, _Validator(clock, kinds))
         self.published: set[str] = set()
+        self._background: trio.Nursery | None = None
+        self._full_lookups: dict[str, float] = {}
         #: The bootstrap peers reached: every put stores there first (see :meth:`put`).
         self.bootstrap_peers: list[str] = []
 
-    def running(self) -> Any:
-        """Trio async context manager that runs the DHT service (refreshes, handlers)."""
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Any]:
+        """Trio async context manager that runs the DHT service (refreshes, handlers),
+        and the puts that go on in the background (:meth:`put`)."""
         from libp2p.tools.anyio_service import background_trio_service
 
-        return background_trio_service(self.dht)
+        async with background_trio_service(self.dht) as manager:
+            async with trio.open_nursery() as nursery:
+                self._background = nursery
+                try:
+                    yield manager
+                finally:
+                    self._background = None
+                    nursery.cancel_scope.cancel()
 
     async def bootstrap(self, addrs: Sequence[str], *, timeout: float = 10.0) -> list[str]:
         """Connect to bootstrap peers and add them to the routing table; return the PeerIDs
@@ -435,12 +462,16 @@ class DHTNode:
         with trio.move_on_after(timeout):
             while not self._known_addrs(peer_id):
                 await trio.sleep(0.01)
-        return bool(await self.dht.add_peer(peer_id))
+        return await self.dht.add_bootstrap_peer(peer_id)
 
-    async def put(self, key: str, value: bytes, *, first_timeout: float = 5.0) -> None:
+    async def put(self, key: str, value: bytes, *, first_timeout: float = 5.0,
+                  rest_in_background: bool = False) -> None:
         """Store ``value`` under ``key`` on the bootstrap peers, then locally and on the
         closest peers. Raises if the record is invalid or older than one already stored
-        (the validator decides).
+        (the validator decides). With ``rest_in_background``, return as soon as a
+        bootstrap peer stored it (readers ask those first, :meth:`get`) and store it on
+        the closest peers meanwhile: in a session whose parties serve the DHT, that is
+        every party, which takes seconds when many start at once.
 
         The bootstrap peers come first, directly, because the network lookup for the
         closest peers can outlast a caller's deadline when peers in the routing table
@@ -454,41 +485,116 @@ class DHTNode:
             raise
         except Exception as exc:
             raise ConnectFailed(f"publishing {key} failed: {exc}") from exc
-        async with trio.open_nursery() as nursery:
-            for peer in self.bootstrap_peers:
-                nursery.start_soon(self._store_at, peer, key, value, first_timeout)
+        stored: list[str] = []
+        # A node may answer a store with something else than its echo now and then, when
+        # many parties publish at once: try again (0.2, 0.4, 0.8, 1.6 s later).
+        for attempt in range(5 if rest_in_background else 1):
+            if attempt:
+                await trio.sleep(0.1 * 2 ** attempt)
+            async with trio.open_nursery() as nursery:
+                for peer in self.bootstrap_peers:
+                    nursery.start_soon(self._store_at, peer, key, value, first_timeout,
+                                       stored)
+            if stored or not self.bootstrap_peers:
+                break
+        self.published.add(key)
+        if rest_in_background and self.bootstrap_peers and not stored:
+            raise ConnectFailed(f"publishing {key} failed: no bootstrap node stored it",
+                                hint="check that the bootstrap nodes run and are reachable")
+        if rest_in_background and stored and self._background is not None:
+            self._background.start_soon(self._put_quietly, key, value)
+            return
         try:
             await self.dht.put_value(key, value)
         except MpcidError:
             raise
         except Exception as exc:
             raise ConnectFailed(f"publishing {key} failed: {exc}") from exc
-        self.published.add(key)
 
-    async def _store_at(self, peer: str, key: str, value: bytes, timeout: float) -> None:
+    async def _put_quietly(self, key: str, value: bytes) -> None:
+        try:
+            await self.dht.put_value(key, value)
+        except Exception as exc:  # the bootstrap peers hold it already
+            log.debug("storing %s on the closest peers failed: %r", key, exc)
+
+    async def _store_at(self, peer: str, key: str, value: bytes, timeout: float,
+                        stored: list[str]) -> None:
         # The record is passed explicitly: without it, py-libp2p sends what its local store
         # holds under the key, which is the value being replaced.
         record = make_signed_put_record(key.encode(), value, self.host.get_private_key())
         with trio.move_on_after(timeout):
             try:
-                stored = await self.dht.value_store._store_at_peer(
+                done = await self.dht.value_store._store_at_peer(
                     ID.from_base58(peer), key.encode(), value, record)
             except Exception as exc:  # a peer that fails is one copy fewer, not an error
                 log.debug("storing %s at bootstrap peer %s failed: %r", key, peer, exc)
                 return
-            if not stored:
+            if done:
+                stored.append(peer)
+            else:
                 log.debug("bootstrap peer %s did not store %s", peer, key)
 
     async def get(self, key: str) -> bytes | None:
-        """The best valid record for ``key`` in the network, or None."""
+        """The best valid record for ``key`` in the network, or None.
+
+        The bootstrap nodes are asked first, directly: every publisher stores there
+        before anywhere else (:meth:`put`), so one request each usually finds the
+        current record. Only when none of them has a valid one does the iterative
+        lookup run, which asks every close DHT server (in a session whose parties
+        serve, all of them: that cost grows with the square of the parties); a key that
+        the bootstrap nodes said they do not hold gets that lookup at most every
+        :data:`FULL_LOOKUP_INTERVAL` seconds (parties poll for records not yet
+        published)."""
         if key not in self.published:
             self.dht.value_store.remove(key.encode())
+        found, answered = await self._get_from_bootstrap(key)
+        if found is not None:
+            return found
+        now = time.monotonic()
+        if answered and now - self._full_lookups.get(key, -FULL_LOOKUP_INTERVAL) \
+                < FULL_LOOKUP_INTERVAL:
+            return None
+        if len(self._full_lookups) > 4096:
+            self._full_lookups.clear()
+        self._full_lookups[key] = now
         try:
             value = await self.dht.get_value(key)
         except Exception as exc:
             log.debug("lookup of %s failed: %s", key, exc)
             return None
         return bytes(value) if value is not None else None
+
+    async def _get_from_bootstrap(self, key: str, timeout: float = 2.0
+                                  ) -> tuple[bytes | None, bool]:
+        """The best valid value of ``key`` that the bootstrap peers hold (or None), and
+        whether any of them answered."""
+        values: list[bytes] = []
+        answered: list[str] = []
+        validator = self.dht.validator
+        assert validator is not None
+
+        async def ask(peer: str) -> None:
+            with trio.move_on_after(timeout):
+                try:
+                    value = await self.dht.value_store._get_from_peer(
+                        ID.from_base58(peer), key.encode())
+                except Exception as exc:  # one node less to ask
+                    log.debug("asking %s for %s: %r", peer, key, exc)
+                    return
+                answered.append(peer)
+                if isinstance(value, bytes):
+                    try:
+                        validator.validate(key, value)
+                    except Exception:
+                        return
+                    values.append(value)
+
+        async with trio.open_nursery() as nursery:
+            for peer in self.bootstrap_peers:
+                nursery.start_soon(ask, peer)
+        if not values:
+            return None, bool(answered)
+        return values[validator.select(key, values)], True
 
     def routing_table_size(self) -> int:
         return int(self.dht.get_routing_table_size())

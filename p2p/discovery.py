@@ -154,7 +154,9 @@ class Discovery:
         record, value = EndpointRecord.create(
             self.key, self._seq, now, ttl=ttl or self.config.ttl, tcp=tcp,
             addrs=self.addrs if addrs is None else addrs, extra=extra)
-        await self.bridge.call(node.put, dht_key(self.key.did.did), value)
+        # Readers ask the bootstrap nodes first: once they hold it, it is published.
+        await self.bridge.call(functools.partial(
+            node.put, dht_key(self.key.did.did), value, rest_in_background=True))
         self.record, self.record_value = record, value
         return record
 

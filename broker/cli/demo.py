@@ -34,7 +34,7 @@ the list itself with --status-file)."""
 
 
 @click.command("demo")
-@click.option("--parties", type=click.IntRange(2, 8), default=3, show_default=True,
+@click.option("--parties", type=click.IntRange(2, 16), default=3, show_default=True,
               help="Number of organisations' members that compute together.")
 @click.option("--program", default="salary_sum", show_default=True,
               help=f"An example ({', '.join(EXAMPLES)}) or the path of any MPyC program.")
