@@ -391,7 +391,8 @@ def wait_all(procs: list[subprocess.Popen[str]], parties: list[Party], folder: P
                 return not_started(late, folder, timeout)
         if now > start + timeout + 20 + FINISH_GRACE:
             names = [pa.name for p, pa in zip(procs, parties) if p.poll() is None]
-            return f"{', '.join(names)} still running {FINISH_GRACE:.0f} s after the start"
+            return (f"{', '.join(names)} still running {now - start:.0f} s after launch "
+                    "(all had started)")
         time.sleep(0.05)
 
 
