@@ -93,6 +93,16 @@ class AdmissionGate:
                 for peer, state in self.machine.state.items()
                 if not (state.mine is adm.Mine.ADMITTED and state.theirs is adm.Theirs.READY)]
 
+    def waiting_on_others(self) -> bool:
+        """Whether every unfinished peer admitted me and was admitted, and only its
+        ``ready`` is missing: it waits for a party other than this one."""
+        unfinished = [state for state in self.machine.state.values()
+                      if not (state.mine is adm.Mine.ADMITTED
+                              and state.theirs is adm.Theirs.READY)]
+        return bool(unfinished) and all(
+            state.mine is adm.Mine.ADMITTED and state.theirs is adm.Theirs.ADMITTED_ME
+            for state in unfinished)
+
     # -- called by the apps ---------------------------------------------------------------
 
     def opened(self, app: AdmissionApp) -> None:

@@ -458,8 +458,12 @@ class PartyRun:
             not gate.has_channel(p.index) if gate is not None and admitting
             else rt.parties[p.index].protocol is None)]
         if not absent and gate is not None and admitting:
+            # Peers admitted both ways that never said ready wait for some other party
+            # (one they have no channel with): say so, or the list names only them.
+            others = (" - each of them still waits for another party it has no channel "
+                      "with" if gate.waiting_on_others() else "")
             return PartiesMissing(f"admission did not finish within {timeout:g} s ("
-                                  + "; ".join(gate.unfinished()) + ")")
+                                  + "; ".join(gate.unfinished()) + others + ")")
         # A party that never came is the cause; one whose channel closed while waiting
         # (it gave up, say) is named only when no party is missing from the start.
         never = [p for p in absent if p.index not in self._dropped]
@@ -467,7 +471,8 @@ class PartyRun:
         note = " (its channel closed before the computation started)" if (
             absent and not never) else ""
         return PartiesMissing("no channel within {:g} s to: {}{}".format(
-            timeout, "; ".join(f"party {p.index} ({p.did}) at {p.where()}" for p in named),
+            timeout, "; ".join(f"party {p.index} ({p.did})" + (
+                f" at {p.where()}" if p.host and p.port else "") for p in named),
             note))
 
     # -- shared by the channels -----------------------------------------------------------------

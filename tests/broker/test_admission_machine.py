@@ -79,6 +79,25 @@ def test_three_parties_ready_only_after_mutual_admission() -> None:
     assert machine.complete and machine.error is None
 
 
+def test_a_timeout_says_when_the_peers_wait_for_someone_else() -> None:
+    """Party 0 admitted 1 and 2 both ways, but they never said ready (they wait for
+    each other, say): the timeout must not read as if 1 and 2 were the problem."""
+    async def main() -> None:
+        dids = [Ed25519Key.generate().did.did for _ in range(3)]
+        gate = AdmissionGate(Ed25519Key.generate(), "s", 0, dids,
+                             AdmissionSettings(Policy(), (), vc.VerifyConfig()), Progress(),
+                             lambda did: f"party ({did})")
+        assert not gate.waiting_on_others()  # nothing happened yet
+        for peer in (1, 2):
+            gate.machine.state[peer].mine = adm.Mine.ADMITTED
+            gate.machine.state[peer].theirs = adm.Theirs.ADMITTED_ME
+        assert gate.waiting_on_others()
+        gate.machine.state[2].theirs = adm.Theirs.PENDING  # 2 has not decided about me
+        assert not gate.waiting_on_others()
+
+    asyncio.run(main())
+
+
 def test_refusal_tells_the_refused_and_aborts_the_others() -> None:
     machine = adm.Admission(0, (1, 2), {2: "party 2 (did:key:z...)"})
     machine.receive(2, adm.presentation({}))
