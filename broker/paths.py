@@ -89,8 +89,6 @@ class Paths:
         self.progress = progress
         self.presence: Presence | None = None
         """This party's presence in the DHT, once started (None without DHT nodes)."""
-        self.via_agent = False
-        """Whether the local agent holds the presence (else this process does)."""
         self.publishing: asyncio.Task[None] | None = None
         """This party's endpoint record on its way into the DHT (started by :meth:`start`;
         channels are opened meanwhile, since they need the peers' records, not this
@@ -159,7 +157,6 @@ class Paths:
                                                 settings.bootstrap, settings.relays)
             if agent is not None:
                 log.info("using the local agent at %s", settings.agent)
-                self.via_agent = True
                 return agent
         local = LocalPresence.create(self.key, settings.bootstrap, settings.relays)
         await local.start()
@@ -172,7 +169,8 @@ class Paths:
         this party has the lower index)."""
         if not lower and self.reach != nat.NAT:
             # Only a party behind a NAT opens the channel to a lower one (and only to a
-            # public one): this party never does, so it need not look the record up.
+            # public one): this party never does (nor does any party without a DHT), so
+            # it need not look the record up.
             return None
         self._looking += 1
         try:
@@ -201,8 +199,6 @@ class Paths:
                     direct += [e for e in record.endpoints() if e not in direct]
                 # Circuits last: a direct libp2p address works wherever direct TCP would.
                 libp2p = sorted(record.addrs, key=lambda a: "/p2p-circuit" in a)
-            elif not lower and self.presence is None:
-                return None  # without a DHT the lower party always opens the channel
             for host, port in direct:
                 outcome = await self._direct(party, host, port, factory, deadline, describe)
                 if not isinstance(outcome, str):
