@@ -143,6 +143,13 @@ class Client:
         return await connect("127.0.0.1", port, self.factory, deadline=loop.time() + 5,
                              what="the test server")
 
+    async def open(self, port: int) -> tuple[ChannelProtocol, App]:
+        """Connect and wait for the handshake: the channel and the application on it."""
+        protocol = await self.connect(port)
+        await protocol.ready
+        assert self.app is not None and self.app.transport is not None
+        return protocol, self.app
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -217,10 +224,7 @@ def test_write_coalescing(make_config: MakeConfig, alice: Ed25519Key, bob: Ed255
     async def main() -> None:
         async with Server(make_config, bob, [alice]) as server:
             client = Client(make_config, alice, bob)
-            protocol = await client.connect(server.port)
-            await protocol.ready
-            app = client.app
-            assert app is not None and app.transport is not None
+            protocol, app = await client.open(server.port)
             before = protocol.bytes_sent
             expected = bytearray()
             for i in range(writes):  # all in one loop iteration
@@ -321,10 +325,7 @@ def test_bulk_write_keeps_order_behind_small_ones(make_config: MakeConfig,
     async def main() -> None:
         async with Server(make_config, bob, [alice]) as server:
             client = Client(make_config, alice, bob)
-            protocol = await client.connect(server.port)
-            await protocol.ready
-            app = client.app
-            assert app is not None and app.transport is not None
+            protocol, app = await client.open(server.port)
             before = protocol.bytes_sent
             head, bulk = bytearray(b"head"), os.urandom(200_000)
             mid = memoryview(bytearray(b"middle"))
@@ -380,10 +381,7 @@ def test_pause_and_resume_writing_reach_the_application(
     async def main() -> None:
         async with Server(make_config, bob, [alice], echo=False) as server:
             client = Client(make_config, alice, bob)
-            protocol = await client.connect(server.port)
-            await protocol.ready
-            app = client.app
-            assert app is not None and app.transport is not None
+            protocol, app = await client.open(server.port)
             calls: list[str] = []
             app.pause_writing = lambda: calls.append("pause")  # type: ignore[method-assign]
             app.resume_writing = lambda: calls.append("resume")  # type: ignore[method-assign]
@@ -409,10 +407,7 @@ def test_graceful_close(make_config: MakeConfig, alice: Ed25519Key, bob: Ed25519
     async def main() -> None:
         async with Server(make_config, bob, [alice], echo=False) as server:
             client = Client(make_config, alice, bob)
-            protocol = await client.connect(server.port)
-            await protocol.ready
-            app = client.app
-            assert app is not None and app.transport is not None
+            protocol, app = await client.open(server.port)
             app.transport.write(b"bye")  # written before the close: still delivered
             app.transport.close()
             assert app.transport.is_closing()
