@@ -210,6 +210,18 @@ def paired(rows: list[dict[str, float]], base: list[dict[str, float]], key: str)
     return statistics.median(r[key] / b[key] for r, b in zip(rows, base))
 
 
+def chosen_demos(folder: Path, demos: str) -> list[str]:
+    """The demos named in ``demos`` (comma-separated), checked against :data:`DEMOS`, or
+    exit with an error; ``folder`` must be MPyC's demos folder."""
+    if not (folder / "secretsanta.py").is_file():
+        raise SystemExit(f"error: {folder} is not MPyC's demos folder (no secretsanta.py)")
+    chosen = [d for d in demos.split(",") if d]
+    unknown = [d for d in chosen if d not in DEMOS]
+    if unknown:
+        raise SystemExit(f"error: unknown demo {unknown[0]!r}; choose from {', '.join(DEMOS)}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mpyc-demos", required=True, type=Path,
@@ -224,13 +236,7 @@ def main() -> None:
                         help="no bytecode cache for the parties, no warm-up run")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
-    if not (args.mpyc_demos / "secretsanta.py").is_file():
-        raise SystemExit(f"error: {args.mpyc_demos} is not MPyC's demos folder "
-                         "(no secretsanta.py)")
-    chosen = [d for d in args.demos.split(",") if d]
-    unknown = [d for d in chosen if d not in DEMOS]
-    if unknown:
-        raise SystemExit(f"error: unknown demo {unknown[0]!r}; choose from {', '.join(DEMOS)}")
+    chosen = chosen_demos(args.mpyc_demos, args.demos)
     with tempfile.TemporaryDirectory(prefix="mpcid-bench-") as tmp:
         work = Path(tmp)
         demos, notes = prepare_demos(args.mpyc_demos, work)

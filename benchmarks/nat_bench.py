@@ -66,7 +66,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests" / "broker"))
 sys.path.insert(0, str(HERE))
-from mpyc_bench import DEMOS, prepare_demos  # noqa: E402
+from mpyc_bench import DEMOS, chosen_demos, prepare_demos  # noqa: E402
 from netns_topology import (  # type: ignore[import-not-found]  # noqa: E402
     PRESERVE, RANDOM, RELAY, nat_topology, netns_available)
 
@@ -364,13 +364,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (session logs) and print where it is")
     args = parser.parse_args()
-    if not (args.mpyc_demos / "secretsanta.py").is_file():
-        raise SystemExit(f"error: {args.mpyc_demos} is not MPyC's demos folder "
-                         "(no secretsanta.py)")
-    chosen = [d for d in args.demos.split(",") if d]
-    unknown = [d for d in chosen if d not in DEMOS]
-    if unknown:
-        raise SystemExit(f"error: unknown demo {unknown[0]!r}; choose from {', '.join(DEMOS)}")
+    chosen = chosen_demos(args.mpyc_demos, args.demos)
     setups = [s for s in args.setups.split(",") if s]
     if [s for s in setups if s not in SETUPS] or "direct" not in setups:
         raise SystemExit(f"error: setups must be among {', '.join(SETUPS)} and include direct")
