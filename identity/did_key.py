@@ -14,6 +14,7 @@ Specification: https://w3c-ccg.github.io/did-method-key/ (documents in its curre
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +53,16 @@ class DIDKey:
     def parse(cls, did: str) -> DIDKey:
         """Parse ``did:key:z6Mk...`` (a DID URL's fragment or query is ignored).
 
-        Raises :class:`InvalidDID` naming the first thing that is wrong.
+        Raises :class:`InvalidDID` naming the first thing that is wrong. Valid DIDs are
+        remembered (a session parses each party's DID many times, and the point check
+        costs a field inversion): the result is immutable.
         """
+        if isinstance(did, str) and len(did) <= _CACHED_DID_CHARS:
+            return _parse_cached(did)
+        return cls._parse(did)
+
+    @classmethod
+    def _parse(cls, did: str) -> DIDKey:
         if not isinstance(did, str):
             raise InvalidDID(f"a DID must be a string, not {type(did).__name__}")
         base = did.split("#", 1)[0].split("?", 1)[0]
@@ -97,7 +106,7 @@ class DIDKey:
     def verification_method(self) -> str:
         return f"{self.did}#{self.fingerprint}"
 
-    @property
+    @functools.cached_property
     def x25519_public_key(self) -> bytes:
         return nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(self.public_key)
 
@@ -195,6 +204,15 @@ class Ed25519Key:
 
     def __repr__(self) -> str:  # never print the seed
         return f"Ed25519Key({self.did.did})"
+
+
+_CACHED_DID_CHARS = 256
+"""Longer strings (never a valid Ed25519 did:key with a short fragment) are not cached."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(did: str) -> DIDKey:
+    return DIDKey._parse(did)  # an InvalidDID propagates and is not cached
 
 
 def ed25519_multibase(public_key: bytes) -> str:

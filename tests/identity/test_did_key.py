@@ -309,3 +309,16 @@ def test_generated_keys_round_trip() -> None:
     assert ed25519_multibase(key.public_key) == key.did.fingerprint
     assert key.did.fingerprint.startswith("z6Mk")
     assert "seed" not in repr(key) and key.seed.hex() not in repr(key)
+
+
+def test_parsed_dids_are_remembered_and_bad_ones_refused_every_time() -> None:
+    key = Ed25519Key.generate()
+    first = DIDKey.parse(key.did.did)
+    assert DIDKey.parse(key.did.did) is first
+    assert first.x25519_public_key == DIDKey.parse(key.did.verification_method).x25519_public_key
+    bad = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2do"  # malformed
+    for _ in range(2):
+        with pytest.raises(InvalidDID):
+            DIDKey.parse(bad)
+    long_fragment = key.did.did + "#" + "x" * 500
+    assert DIDKey.parse(long_fragment) == first
