@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
+from mpcid.identity.jsonld import load_pyld
 from mpcid.identity.keystore import Keystore
 
 from .admission_channel import AdmissionSettings
@@ -93,6 +94,10 @@ class SessionPlan:
                                status_files=settings.status_files, ca_file=settings.ca_file,
                                now=dt.datetime.now(dt.timezone.utc), peers=True,
                                status_max_age=settings.status_max_age)
+        if invitation.requirements.requirements:
+            # Credentials will be checked: pyld is imported now, while this is the only
+            # thread, which lets it leave out the HTTP clients it would not use.
+            load_pyld()
         choice = asyncio.run(choose(keystore, key.did.did, invitation.requirements, config))
         return cls(invitation, key, index, session,
                    AdmissionSettings(invitation.requirements, choice.credentials, config,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +101,14 @@ class ContextLoader:
             self.unknown = url
             raise UnknownContext(f"unknown JSON-LD context {url}")
         # pyld may annotate documents; hand out copies so the cache stays pristine.
-        return {"contextUrl": None, "documentUrl": url, "document": copy.deepcopy(doc)}
+        remote = {"contextUrl": None, "documentUrl": url, "document": copy.deepcopy(doc)}
+        if url not in self.extra:
+            # A shipped context never changes: pyld may keep it resolved across calls
+            # (a third of the work of a small document). Contexts given explicitly are
+            # not kept, and canonicalize() forgets all kept ones around a call with
+            # a loader that has any (one may replace a shipped URL).
+            remote["tag"] = "static"
+        return remote
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,35 @@ class CanonLimits:
 LIMITS = CanonLimits()
 
 
+_PYLD_UNUSED = ("requests", "aiohttp")
+"""HTTP clients pyld sets up for its default document loader at import, which mpcid never
+uses (every call passes the offline :class:`ContextLoader`): a requests session costs
+~0.05 CPU-s and 6 MB per process."""
+
+
+def load_pyld() -> Any:
+    """Import pyld (the first call costs ~0.1 s) and return its ``jsonld`` module.
+
+    When this is the only thread, pyld is imported without the HTTP clients of its default
+    loader: they are hidden from it (``sys.modules[name] = None`` makes their import fail,
+    and pyld falls back to a loader that fetches nothing) and restored at once. With other
+    threads alive this is not done, since one of them could be importing aiohttp just then;
+    commands that canonicalize on a hot path (``mpcid join``) call this early instead."""
+    if "pyld.jsonld" in sys.modules:
+        return sys.modules["pyld.jsonld"]
+    hidden = [name for name in _PYLD_UNUSED if name not in sys.modules] \
+        if threading.active_count() == 1 else []
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        from pyld import jsonld
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return jsonld
+
+
 _PYLD = threading.Lock()
 """pyld keeps module-level caches and makes no promise about threads: one call at a time,
 so that verification may run in a worker thread while the event loop signs."""
@@ -158,14 +195,27 @@ def canonicalize(document: dict[str, Any], loader: ContextLoader,
     bounds keep small. Raises :class:`MalformedCredential` or :class:`UnknownContext`.
     """
     with _PYLD:
-        return _canonicalize(document, loader, limits)
+        if not loader.extra:
+            return _canonicalize(document, loader, limits)
+        _forget_contexts()
+        try:
+            return _canonicalize(document, loader, limits)
+        finally:
+            _forget_contexts()
+
+
+def _forget_contexts() -> None:
+    """Drop the contexts pyld keeps resolved between calls (see ContextLoader)."""
+    cache = getattr(load_pyld(), "_resolved_context_cache", None)
+    if cache is not None:
+        cache.clear()
 
 
 def _canonicalize(document: dict[str, Any], loader: ContextLoader,
                   limits: CanonLimits) -> str:
-    # pyld (and the HTTP stack it imports) costs ~0.2 s to import: only when needed, so
-    # that commands that never canonicalize (e.g. `mpcid run`) start fast.
-    from pyld import jsonld
+    # pyld costs ~0.1 s to import: only when needed, so that commands that never
+    # canonicalize (e.g. `mpcid run`) start fast.
+    jsonld = load_pyld()
     from pyld.canon import URDNA2015
 
     _check_json_size(document, limits)

@@ -238,22 +238,25 @@ def test_presentation_with_linked_blank_nodes_is_refused_before_its_signature(
 
 def test_verification_leaves_the_event_loop_free(membership_credential: Doc,
                                                   alice_key: Ed25519Key,
-                                                  now: dt.datetime) -> None:
+                                                  now: dt.datetime,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Canonicalizing a peer's document runs in a worker thread, not on the event loop
-    (whose keepalives and other peers must not wait for it): the context loader, which
-    pyld calls while it expands the document, is called from another thread."""
-    callers: set[int] = set()
+    (whose keepalives and other peers must not wait for it)."""
+    from mpcid.identity import jsonld
 
-    class Recording(ContextLoader):
-        def __call__(self, url: str, options: Any = None) -> dict[str, Any]:
-            callers.add(threading.get_ident())
-            return super().__call__(url, options)
+    callers: set[int] = set()
+    inner = jsonld._canonicalize
+
+    def recording(*args: Any) -> str:
+        callers.add(threading.get_ident())
+        return inner(*args)
 
     presentation = cred.create_presentation(alice_key, [membership_credential],
                                             challenge="c", domain="d", now=now)
+    monkeypatch.setattr(jsonld, "_canonicalize", recording)
 
     async def main() -> int:
-        await cred.verify_presentation(presentation, cred.VerifyConfig(loader=Recording()),
+        await cred.verify_presentation(presentation, cred.VerifyConfig(),
                                        challenge="c", domain="d")
         return threading.get_ident()
 
@@ -353,3 +356,34 @@ def test_real_documents_are_far_below_the_limits(membership_credential: Doc,
     for document in (membership_credential, *credentials, presentation):
         seconds, outcome = timed({k: v for k, v in document.items() if k != "proof"}, tight)
         assert outcome == "ok" and seconds < BOUND
+
+
+# --- shipped contexts kept resolved between calls -----------------------------------------
+
+
+def test_a_context_given_explicitly_replaces_a_shipped_one_kept_resolved() -> None:
+    """pyld keeps shipped contexts resolved between calls; a loader that replaces one
+    (``--context URL=FILE``) still gets its own, and the next plain call the shipped one."""
+    url = "https://www.w3.org/ns/credentials/undefined-terms/v2"
+    document = {"@context": [url], "id": "urn:uuid:1", "colour": "blue"}
+    replaced = ContextLoader({url: {"@context": {"@vocab": "https://vocab.example/#"}}})
+    shipped = "<https://www.w3.org/ns/credentials/undefined-term#colour>"
+    first = canonicalize(document, ContextLoader())
+    assert shipped in first
+    assert "<https://vocab.example/#colour>" in canonicalize(document, replaced)
+    assert canonicalize(document, ContextLoader()) == first
+
+
+def test_pyld_is_loaded_without_http_clients_when_alone() -> None:
+    """The first import of pyld in a process, from its only thread, imports neither
+    requests nor aiohttp, and leaves both importable afterwards."""
+    code = ("import sys\n"
+            "from mpcid.identity.jsonld import ContextLoader, canonicalize\n"
+            "canonicalize({'@context': {'@vocab': 'https://v.example/#'}, 'p': 1}, "
+            "ContextLoader())\n"
+            "print(sorted(m for m in ('requests', 'aiohttp') if m in sys.modules))\n"
+            "import requests, aiohttp\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["[]", "ok"]
