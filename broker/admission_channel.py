@@ -72,6 +72,10 @@ class AdmissionGate:
         self.apps: dict[int, AdmissionApp] = {}
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._presenter = vc.Presenter(key, list(settings.credentials),
+                                       domain=adm.domain_for(session_id),
+                                       loader=settings.verify.loader)
+        """One presentation for the session, with a proof per channel."""
 
     def app(self, peer: int, make_exchanger: Callable[[], asyncio.Protocol]) -> AdmissionApp:
         return AdmissionApp(self, peer, make_exchanger)
@@ -114,10 +118,8 @@ class AdmissionGate:
             return
         hh = app.transport.get_extra_info("handshake_hash")
         try:
-            vp = vc.create_presentation(
-                self.key, list(self.settings.credentials), challenge=adm.challenge_for(hh),
-                domain=adm.domain_for(self.session_id), now=dt.datetime.now(dt.timezone.utc),
-                loader=self.settings.verify.loader)
+            vp = self._presenter.present(adm.challenge_for(hh),
+                                         dt.datetime.now(dt.timezone.utc))
             app.send(adm.presentation(vp))
         except MpcidError as exc:
             self._carry_out(self.machine.fail(exc, self.apps))

@@ -147,19 +147,41 @@ def create_presentation(holder: Ed25519Key, credentials: list[dict[str, Any]], *
                         challenge: str, domain: str, now: dt.datetime,
                         loader: ContextLoader | None = None) -> dict[str, Any]:
     """A VC 2.0 presentation signed by the holder for one challenge and domain."""
-    if not challenge or not domain:
-        raise MalformedCredential("a presentation needs a non-empty challenge and domain")
-    document: dict[str, Any] = {
-        "@context": [VC_V2],
-        "id": f"urn:uuid:{uuid.uuid4()}",
-        "type": ["VerifiablePresentation"],
-        "holder": holder.did.did,
-        "verifiableCredential": list(credentials),
-    }
-    options = di.ProofOptions(verification_method=holder.did.verification_method,
-                              proof_purpose="authentication", created=now,
-                              challenge=challenge, domain=domain)
-    return di.add_proof(document, holder, options, loader or ContextLoader())
+    return Presenter(holder, credentials, domain=domain, loader=loader).present(challenge, now)
+
+
+class Presenter:
+    """One holder's presentation of the same credentials for one domain, signed for
+    many challenges (a session's channels each have their own): the presentation's
+    canonical form is computed once, and each proof canonicalizes only its options."""
+
+    def __init__(self, holder: Ed25519Key, credentials: list[dict[str, Any]], *,
+                 domain: str, loader: ContextLoader | None = None) -> None:
+        if not domain:
+            raise MalformedCredential("a presentation needs a non-empty challenge and domain")
+        self.holder = holder
+        self.domain = domain
+        self.loader = loader or ContextLoader()
+        self.document: dict[str, Any] = {
+            "@context": [VC_V2],
+            "id": f"urn:uuid:{uuid.uuid4()}",
+            "type": ["VerifiablePresentation"],
+            "holder": holder.did.did,
+            "verifiableCredential": list(credentials),
+        }
+        self._hash: bytes | None = None
+
+    def present(self, challenge: str, now: dt.datetime) -> dict[str, Any]:
+        """The presentation with a proof for ``challenge``."""
+        if not challenge:
+            raise MalformedCredential("a presentation needs a non-empty challenge and domain")
+        if self._hash is None:
+            self._hash = di.hash_document(self.document, self.loader)
+        options = di.ProofOptions(verification_method=self.holder.did.verification_method,
+                                  proof_purpose="authentication", created=now,
+                                  challenge=challenge, domain=self.domain)
+        return di.add_proof(self.document, self.holder, options, self.loader,
+                            document_hash=self._hash)
 
 
 def status_list_credential(*, issuer: str, url: str, bits: Bitstring, purpose: str,

@@ -80,9 +80,11 @@ def proof_type(proof: Any) -> str:
 
 
 def add_proof(document: dict[str, Any], key: Ed25519Key, options: ProofOptions,
-              loader: ContextLoader) -> dict[str, Any]:
+              loader: ContextLoader, *, document_hash: bytes | None = None
+              ) -> dict[str, Any]:
     """Return a copy of ``document`` with a new proof (documents with a proof are refused:
-    proof sets are not part of our profile)."""
+    proof sets are not part of our profile). ``document_hash``, if given, is
+    :func:`hash_document` of this very ``document`` (to sign one document many times)."""
     if "proof" in document:
         raise MalformedCredential("the document is already signed")
     if options.suite not in SUITES:
@@ -99,7 +101,8 @@ def add_proof(document: dict[str, Any], key: Ed25519Key, options: ProofOptions,
         proof["challenge"] = options.challenge
     if options.domain is not None:
         proof["domain"] = options.domain
-    proof["proofValue"] = multibase.encode(key.sign(_hash_data(document, proof, loader)))
+    signed = _hash_data(document, proof, loader, document_hash)
+    proof["proofValue"] = multibase.encode(key.sign(signed))
     return {**document, "proof": proof}
 
 
@@ -170,14 +173,22 @@ def check_proof_binding(proof: dict[str, Any], challenge: str | None,
                 f"wrong domain: the presentation was made for {got!r}, not {domain!r}")
 
 
+def hash_document(document: dict[str, Any], loader: ContextLoader) -> bytes:
+    """SHA-256 of the canonical form of an unsigned document: its half of what a proof
+    signs (eddsa-rdfc-2022 and Ed25519Signature2020 hash the proof options and the
+    document separately)."""
+    if "@context" not in document:
+        raise MalformedCredential("the document has no @context")
+    return hashlib.sha256(canonicalize(document, loader).encode("utf-8")).digest()
+
+
 def _hash_data(document: dict[str, Any], proof_options: dict[str, Any],
-               loader: ContextLoader) -> bytes:
+               loader: ContextLoader, document_hash: bytes | None = None) -> bytes:
     if "@context" not in document:
         raise MalformedCredential("the document has no @context")
     config = {"@context": document["@context"], **proof_options}
     proof_hash = hashlib.sha256(canonicalize(config, loader).encode("utf-8")).digest()
-    doc_hash = hashlib.sha256(canonicalize(document, loader).encode("utf-8")).digest()
-    return proof_hash + doc_hash
+    return proof_hash + (document_hash or hash_document(document, loader))
 
 
 def _verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> None:

@@ -110,6 +110,27 @@ def test_presentation_without_credentials(alice_key: Ed25519Key, now: dt.datetim
     assert verify_vp(vp).credentials == ()
 
 
+def test_one_presentation_signed_per_challenge(membership_credential: Doc,
+                                               alice_key: Ed25519Key, now: dt.datetime,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Presenter signs one document for many channels: each proof verifies for its own
+    challenge only, and the document is canonicalized once."""
+    presenter = cred.Presenter(alice_key, [membership_credential], domain=DOMAIN)
+    hashed: list[int] = []
+    inner = di.hash_document
+    monkeypatch.setattr(di, "hash_document", lambda *a: hashed.append(1) or inner(*a))
+    first, second = presenter.present("channel-1", now), presenter.present("channel-2", now)
+    assert len(hashed) == 1
+    assert first["id"] == second["id"] and first["proof"] != second["proof"]
+    assert verify_vp(first, challenge="channel-1").holder == alice_key.did.did
+    assert verify_vp(second, challenge="channel-2").holder == alice_key.did.did
+    with pytest.raises(PresentationMismatch):
+        verify_vp(first, challenge="channel-2")
+    replayed = {**second, "proof": {**second["proof"], "challenge": "channel-1"}}
+    with pytest.raises(InvalidProof):
+        verify_vp(replayed, challenge="channel-1")
+
+
 def test_presentation_needs_challenge_and_domain(alice_key: Ed25519Key,
                                                  now: dt.datetime) -> None:
     with pytest.raises(MalformedCredential):
