@@ -129,6 +129,12 @@ class AgentServer:
             record = await self.presence.publish(tcp[:16], addrs[:16], extra=extra)
             self.record_refresh_at = record.refresh_at
 
+    async def _publish_quietly(self) -> None:
+        try:
+            await self.publish()
+        except (MpcidError, OSError) as exc:
+            log.info("could not publish the record: %s", exc)
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -255,8 +261,10 @@ class AgentServer:
                 raise AgentError("nothing to publish: no endpoint")
             return {"record": b64(presence.discovery.record_value)}, None
         if op == "withdraw":
+            # Answered at once: the session's party is leaving, and need not wait for the
+            # DHT store of what remains (the agent stays, and finishes it).
             session.tcp, session.addrs, session.extra = [], [], {}
-            await self.publish()
+            self._spawn(self._publish_quietly())
             return {}, None
         if op == "serve":
             protocols = strings(message.get("protocols"), 8, "protocols")
