@@ -48,8 +48,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from mpcid.identity.keystore import Keystore
-
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "party_launcher.py"
 DEMOS = {"secretsanta": ["secretsanta.py", "8"], "np_cnnmnist": ["np_cnnmnist.py", "1", "17"]}
@@ -84,6 +82,10 @@ def prepare_demos(source: Path, work: Path) -> tuple[Path, list[str]]:
 
 
 def make_identities(work: Path, n: int) -> list[tuple[Path, str]]:
+    # Imported here, not at the top: every party process of every transport starts
+    # from this script (--party), and a plain MPyC party must not pay for mpcid's imports.
+    from mpcid.identity.keystore import Keystore
+
     out = []
     for i in range(n):
         home = work / f"home{i}"
