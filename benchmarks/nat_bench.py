@@ -100,10 +100,12 @@ def path_kind(path: str) -> str:
     return path or "?"
 
 
-def start_node(topo: Any, home: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
-    """`mpcid node` in the public namespace; its printed (dialable) multiaddr."""
-    relay_ip = topo.ip(RELAY)
-    node = topo.popen(RELAY, [MPCID, "node", "--home", str(home), "--listen",
+def start_node(topo: Any, home: Path, log: Path, host: str = RELAY
+               ) -> tuple[subprocess.Popen[str], str]:
+    """`mpcid node` in the public namespace (or ``host``'s); its printed (dialable)
+    multiaddr."""
+    relay_ip = topo.ip(host)
+    node = topo.popen(host, [MPCID, "node", "--home", str(home), "--listen",
                               f"/ip4/{relay_ip}/tcp/{NODE_PORT}"],
                       stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                       env=clean_env())
@@ -115,7 +117,7 @@ def start_node(topo: Any, home: Path, log: Path) -> tuple[subprocess.Popen[str],
     reader.join(60)
     addr = ready[0].strip() if ready else ""
     if not addr.startswith(f"/ip4/{relay_ip}/tcp/{NODE_PORT}/p2p/"):
-        raise SystemExit(f"mpcid node did not start in {topo.ns(RELAY)}: {addr!r}\n"
+        raise SystemExit(f"mpcid node did not start in {topo.ns(host)}: {addr!r}\n"
                          f"{log.read_text()[-3000:]}")
     # Keep draining its stdout so that it can never block on a full pipe.
     threading.Thread(target=stdout.read, daemon=True).start()

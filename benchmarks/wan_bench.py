@@ -67,6 +67,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import nat_bench  # noqa: E402
 from mpyc_bench import prepare_demos  # noqa: E402
 from wan_topology import SCENARIOS, TopologyError, wan_topology  # noqa: E402
 
@@ -90,7 +91,7 @@ SIZES = {"secretsanta": {"low": ["4"], "medium": ["8"], "high": ["16"]},
 MPYC_PORT = 11365
 WG_PORT = 51820
 NODE_PORT = 4001
-NODE = "node"
+NODE = "node"  # the host of the `mpcid node` (bootstrap and relay)
 KEYS = ("demo", "size", "parties", "rtt_ms", "measured_rtt_ms", "transport", "run", "ok",
         "wall_s", "start_s", "bytes_per_party", "cpu_s_per_party")
 _CONNECTED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) All \d+ parties connected")
@@ -149,23 +150,10 @@ class Net:
     """wireguard-go's pid per party."""
 
 
-def start_node(net: Net, work: Path, env: dict[str, str]) -> None:
-    home = work / f"node-{net.layout}"
-    ip = net.topo.ip(NODE)
-    log = (work / f"node-{net.layout}.log").open("w")
-    proc = net.topo.popen(NODE, [MPCID, "node", "--home", str(home), "--listen",
-                                 f"/ip4/{ip}/tcp/{NODE_PORT}"],
-                          stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    ready: list[str] = []
-    reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(60)
-    addr = ready[0].strip() if ready else ""
-    if not addr.startswith(f"/ip4/{ip}/tcp/{NODE_PORT}/p2p/"):
-        raise BenchError(f"mpcid node did not start in {net.topo.ns(NODE)} (see "
-                         f"{work / f'node-{net.layout}.log'})")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # never a full pipe
-    net.node_addr = addr
+def start_node(net: Net, work: Path) -> None:
+    """`mpcid node` in its own namespace, as nat_bench.py starts it."""
+    _, net.node_addr = nat_bench.start_node(net.topo, work / f"node-{net.layout}",
+                                            work / f"node-{net.layout}.log", NODE)
 
 
 def start_agents(net: Net, idents: Identities, n: int, work: Path,
@@ -512,7 +500,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
 
 
 def build(stack: contextlib.ExitStack, setting: tuple[str, Any], layout: str, n: int,
-          work: Path, env: dict[str, str], need_node: bool) -> Net:
+          work: Path, need_node: bool) -> Net:
     hosts = [party(i) for i in range(n)] + [NODE]
     nat = {} if layout == "public" else {party(i): layout for i in range(n)}
     delay: dict[str, Any] = {"rtt_ms": setting[1]} if setting[0] == "rtt" else \
@@ -520,7 +508,7 @@ def build(stack: contextlib.ExitStack, setting: tuple[str, Any], layout: str, n:
     topo = stack.enter_context(wan_topology(prefix="wan", hosts=hosts, nat=nat, **delay))
     net = Net(topo, layout)
     if need_node:
-        start_node(net, work, env)
+        start_node(net, work)
     return net
 
 
@@ -548,7 +536,7 @@ def benchmark(plan: Plan, work: Path, rows: list[dict[str, Any]]) -> list[str]:
         idents["agent"] = Identities(work / "ids-agent", top)
     for setting in plan.settings:
         with contextlib.ExitStack() as stack:
-            nets = {layout: build(stack, setting, layout, top, work, env,
+            nets = {layout: build(stack, setting, layout, top, work,
                                   any(t.startswith("mpcid") and LAYOUT[t] == layout
                                       for t in plan.transports))
                     for layout in dict.fromkeys(LAYOUT[t] for t in plan.transports)}
@@ -558,11 +546,13 @@ def benchmark(plan: Plan, work: Path, rows: list[dict[str, Any]]) -> list[str]:
                 start_agents(nets["public"], idents["agent"], top, work, env)
             rtts = {n: measured_rtt(nets["public"] if "public" in nets else
                                     next(iter(nets.values())), n) for n in plan.parties}
-            warm = {demo: demos / DEMOS[demo] for demo in plan.demos_chosen}
-            for transport in plan.transports:  # untimed: fills the bytecode cache
+            programs = {demo: demos / DEMOS[demo] for demo in plan.demos_chosen}
+            for transport in plan.transports:
+                # Untimed, the smallest session: fills the bytecode cache and starts each
+                # network's node, tunnels and agents working.
                 folder = Path(tempfile.mkdtemp(prefix="warm-", dir=work))
                 run_session(nets[LAYOUT[transport]], transport, min(plan.parties),
-                            next(iter(warm.values())), SIZES[plan.demos_chosen[0]]["low"],
+                            demos / DEMOS["secretsanta"], SIZES["secretsanta"]["low"],
                             idents, env, folder, plan.timeout, 0)
             for run in range(1, plan.runs + 1):
                 for n in plan.parties:
@@ -570,7 +560,7 @@ def benchmark(plan: Plan, work: Path, rows: list[dict[str, Any]]) -> list[str]:
                         for size in plan.sizes:
                             for transport in plan.transports:
                                 row = one_row(plan, nets, setting, rtts[n], transport, n,
-                                              demo, size, run, warm[demo], idents, env, work)
+                                              demo, size, run, programs[demo], idents, env, work)
                                 rows.append(row)
                                 if plan.out is not None:
                                     write_json(plan.out, rows)
