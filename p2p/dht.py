@@ -8,7 +8,7 @@ sequence number (:mod:`mpcid.p2p.records`), plus whatever record kinds
 or returns, so a malicious node can withhold records but cannot forge, alter or roll them
 back. ``strict_validation`` makes the DHT refuse keys of namespaces nobody registered.
 
-Four py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
+Five py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
 
 * A node answers ``FIND_NODE`` only for keys that parse as a multihash or are at most 50
   bytes (``kad_dht.py``, "FIND_NODE key is not a valid PeerId"), but a value lookup sends
@@ -29,6 +29,10 @@ Four py-libp2p 0.8.1 behaviours are adjusted here, each in one documented place:
   record kind, and a bound on the bytes held, refusing new records rather than evicting
   held ones. The sender is known only in the ``PUT_VALUE`` handler, so
   :class:`_KadDHT` names it (:data:`_SENDER`) for the store while that handler runs.
+* Every request it sends opens a stream and negotiates ``/ipfs/kad/1.0.0`` in lock step
+  before writing the request: three round trips per store or lookup. Its value store and
+  peer routing send through :class:`~mpcid.p2p.multistream.OptimisticHost`, which sends
+  the negotiation with the request: one round trip.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from mpcid.identity.errors import MpcidError, UsageError
 
 from .errors import ConnectFailed, StoreRefused
 from .host import connect
+from .multistream import OptimisticHost
 from .relay import reservation_source
 from .records import (KEY_PREFIX, MAX_KIND_VALUE_BYTES, MAX_RECORD_BYTES, KindValidator,
                       MpcidValidator, kind_of)
@@ -273,7 +278,10 @@ class _BoundedValueStore(ValueStore):
 
     def __init__(self, host: IHost, limits: StoreLimits,
                  clock: Callable[[], float]) -> None:
-        super().__init__(host, host.get_id())
+        # Requests to other nodes go out with their protocol negotiation (one round trip
+        # instead of three: :mod:`mpcid.p2p.multistream`); every node serves KAD.
+        super().__init__(OptimisticHost(host, {str(KAD_PROTOCOL)}),  # type: ignore[arg-type]
+                         host.get_id())
         self.limits = limits
         self.store: _Held = _Held()
         self._clock = clock
@@ -389,6 +397,9 @@ INBOUND_STREAMS = 128
 lookup, bounded by :class:`StoreLimits`)."""
 FULL_LOOKUP_INTERVAL = 3.0
 """Seconds between network-wide lookups of a key the bootstrap nodes do not hold."""
+FIRST_FULL_LOOKUP = 1.0
+"""Seconds a key must have been missing at the bootstrap nodes before the first
+network-wide lookup."""
 
 
 class DHTNode:
@@ -404,11 +415,15 @@ class DHTNode:
         ``limits``: what it holds for others."""
         _accept_mpcid_lookups()
         self.host = host
+        self.server = server
         self.dht = _KadDHT(host, DHTMode.SERVER if server else DHTMode.CLIENT)
         # py-libp2p resets every KAD stream beyond 12 handled at once, silently to the
         # sender (a store then "fails" at random): too few for a bootstrap node that
         # serves a session's parties, which all publish and look up at the same moment.
         self.dht._inbound_limiter.total_tokens = INBOUND_STREAMS
+        # FIND_NODE goes only to DHT servers: negotiated with the request, as in the store.
+        self.dht.peer_routing.host = OptimisticHost(  # type: ignore[assignment]
+            host, {str(KAD_PROTOCOL)})
         #: The value store under ``limits`` (its ``store`` counts bytes and records per
         #: kind, its ``refused`` the refusals by reason).
         self.store = _BoundedValueStore(host, limits, clock)
@@ -450,10 +465,20 @@ class DHTNode:
         if addrs and not reached:
             raise ConnectFailed("no bootstrap node answered: " + "; ".join(failures),
                                 hint="check the --bootstrap addresses (or MPCID_BOOTSTRAP)")
-        if reached:
-            await self.dht.refresh_routing_table()
         self.bootstrap_peers = reached
+        if reached and self.server:
+            await self.dht.refresh_routing_table()
+        elif reached and self._background is not None:
+            # A client asks the bootstrap nodes first (get, put): its routing table
+            # matters only for network-wide lookups, so its start need not wait for it.
+            self._background.start_soon(self._refresh_quietly)
         return reached
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.dht.refresh_routing_table()
+        except Exception as exc:  # the table fills up with later lookups anyway
+            log.debug("routing table refresh failed: %r", exc)
 
     async def add_peer(self, peer: str, *, timeout: float = 5.0) -> bool:
         """Add a connected peer to the routing table once identify has told us its
@@ -541,8 +566,11 @@ class DHTNode:
         before anywhere else (:meth:`put`), so one request each usually finds the
         current record. Only when none of them has a valid one does the iterative
         lookup run, which asks every close DHT server (in a session whose parties
-        serve, all of them: that cost grows with the square of the parties); a key that
-        the bootstrap nodes said they do not hold gets that lookup at most every
+        serve, all of them: that cost grows with the square of the parties). A key that
+        the bootstrap nodes said they do not hold gets that lookup only once it has been
+        missing for :data:`FIRST_FULL_LOOKUP` seconds (a party looked up before it has
+        published is found at the bootstrap nodes a moment later, and the next attempt
+        should not wait for a lookup across the network), then at most every
         :data:`FULL_LOOKUP_INTERVAL` seconds (parties poll for records not yet
         published)."""
         if key not in self.published:
@@ -551,11 +579,13 @@ class DHTNode:
         if found is not None:
             return found
         now = time.monotonic()
-        if answered and now - self._full_lookups.get(key, -FULL_LOOKUP_INTERVAL) \
-                < FULL_LOOKUP_INTERVAL:
-            return None
         if len(self._full_lookups) > 4096:
             self._full_lookups.clear()
+        if answered:
+            last = self._full_lookups.setdefault(
+                key, now - FULL_LOOKUP_INTERVAL + FIRST_FULL_LOOKUP)
+            if now - last < FULL_LOOKUP_INTERVAL:
+                return None
         self._full_lookups[key] = now
         try:
             value = await self.dht.get_value(key)

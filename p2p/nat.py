@@ -85,9 +85,14 @@ async def identify(host: Any, peer_id: Any, timeout: float = 5.0) -> Observed:
     from libp2p.network.stream.exceptions import StreamEOF
     from multiaddr import Multiaddr
 
+    from .multistream import OptimisticHost
+
     try:
         with trio.fail_after(timeout):
-            stream = await host.new_stream(peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
+            # Every libp2p host serves identify: its negotiation travels with the
+            # request (one round trip instead of three, mpcid.p2p.multistream).
+            stream = await OptimisticHost(host, {IDENTIFY_PROTOCOL}).new_stream(
+                peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
             try:
                 data = b""
                 while len(data) <= MAX_IDENTIFY:

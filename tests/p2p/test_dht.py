@@ -153,3 +153,37 @@ def test_a_put_reaches_the_bootstrap_node_even_when_the_lookup_hangs(
         assert seq_of(nodes[0].dht.value_store.get(key.encode()).value) == 2
 
     run(body, n=4)
+
+
+def test_a_key_missing_at_the_bootstrap_node_is_looked_up_network_wide_after_a_pause(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A party polls for a peer that may not have published yet: the first misses ask
+    only the bootstrap node (one round trip each); once the key has been missing there
+    for FIRST_FULL_LOOKUP seconds, the lookup asks the network, which holds it."""
+    import mpcid.p2p.dht as dht_module
+
+    monkeypatch.setattr(dht_module, "FIRST_FULL_LOOKUP", 0.5)
+    party = Ed25519Key.generate()
+    key = dht_key(party.did.did)
+
+    async def body(nodes: list[DHTNode]) -> None:
+        await nodes[5].put(key, record(party, 4))
+        nodes[0].dht.value_store.remove(key.encode())  # only the others hold it now
+        reader = nodes[16]
+        assert reader.bootstrap_peers == [nodes[0].host.get_id().to_base58()]
+        asked: list[str] = []
+        real_get_value = reader.dht.get_value
+
+        async def counted(k: str) -> Any:
+            asked.append(k)
+            return await real_get_value(k)
+
+        monkeypatch.setattr(reader.dht, "get_value", counted)
+        assert await reader.get(key) is None
+        assert await reader.get(key) is None
+        assert asked == []
+        await trio.sleep(0.6)
+        assert seq_of(await reader.get(key)) == 4
+        assert asked == [key]
+
+    run(body)
