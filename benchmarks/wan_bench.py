@@ -598,8 +598,16 @@ def write_json(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     plan = parse_args()
+    # kill (SIGTERM) cleans up as Ctrl-C does; so does Ctrl-C in a shell that started
+    # this in the background (which ignores SIGINT for its children).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="mpcid-wan-"))
     notes: list[str] = []

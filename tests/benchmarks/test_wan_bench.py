@@ -100,17 +100,21 @@ def test_runs_follow_the_json_contract(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_ctrl_c_removes_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_removes_everything(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C, or kill; also when started in the background by a shell script (whose
+    children ignore SIGINT: the benchmark takes it back)."""
     require_netns()
     before, others = ours(), parties()
     proc = bench("--mpyc-demos", str(demos(tmp_path)), "--parties", "2", "--rtt-ms", "2",
                  "--transports", "plain", "--runs", "50", "--json",
-                 str(tmp_path / "out.json"), start_new_session=True)
+                 str(tmp_path / "out.json"), start_new_session=True,
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 120
     while not (tmp_path / "out.json").exists():  # written after the first timed run
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
     assert ours() == before
