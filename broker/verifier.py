@@ -52,7 +52,9 @@ def verify_config(keystore: Keystore, *, now: dt.datetime,
     addresses is fetched, for status lists and did:web issuers alike (an invitation names
     the issuers; ``specs/session.md`` 7.4); local copies only through
     ``status_files``. The commands a user runs on a document (``mpcid credential
-    verify``) keep ``file:`` and local http URLs: their errors stay on this machine."""
+    verify``) keep ``file:`` and local http URLs: their errors stay on this machine. A
+    session's configuration also fetches and verifies each status list once for all its
+    peers (:attr:`~mpcid.identity.credentials.VerifyConfig.status_lists`)."""
     loader = ContextLoader.from_files(dict(contexts or {}))
     overrides: dict[str, Path | dict[str, Any]] = {}
     for _, record in keystore.documents("statuslists"):
@@ -63,4 +65,5 @@ def verify_config(keystore: Keystore, *, now: dt.datetime,
               if check_status else None)
     return vc.VerifyConfig(loader=loader, resolver=web_resolver(ca_file, public_only=peers),
                            status=status,
-                           now=now, status_max_age=status_max_age)
+                           now=now, status_max_age=status_max_age,
+                           status_lists={} if peers else None)

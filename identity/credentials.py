@@ -55,6 +55,13 @@ class VerifyConfig:
     (``validFrom``) at most this long before ``now``; None accepts any age. Without a
     bound, serving an older signed list (from before a revocation) would make a revoked
     credential valid again (``specs/identity.md`` 6)."""
+    status_lists: dict[tuple[str, str], asyncio.Future[VerifiedCredential]] | None = None
+    """Status lists fetched and verified so far, by (URL, issuer), for verifiers that check
+    many documents at about the same time: the parties of one session, whose credentials
+    name one issuer's list, then cost one fetch and one verification instead of one each
+    (a failure too is remembered: the same list fails the same way). None: every
+    credential's lists are fetched and verified anew. Copies made with
+    ``dataclasses.replace`` share it; give each session its own."""
 
 
 @dataclass(frozen=True)
@@ -351,24 +358,7 @@ async def _check_status(document: dict[str, Any], issuer: str, config: VerifyCon
             raise StatusCheckFailed("credentialStatus lacks statusListCredential or a known "
                                     "statusPurpose")
         index = read_index(entry)
-        status_doc = await config.status.fetch(url)
-        try:
-            named = _issuer(status_doc)
-        except MalformedCredential as exc:
-            raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
-        if named != issuer:  # checked before its issuer is resolved
-            raise StatusCheckFailed(f"status list {url} was issued by {named}, "
-                                    f"not by the credential's issuer {issuer}")
-        try:
-            status_vc = await _verify_credential(status_doc, config, check_status=False)
-        except CredentialError as exc:
-            raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
-        if not set(status_vc.types) & set(STATUS_LIST_TYPES):
-            raise StatusCheckFailed(f"{url} is not a status list credential")
-        _check_fresh(status_vc, url, config)
-        if status_vc.issuer != issuer:
-            raise StatusCheckFailed(f"status list {url} was issued by {status_vc.issuer}, "
-                                    f"not by the credential's issuer {issuer}")
+        status_vc = await _status_list(url, issuer, config)
         if status_vc.claims.get("statusPurpose") != purpose:
             raise StatusCheckFailed(f"status list {url} is for "
                                     f"{status_vc.claims.get('statusPurpose')!r}, not {purpose!r}")
@@ -379,6 +369,44 @@ async def _check_status(document: dict[str, Any], issuer: str, config: VerifyCon
             state = "revoked" if purpose == "revocation" else "suspended"
             raise CredentialRevoked(f"credential {document.get('id', '')} is {state} "
                                     f"(status list {url}, index {index})")
+
+
+async def _status_list(url: str, issuer: str, config: VerifyConfig) -> VerifiedCredential:
+    """The status list at ``url``, fetched and verified as ``issuer``'s (once per
+    :attr:`VerifyConfig.status_lists`, if given); raises :class:`StatusCheckFailed`."""
+    memo = config.status_lists
+    if memo is None:
+        return await _fetch_status_list(url, issuer, config)
+    key = (url, issuer)
+    known = memo.get(key)
+    if known is None:
+        known = memo[key] = asyncio.ensure_future(_fetch_status_list(url, issuer, config))
+        known.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(known)  # a cancelled verifier leaves it to the others
+
+
+async def _fetch_status_list(url: str, issuer: str, config: VerifyConfig
+                             ) -> VerifiedCredential:
+    assert config.status is not None
+    status_doc = await config.status.fetch(url)
+    try:
+        named = _issuer(status_doc)
+    except MalformedCredential as exc:
+        raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
+    if named != issuer:  # checked before its issuer is resolved
+        raise StatusCheckFailed(f"status list {url} was issued by {named}, "
+                                f"not by the credential's issuer {issuer}")
+    try:
+        status_vc = await _verify_credential(status_doc, config, check_status=False)
+    except CredentialError as exc:
+        raise StatusCheckFailed(f"status list {url} is not valid: {exc}") from None
+    if not set(status_vc.types) & set(STATUS_LIST_TYPES):
+        raise StatusCheckFailed(f"{url} is not a status list credential")
+    _check_fresh(status_vc, url, config)
+    if status_vc.issuer != issuer:
+        raise StatusCheckFailed(f"status list {url} was issued by {status_vc.issuer}, "
+                                f"not by the credential's issuer {issuer}")
+    return status_vc
 
 
 def _check_fresh(status_vc: VerifiedCredential, url: str, config: VerifyConfig) -> None:

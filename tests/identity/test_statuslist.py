@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -511,3 +512,81 @@ def test_the_verifier_sets_the_maximum_age(tmp_path: Path, org_key: Ed25519Key,
     for command in (("join",), ("presentation", "verify")):
         shown = _cli(*command, "--help", home=home).stdout
         assert "--status-max-age" in shown, command
+
+
+class CountingSource(FileAndHttpStatusSource):
+    """Overrides only, counting the fetches (and answering after a pause, so that
+    verifiers running at once overlap)."""
+
+    def __init__(self, documents: dict[str, Any]) -> None:
+        super().__init__(documents)
+        self.fetches: list[str] = []
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        self.fetches.append(url)
+        await asyncio.sleep(0.01)
+        if url not in self.overrides:
+            raise StatusCheckFailed(f"cannot fetch status list {url}: nobody answers")
+        return await super().fetch(url)
+
+
+def test_a_session_fetches_and_verifies_an_issuers_list_once_for_all_peers(
+        org_key: Ed25519Key, now: dt.datetime, make_status_list: Callable[..., Doc],
+        make_status_credential: Callable[..., Doc]) -> None:
+    source = CountingSource({STATUS_URL: make_status_list(org_key, set_bits=(9,))})
+    session = cred.VerifyConfig(status=source, now=now, status_lists={})
+
+    async def peers() -> list[Any]:
+        return await asyncio.gather(
+            *(cred.verify_credential(make_status_credential(i), session)
+              for i in (1, 2, 9, 3)), return_exceptions=True)
+
+    outcomes = asyncio.run(peers())
+    assert [type(o).__name__ for o in outcomes] == [
+        "VerifiedCredential", "VerifiedCredential", "CredentialRevoked", "VerifiedCredential"]
+    assert source.fetches == [STATUS_URL]
+    # Each verifier of a session works on a copy with its own clock: the lists are shared.
+    copy = dataclasses.replace(session, now=now)
+    with pytest.raises(CredentialRevoked):
+        asyncio.run(cred.verify_credential(make_status_credential(9), copy))
+    assert source.fetches == [STATUS_URL]
+    # Without a memo (a one-off command), every credential fetches its lists.
+    plain = cred.VerifyConfig(status=source, now=now)
+    for index in (1, 2):
+        asyncio.run(cred.verify_credential(make_status_credential(index), plain))
+    assert source.fetches == [STATUS_URL] * 3
+
+
+def test_a_list_that_cannot_be_fetched_fails_every_peer_with_one_attempt(
+        now: dt.datetime, make_status_credential: Callable[..., Doc]) -> None:
+    source = CountingSource({})
+    session = cred.VerifyConfig(status=source, now=now, status_lists={})
+
+    async def peers() -> list[Any]:
+        return await asyncio.gather(
+            *(cred.verify_credential(make_status_credential(i), session) for i in (1, 2)),
+            return_exceptions=True)
+
+    outcomes = asyncio.run(peers())
+    assert all(isinstance(o, StatusCheckFailed) and "nobody answers" in str(o)
+               for o in outcomes), outcomes
+    assert source.fetches == [STATUS_URL]
+
+
+def test_the_memo_is_per_issuer_so_a_list_claimed_by_another_issuer_is_still_refused(
+        org_key: Ed25519Key, other_org_key: Ed25519Key, now: dt.datetime,
+        make_status_list: Callable[..., Doc],
+        make_status_credential: Callable[..., Doc]) -> None:
+    """A peer whose credential names a list that verified for another issuer gains
+    nothing from the memo: the list is checked against its own credential's issuer."""
+    source = CountingSource({STATUS_URL: make_status_list(org_key)})
+    session = cred.VerifyConfig(status=source, now=now, status_lists={})
+    asyncio.run(cred.verify_credential(make_status_credential(1), session))
+    forged = cred.build_credential(
+        issuer=other_org_key.did.did, subject=Ed25519Key.generate().did.did,
+        credential_type="MembershipCredential", claims={"organization": "Acme"},
+        valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=1),
+        status=(STATUS_URL, 1))
+    signed = cred.sign_credential(forged, other_org_key, now=now)
+    with pytest.raises(StatusCheckFailed, match="issued by"):
+        asyncio.run(cred.verify_credential(signed, session))
