@@ -283,6 +283,14 @@ class AgentPresence:
         value = reply.get("value")
         return None if value is None else decode_and_verify(key, unb64(value), self.clock())
 
+    async def await_record(self, did: str, after: int, wait: float
+                           ) -> tuple[EndpointRecord | None, bool]:
+        reply, _ = await self._call("await", did=did, after=after, wait=wait)
+        value = reply.get("value")
+        record = None if value is None else decode_and_verify(
+            dht_key(parse_did(did)), unb64(value), self.clock())
+        return record, reply.get("served") is True
+
     async def put_value(self, key: str, value: bytes) -> None:
         await self._call("put", key=key, value=b64(value))
 

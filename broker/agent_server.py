@@ -23,6 +23,7 @@ from typing import Any
 
 from mpcid.identity.did_key import parse_did
 from mpcid.identity.errors import MpcidError, UsageError
+from mpcid.p2p.await_record import MAX_WAIT
 from mpcid.p2p.peerid import peer_id_from_did
 
 from .agent import (MAX_NODES, MAX_PENDING, MAX_SESSIONS, AgentError, b64, peer_uid,
@@ -248,6 +249,8 @@ class AgentServer:
         if op == "get":
             value = await presence.discovery.get_value(str(message.get("key")))
             return {"value": None if value is None else b64(value)}, None
+        if op == "await":
+            return await self._await(message), None
         if op == "put":
             await presence.put_value(str(message.get("key")), unb64(message.get("value")))
             return {}, None
@@ -274,6 +277,14 @@ class AgentServer:
         if op == "open":
             return await self._open(session, message)
         raise AgentError(f"unknown request {str(op)[:40]!r}")
+
+    async def _await(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        did, after, wait = message.get("did"), message.get("after"), message.get("wait")
+        if not isinstance(did, str) or type(after) is not int \
+                or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
+            raise AgentError("await: did, after and wait (seconds) expected")
+        value, served = await self.presence.discovery.await_value(did, after, float(wait))
+        return {"value": None if value is None else b64(value), "served": served}
 
     async def _open(self, session: _Session, message: Mapping[str, Any]
                     ) -> tuple[dict[str, Any], int | None]:

@@ -59,6 +59,9 @@ CHANNEL_PROTOCOL = "/mpcid/channel/1.0.0"
 MAX_PUNCHES = 3
 """Punch requests a party answers per peer and session."""
 
+AWAIT_WAIT = 10.0
+"""Seconds a DHT node is asked to hold a request for a peer's record (its maximum)."""
+
 ProtocolFactory = Callable[[], ChannelProtocol]
 StreamCallback = Callable[[socket.socket, str], Awaitable[None]]
 """Takes a connected socket that a peer opened and the path it came by."""
@@ -97,6 +100,8 @@ class Paths:
         self._punches: dict[str, int] = {}
         self._looking = 0
         """Channels this party is trying to open (each looking its peer up meanwhile)."""
+        self._await = True
+        """The DHT nodes serve ``/mpcid/await-record/1.0.0`` (until one answer says not)."""
         self.used: dict[int, str] = {}
         """Per party this one opened a channel to: the path it took."""
 
@@ -184,12 +189,14 @@ class Paths:
         last = "no endpoint known yet"
         found = False
         pause = 0.05
+        seen = -1  # the seq of the newest record of the peer tried so far
         while True:
             direct = [(party.host, party.port)] if party.host and party.port and lower else []
             libp2p: list[str] = []
-            record, failure = await self._lookup(party, deadline)
+            record, failure, waited = await self._lookup(party, deadline, seen)
             last = failure or last
             if record is not None:
+                seen = max(seen, record.seq)
                 if not found:
                     found = True
                     self.progress.emit("found", party=party.index, did=party.did)
@@ -219,25 +226,37 @@ class Paths:
                 last = outcome
             if loop.time() >= deadline:
                 raise ConnectFailed(f"no path to {describe} ({last})")
-            # With a DHT every round looks the record up again: soon at first (the peer
-            # may be publishing right now), then every half second, or less often while
-            # this party waits for many records (the DHT nodes answer every party's).
+            if waited:  # the DHT nodes held the request until a newer record came or
+                continue  # its wait ran out: ask again at once
+            # Without that, every round looks the record up again: soon at first (the
+            # peer may be publishing right now), then every half second, or less often
+            # while this party waits for many records (the DHT nodes answer every party's).
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(2 * pause, 0.5 * max(1.0, self._looking / 4)
                         if self.presence is not None else 0.2)
 
-    async def _lookup(self, party: PartyEndpoint, deadline: float
-                      ) -> tuple[EndpointRecord | None, str | None]:
+    async def _lookup(self, party: PartyEndpoint, deadline: float, seen: int
+                      ) -> tuple[EndpointRecord | None, str | None, bool]:
         """The party's endpoint record (None without a DHT or if it has none yet), or why
-        the lookup failed."""
+        the lookup failed; and whether the DHT nodes waited for it. Where they serve it
+        (``specs/discovery.md`` 4.1), a record newer than ``seen`` is awaited: the node
+        answers the moment the peer publishes. Else it is looked up once."""
         if self.presence is None:
-            return None, None
+            return None, None, False
         loop = asyncio.get_running_loop()
+        remaining = max(0.1, deadline - loop.time())
         try:
-            return await asyncio.wait_for(self.presence.resolve(party.did),
-                                          max(0.1, deadline - loop.time())), None
+            if self._await:
+                wait = min(AWAIT_WAIT, remaining)
+                record, served = await asyncio.wait_for(
+                    self.presence.await_record(party.did, seen, wait), wait + 5)
+                if served:
+                    return record, None, record is None
+                self._await = False  # no bootstrap node serves it: poll instead
+            return await asyncio.wait_for(self.presence.resolve(party.did), remaining), \
+                None, False
         except (MpcidError, asyncio.TimeoutError) as exc:
-            return None, f"lookup failed: {exc}"
+            return None, f"lookup failed: {exc}", False
 
     async def _direct(self, party: PartyEndpoint, host: str, port: int,
                       factory: ProtocolFactory, deadline: float, describe: str

@@ -55,6 +55,13 @@ class Presence(Protocol):
 
     async def resolve(self, did: str) -> EndpointRecord | None: ...
 
+    async def await_record(self, did: str, after: int, wait: float
+                           ) -> tuple[EndpointRecord | None, bool]:
+        """``did``'s record with a seq above ``after``, waiting up to ``wait`` seconds
+        for one, or None; and whether the DHT nodes serve that wait (if not, poll
+        :meth:`resolve`)."""
+        ...
+
     async def put_value(self, key: str, value: bytes) -> None: ...
 
     async def get_value(self, key: str) -> bytes | None: ...
@@ -119,6 +126,10 @@ class LocalPresence:
 
     async def resolve(self, did: str) -> EndpointRecord | None:
         return await self.discovery.resolve(did)
+
+    async def await_record(self, did: str, after: int, wait: float
+                           ) -> tuple[EndpointRecord | None, bool]:
+        return await self.discovery.await_record(did, after, wait)
 
     async def put_value(self, key: str, value: bytes) -> None:
         await self.discovery.put_value(key, value)

@@ -50,6 +50,7 @@ from typing import Any
 
 import trio
 from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.kad_dht import kad_dht as _kad
 from libp2p.kad_dht.common import DEFAULT_TTL as LIBP2P_TTL
 from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
@@ -62,6 +63,7 @@ from libp2p.records.validator import Validator
 
 from mpcid.identity.errors import MpcidError, UsageError
 
+from .await_record import AWAIT_PROTOCOL, RecordWaiters, await_at_nodes
 from .errors import ConnectFailed, StoreRefused
 from .host import connect
 from .multistream import OptimisticHost
@@ -290,6 +292,8 @@ class _BoundedValueStore(ValueStore):
         self._last_sweep = float("-inf")
         #: Records refused since start, by reason (for operators and tests).
         self.refused: dict[str, int] = {}
+        #: Called with the key of every record stored (the await protocol's waiters).
+        self.on_stored: Callable[[bytes], None] | None = None
 
     def _evict_if_full(self) -> None:
         pass
@@ -309,6 +313,8 @@ class _BoundedValueStore(ValueStore):
         if sender is not None:
             self._quota.charge(sender[0], now)
             self._address_quota.charge(sender[1], now)
+        if self.on_stored is not None:
+            self.on_stored(key)
 
     def _admit(self, key: bytes, record: Record, sender: tuple[str, str] | None) -> None:
         label = kind_label(key)
@@ -430,6 +436,11 @@ class DHTNode:
         self.dht.value_store = self.store
         self.dht.register_validator(NAMESPACE, _Validator(clock, kinds))
         self.published: set[str] = set()
+        #: Requests for records not stored yet (``/mpcid/await-record/1.0.0``), served
+        #: by a DHT server.
+        self.waiters = RecordWaiters(self._held_value)
+        if server:
+            self.store.on_stored = self.waiters.notify
         self._background: trio.Nursery | None = None
         self._full_lookups: dict[str, float] = {}
         #: The bootstrap peers reached: every put stores there first (see :meth:`put`).
@@ -441,6 +452,8 @@ class DHTNode:
         and the puts that go on in the background (:meth:`put`)."""
         from libp2p.tools.anyio_service import background_trio_service
 
+        if self.server:
+            self.host.set_stream_handler(TProtocol(AWAIT_PROTOCOL), self.waiters.handle)
         async with background_trio_service(self.dht) as manager:
             async with trio.open_nursery() as nursery:
                 self._background = nursery
@@ -625,6 +638,30 @@ class DHTNode:
         if not values:
             return None, bool(answered)
         return values[validator.select(key, values)], True
+
+    def _held_value(self, key: bytes) -> bytes | None:
+        """The valid value this node holds under ``key`` (expired ones are not)."""
+        record = self.store.get(key)
+        if record is None:
+            return None
+        validator = self.dht.validator
+        assert validator is not None
+        try:
+            validator.validate(key.decode(), record.value)
+        except Exception:
+            return None
+        return bytes(record.value)
+
+    async def await_record(self, did: str, after: int, wait: float
+                           ) -> tuple[bytes | None, bool]:
+        """``did``'s record with a seq above ``after`` from the bootstrap nodes, waiting
+        up to ``wait`` seconds for one to be stored there (``specs/discovery.md`` 4.1):
+        the first valid one, or None; and whether any bootstrap node serves the
+        protocol (if none does, the caller polls with :meth:`get` instead)."""
+        validator = self.dht.validator
+        assert validator is not None
+        return await await_at_nodes(self.host, self.bootstrap_peers, did, after, wait,
+                                    validator.validate)
 
     def routing_table_size(self) -> int:
         return int(self.dht.get_routing_table_size())

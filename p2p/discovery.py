@@ -174,6 +174,23 @@ class Discovery:
             return None
         return decode_and_verify(key, value, self.clock())
 
+    async def await_record(self, did: str, after: int, wait: float
+                           ) -> tuple[EndpointRecord | None, bool]:
+        """``did``'s current record if its seq is above ``after``, else the first newer
+        one the bootstrap nodes store within ``wait`` seconds, else None; and whether
+        any bootstrap node serves the await protocol (``specs/discovery.md`` 4.1)."""
+        value, served = await self.await_value(did, after, wait)
+        if value is None:
+            return None, served
+        return decode_and_verify(dht_key(parse_did(did)), value, self.clock()), served
+
+    async def await_value(self, did: str, after: int, wait: float
+                          ) -> tuple[bytes | None, bool]:
+        """:meth:`await_record`, the value as the DHT holds it (validated by the node's
+        validator, not decoded)."""
+        node = self._require_node()
+        return await self.bridge.call(node.await_record, parse_did(did), after, wait)
+
     async def put_value(self, key: str, value: bytes) -> None:
         """Publish ``value`` under ``key`` (``/mpcid/<kind>/...``) on the closest nodes.
         It is checked here first, as every node will check it, so an invalid value

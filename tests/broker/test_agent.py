@@ -153,6 +153,15 @@ async def main():
     assert record.did == {dids['bob']!r} and record.tcp == ("127.0.0.1:9999",)
     found = await agent.resolve({dids['bob']!r})
     assert found is not None and "127.0.0.1:9999" in found.tcp, found
+    # awaited through the agent at the node: at once when held, nothing newer after
+    awaited, served = await agent.await_record({dids['bob']!r}, -1, 5.0)
+    assert served and awaited == found, (awaited, found)
+    assert await agent.await_record({dids['bob']!r}, found.seq, 0.3) == (None, True)
+    try:
+        await agent.await_record({dids['bob']!r}, -1, 60.0)
+        raise SystemExit("an await longer than a node holds one was taken")
+    except ConnectFailed as exc:
+        assert "await" in str(exc)
     # carol's agent publishes nothing outside a session (it has no --endpoint)
     assert await agent.resolve({dids['carol']!r}) is None
     try:  # carol is not a party of this session: no stream to her
