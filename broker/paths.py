@@ -248,10 +248,14 @@ class Paths:
         try:
             if self._await:
                 wait = min(AWAIT_WAIT, remaining)
+                started = loop.time()
                 record, served = await asyncio.wait_for(
                     self.presence.await_record(party.did, seen, wait), wait + 5)
                 if served:
-                    return record, None, record is None
+                    # Nothing after the whole wait: ask again at once. Nothing sooner (a
+                    # node with no room for another wait answers at once): pause first.
+                    waited = record is None and loop.time() - started >= 0.9 * wait
+                    return record, None, waited
                 self._await = False  # no bootstrap node serves it: poll instead
             return await asyncio.wait_for(self.presence.resolve(party.did), remaining), \
                 None, False
