@@ -10,8 +10,8 @@ optionally ``scenario`` and ``error``) and writes into ``--out``:
   fastest to the slowest run. A point some of whose runs failed says how many; a point
   whose runs all failed is an ``x`` on the axis.
 * ``ratio_DEMO_SIZE.png``: the same panels, each transport's wall time over plain MPyC
-  TCP's: the median of the per-run ratios where run numbers match (run r over run r),
-  else the ratio of the medians.
+  TCP's: the median of the per-run ratios where run numbers match (run r over run r of
+  the same results file: one interleaved series), else the ratio of the medians.
 * ``start.png``: from launch until MPyC is connected at every party, per scenario, all
   demos and sizes pooled.
 * ``summary.md``: the Markdown table also printed on stdout.
@@ -66,6 +66,9 @@ class Run:
     start_s: float | None
     bytes_per_party: float | None
     cpu_s_per_party: float | None
+    series: int = 0
+    """Which results file it came from: runs are paired with plain TCP's only within
+    one file (one interleaved series)."""
 
 
 def _number(entry: dict[str, Any], key: str, where: str) -> float | None:
@@ -77,7 +80,7 @@ def _number(entry: dict[str, Any], key: str, where: str) -> float | None:
     return float(value) if math.isfinite(value) else None  # NaN: not measured
 
 
-def _run_from(entry: Any, index: int) -> Run:
+def _run_from(entry: Any, index: int, series: int = 0) -> Run:
     where = f"entry {index}"
     if not isinstance(entry, dict):
         raise ResultsError(f"{where} is not an object")
@@ -104,10 +107,10 @@ def _run_from(entry: Any, index: int) -> Run:
                _number(entry, "measured_rtt_ms", where), entry["parties"],
                entry["transport"], entry["run"], entry["ok"], wall,
                _number(entry, "start_s", where), _number(entry, "bytes_per_party", where),
-               _number(entry, "cpu_s_per_party", where))
+               _number(entry, "cpu_s_per_party", where), series)
 
 
-def load_runs(path: Path) -> list[Run]:
+def load_runs(path: Path, series: int = 0) -> list[Run]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -118,7 +121,10 @@ def load_runs(path: Path) -> list[Run]:
         raise ResultsError(f"{path} holds a JSON {type(data).__name__}, not a list of runs")
     if not data:
         raise ResultsError(f"{path} holds no runs")
-    return [_run_from(entry, index) for index, entry in enumerate(data)]
+    try:
+        return [_run_from(entry, index, series) for index, entry in enumerate(data)]
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -142,9 +148,10 @@ class Cell:
         values = self.values(field)
         return statistics.median(values) if values else None
 
-    def walls_by_run(self) -> dict[int, float]:
-        """Run number -> wall time (the first such run, if a number repeats)."""
-        return {run.run: run.wall_s for run in reversed(self.good) if run.wall_s is not None}
+    def walls_by_run(self) -> dict[tuple[int, int], float]:
+        """(series, run number) -> wall time (the first such run, if one repeats)."""
+        return {(run.series, run.run): run.wall_s for run in reversed(self.good)
+                if run.wall_s is not None}
 
 
 def ratio(cell: Cell, plain: Cell | None) -> tuple[float, bool] | None:
@@ -355,8 +362,8 @@ def summary_markdown(runs: Sequence[Run]) -> str:
             f"{_fmt(cell.median('bytes_per_party'), '.3g', 1e6)} | "
             f"{_fmt(cell.median('cpu_s_per_party'), '.2f')} |")
     return ("Medians over the successful runs; x plain: median of per-run ratios to plain "
-            "TCP with the same run number, or the ratio of the medians where no run "
-            "numbers match (marked).\n\n" + "\n".join(lines) + "\n")
+            "TCP with the same run number in the same results file, or the ratio of the "
+            "medians where no run numbers match (marked).\n\n" + "\n".join(lines) + "\n")
 
 
 def write_all(runs: Sequence[Run], out: Path) -> list[Path]:
@@ -376,12 +383,15 @@ def write_all(runs: Sequence[Run], out: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="wan_plots.py", description="Plots and a summary of wan_bench.py --json results.")
-    parser.add_argument("results", type=Path, help="JSON file written by wan_bench.py --json")
+    parser.add_argument("results", type=Path, nargs="+",
+                        help="JSON files written by wan_bench.py --json (each one series: "
+                             "runs are paired with plain TCP's within a file)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="folder for the PNG files and summary.md [benchmarks/results]")
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(args.results)
+        runs = [run for series, path in enumerate(args.results)
+                for run in load_runs(path, series)]
     except ResultsError as exc:
         print(f"wan_plots.py: error: {exc}", file=sys.stderr)
         return 2

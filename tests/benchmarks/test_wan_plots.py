@@ -147,6 +147,22 @@ def test_scenarios_unpaired_runs_and_missing_combinations(tmp_path: Path) -> Non
         PNG_SIGNATURE)
 
 
+def test_several_files_pair_runs_only_within_each(tmp_path: Path) -> None:
+    """Each results file is one interleaved series: run 1 of one file is never paired
+    with run 1 of another; the medians take every file's runs."""
+    (tmp_path / "a.json").write_text(json.dumps(
+        [entry("plain", 90, 3, 1, 10.0), entry("mpcid", 90, 3, 1, 11.0)]), encoding="utf-8")
+    (tmp_path / "b.json").write_text(json.dumps(
+        [entry("mpcid", 90, 3, 1, 30.0), entry("mpcid-relay", 90, 3, 1, 40.0)]),
+        encoding="utf-8")
+    assert wan_plots.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                           "--out", str(tmp_path / "out")]) == 0
+    rows = table((tmp_path / "out" / "summary.md").read_text(encoding="utf-8"))
+    mpcid = row(rows, transport="mpcid")
+    assert (mpcid["runs"], mpcid["wall s"], mpcid["x plain"]) == ("2", "20.50", "1.10x")
+    assert row(rows, transport="mpcid-relay")["x plain"] == "4.00x (medians)"
+
+
 MALFORMED = {
     "not JSON": "[{\"demo\": ",
     "an object": json.dumps({"runs": synthetic()}),
@@ -177,5 +193,6 @@ def test_the_script_exits_2_without_a_traceback(tmp_path: Path) -> None:
                              "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == "wan_plots.py: error: entry 0 lacks 'wall_s'"
+    assert result.stderr.strip() == \
+        f"wan_plots.py: error: {tmp_path / 'r.json'}: entry 0 lacks 'wall_s'"
     assert "Traceback" not in result.stderr and result.stdout == ""
