@@ -180,10 +180,11 @@ def ordered(values: set[str], known: Sequence[str]) -> list[str]:
 
 
 def where_order(runs: Sequence[Run]) -> list[str]:
-    """Scenarios and RTTs by their (smallest) RTT, then name."""
+    """Scenarios and RTTs by their (largest) RTT, then name: ``multi`` (73-241 ms)
+    after ``two-far`` (90 ms)."""
     rtt: dict[str, float] = {}
     for run in runs:
-        rtt[run.where] = min(rtt.get(run.where, run.rtt_ms), run.rtt_ms)
+        rtt[run.where] = max(rtt.get(run.where, run.rtt_ms), run.rtt_ms)
     return sorted(rtt, key=lambda where: (rtt[where], where))
 
 
