@@ -33,7 +33,7 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.protocol_muxer.exceptions import MultiselectClientError
+from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectError
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.utils.varint import encode_delim, read_delim
@@ -86,14 +86,28 @@ class OptimisticStream:
 
 
 class OptimisticHost:
-    """``host``, except that streams of ``protocols`` are negotiated optimistically."""
+    """``host``, except that streams of ``protocols`` are negotiated optimistically, to
+    peers that identify said serve them (or to any peer, with ``known=False``: for
+    protocols every host serves). Towards a peer that does not, the request would be
+    read as a second proposal; py-libp2p's responder fails on a proposal that is not
+    UTF-8 in a way that can end its host (:func:`negotiate_lazily` guards ours)."""
 
-    def __init__(self, host: IHost, protocols: Collection[str]) -> None:
+    def __init__(self, host: IHost, protocols: Collection[str], known: bool = True) -> None:
         self._host = host
         self._protocols = frozenset(protocols)
+        self._known = known
+
+    def _serves(self, peer_id: ID, protocol: str) -> bool:
+        if not self._known:
+            return True
+        try:
+            return protocol in (self._host.get_peerstore().get_protocols(peer_id) or ())
+        except Exception:  # a peer identify has not described
+            return False
 
     async def new_stream(self, peer_id: ID, protocol_ids: Sequence[TProtocol]) -> Any:
-        if len(protocol_ids) != 1 or str(protocol_ids[0]) not in self._protocols:
+        if len(protocol_ids) != 1 or str(protocol_ids[0]) not in self._protocols \
+                or not self._serves(peer_id, str(protocol_ids[0])):
             return await self._host.new_stream(peer_id, protocol_ids)
         stream = await self._host.get_network().new_stream(peer_id)
         stream.set_protocol(protocol_ids[0])
@@ -134,9 +148,26 @@ class LazyMultiselectClient(MultiselectClient):
 
 def negotiate_lazily(host: IHost) -> IHost:
     """Make ``host`` negotiate its connections' security and multiplexer, and the
-    streams it opens, with :class:`LazyMultiselectClient`; returns it."""
+    streams it opens, with :class:`LazyMultiselectClient`; and make its responders
+    refuse a proposal that is not UTF-8 as any other bad proposal (py-libp2p lets the
+    decoding error escape the negotiation, which a peer could use to end the host's
+    tasks). Returns ``host``."""
     host.multiselect_client = LazyMultiselectClient()  # type: ignore[attr-defined]
+    _guard(host.multiselect)  # type: ignore[attr-defined]
     upgrader = host.get_network().upgrader  # type: ignore[attr-defined]
     for layer in (upgrader.security_multistream, upgrader.muxer_multistream):
         layer._selector.multiselect_client = LazyMultiselectClient()
+        _guard(layer._selector.multiselect)
     return host
+
+
+def _guard(multiselect: Any) -> None:
+    negotiate = multiselect.negotiate
+
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await negotiate(*args, **kwargs)
+        except UnicodeDecodeError:
+            raise MultiselectError("a protocol proposal that is not UTF-8") from None
+
+    multiselect.negotiate = guarded

@@ -91,7 +91,7 @@ async def identify(host: Any, peer_id: Any, timeout: float = 5.0) -> Observed:
         with trio.fail_after(timeout):
             # Every libp2p host serves identify: its negotiation travels with the
             # request (one round trip instead of three, mpcid.p2p.multistream).
-            stream = await OptimisticHost(host, {IDENTIFY_PROTOCOL}).new_stream(
+            stream = await OptimisticHost(host, {IDENTIFY_PROTOCOL}, known=False).new_stream(
                 peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
             try:
                 data = b""

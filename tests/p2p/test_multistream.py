@@ -99,7 +99,8 @@ async def _echo(stream: Any) -> None:
     await stream.close()
 
 
-def _exchange(protocols: set[str], protocol: TProtocol) -> tuple[bytes | None, str | None, str]:
+def _exchange(protocols: set[str], protocol: TProtocol, known: bool = False
+              ) -> tuple[bytes | None, str | None, str]:
     """From one loopback host to another serving ECHO: what ``protocol`` gets back through
     OptimisticHost(host, protocols), or the error, and the type of stream it was."""
     alice, bob = Ed25519Key.generate(), Ed25519Key.generate()
@@ -110,7 +111,7 @@ def _exchange(protocols: set[str], protocol: TProtocol) -> tuple[bytes | None, s
         peer = await connect(a, host_addrs(b)[0] + f"/p2p/{b.get_id().to_base58()}")
         with trio.fail_after(10):
             try:
-                stream = await OptimisticHost(a, protocols).new_stream(
+                stream = await OptimisticHost(a, protocols, known=known).new_stream(
                     ID.from_base58(peer), [protocol])
                 outcome[2] = type(stream).__name__
                 await stream.write(b"ping")
@@ -149,3 +150,50 @@ def test_a_protocol_the_peer_does_not_serve_is_refused_not_hung() -> None:
 def test_other_protocols_are_negotiated_as_py_libp2p_does() -> None:
     reply, error, kind = _exchange(set(), ECHO)
     assert (reply, error) == (b"echo:ping", None) and kind != "OptimisticStream"
+
+
+@pytest.mark.integration
+def test_only_peers_known_to_serve_the_protocol_get_it_optimistically() -> None:
+    """By default a proposal travels with data only to a peer whose identify listed the
+    protocol; to others it is negotiated in lock step, and a refusal is an error."""
+    other = TProtocol("/mpcid/test-unserved/1.0.0")
+    reply, error, kind = _exchange({str(other)}, other, known=True)
+    # Lock step: the refusal comes before any stream is handed out (optimistically, a
+    # stream would be returned and its first read would fail).
+    assert reply is None and error is not None and kind == "", (error, kind)
+
+
+@pytest.mark.integration
+def test_a_proposal_that_is_not_utf8_is_refused_and_the_host_serves_on() -> None:
+    """A peer sending bytes that are not UTF-8 as its proposal gets its stream refused;
+    py-libp2p alone let the decoding error end the responder's tasks."""
+    alice, bob = Ed25519Key.generate(), Ed25519Key.generate()
+    outcome: list[Any] = []
+
+    async def talk(a: Any, b: Any) -> None:
+        b.set_stream_handler(ECHO, _echo)
+        peer = await connect(a, host_addrs(b)[0] + f"/p2p/{b.get_id().to_base58()}")
+        with trio.fail_after(10):
+            raw = await a.get_network().new_stream(ID.from_base58(peer))
+            await raw.write(encode_delim(MULTISTREAM) + encode_delim(b"\xff\xfe/x"))
+            try:
+                outcome.append(await raw.read(1024))
+            except Exception as exc:
+                outcome.append(type(exc).__name__)
+            stream = await OptimisticHost(a, {str(ECHO)}, known=False).new_stream(
+                ID.from_base58(peer), [ECHO])
+            await stream.write(b"still")
+            outcome.append(await stream.read(1024))
+
+    async def main() -> None:
+        bridge = TrioThread()
+        await bridge.start()
+        try:
+            a = await bridge.enter_context(running_host(alice, [LOOPBACK]))
+            b = await bridge.enter_context(running_host(bob, [LOOPBACK]))
+            await bridge.call(functools.partial(talk, a, b))
+        finally:
+            await bridge.stop()
+
+    asyncio.run(main())
+    assert outcome[-1] == b"echo:still", outcome
