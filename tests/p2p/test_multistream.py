@@ -99,11 +99,26 @@ async def _echo(stream: Any) -> None:
     await stream.close()
 
 
+def between_two_hosts(talk: Any) -> None:
+    """Run ``talk(a, b)`` in the trio thread with two fresh loopback hosts."""
+
+    async def main() -> None:
+        bridge = TrioThread()
+        await bridge.start()
+        try:
+            a = await bridge.enter_context(running_host(Ed25519Key.generate(), [LOOPBACK]))
+            b = await bridge.enter_context(running_host(Ed25519Key.generate(), [LOOPBACK]))
+            await bridge.call(functools.partial(talk, a, b))
+        finally:
+            await bridge.stop()
+
+    asyncio.run(main())
+
+
 def _exchange(protocols: set[str], protocol: TProtocol, known: bool = False
               ) -> tuple[bytes | None, str | None, str]:
     """From one loopback host to another serving ECHO: what ``protocol`` gets back through
     OptimisticHost(host, protocols), or the error, and the type of stream it was."""
-    alice, bob = Ed25519Key.generate(), Ed25519Key.generate()
     outcome: list[Any] = [None, None, ""]
 
     async def talk(a: Any, b: Any) -> None:
@@ -119,17 +134,7 @@ def _exchange(protocols: set[str], protocol: TProtocol, known: bool = False
             except Exception as exc:
                 outcome[1] = f"{type(exc).__name__}: {exc}"
 
-    async def main() -> None:
-        bridge = TrioThread()
-        await bridge.start()
-        try:
-            a = await bridge.enter_context(running_host(alice, [LOOPBACK]))
-            b = await bridge.enter_context(running_host(bob, [LOOPBACK]))
-            await bridge.call(functools.partial(talk, a, b))
-        finally:
-            await bridge.stop()
-
-    asyncio.run(main())
+    between_two_hosts(talk)
     return outcome[0], outcome[1], outcome[2]
 
 
@@ -167,7 +172,6 @@ def test_only_peers_known_to_serve_the_protocol_get_it_optimistically() -> None:
 def test_a_proposal_that_is_not_utf8_is_refused_and_the_host_serves_on() -> None:
     """A peer sending bytes that are not UTF-8 as its proposal gets its stream refused;
     py-libp2p alone let the decoding error end the responder's tasks."""
-    alice, bob = Ed25519Key.generate(), Ed25519Key.generate()
     outcome: list[Any] = []
 
     async def talk(a: Any, b: Any) -> None:
@@ -185,15 +189,5 @@ def test_a_proposal_that_is_not_utf8_is_refused_and_the_host_serves_on() -> None
             await stream.write(b"still")
             outcome.append(await stream.read(1024))
 
-    async def main() -> None:
-        bridge = TrioThread()
-        await bridge.start()
-        try:
-            a = await bridge.enter_context(running_host(alice, [LOOPBACK]))
-            b = await bridge.enter_context(running_host(bob, [LOOPBACK]))
-            await bridge.call(functools.partial(talk, a, b))
-        finally:
-            await bridge.stop()
-
-    asyncio.run(main())
+    between_two_hosts(talk)
     assert outcome[-1] == b"echo:still", outcome
