@@ -58,6 +58,13 @@ def challenge_for(handshake_hash: bytes) -> str:
     return "mpcid-admission/1:" + base64.urlsafe_b64encode(handshake_hash).decode().rstrip("=")
 
 
+def early_challenge_for(binding: bytes) -> str:
+    """The challenge of a presentation sent as early data in Noise message 1, before the
+    handshake hash exists: bound to the channel's early binding (``specs/channel.md``
+    4.2: session prologue, the responder's static and the initiator's ephemeral key)."""
+    return "mpcid-admission-early/1:" + base64.urlsafe_b64encode(binding).decode().rstrip("=")
+
+
 def domain_for(session_id: str) -> str:
     return f"mpcid:session:{session_id}"
 
@@ -96,6 +103,10 @@ class Decoder:
         self._buffer = bytearray()
         self.finished = False
         self.rest = bytearray()
+
+    def has_partial(self) -> bool:
+        """Whether bytes of an unfinished message are buffered."""
+        return bool(self._buffer)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Messages completed by ``data``; raises :class:`RemoteProtocolError`."""

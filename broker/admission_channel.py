@@ -26,6 +26,7 @@ from mpcid.identity.errors import (CredentialError, DIDResolutionError, MpcidErr
                                    StatusCheckFailed)
 from mpcid.identity.policy import Policy
 from mpcid.p2p.errors import RemoteProtocolError
+from mpcid.p2p.early_data import MAX_EARLY_DATA
 
 from . import admission as adm
 from .errors import PeerFailed
@@ -116,13 +117,34 @@ class AdmissionGate:
             self._carry_out(late)
             app.transport.close()
             return
-        hh = app.transport.get_extra_info("handshake_hash")
+        if not app.transport.get_extra_info("early_data_sent"):
+            hh = app.transport.get_extra_info("handshake_hash")
+            try:
+                vp = self._presenter.present(adm.challenge_for(hh),
+                                             dt.datetime.now(dt.timezone.utc))
+                app.send(adm.presentation(vp))
+            except MpcidError as exc:
+                self._carry_out(self.machine.fail(exc, self.apps))
+                return
+        early = app.transport.get_extra_info("early_data")
+        if early:
+            app.early_received(early, app.transport.get_extra_info("early_binding"))
+
+    def early_presentation(self, binding: bytes) -> bytes:
+        """The dialling side's presentation as early data for a channel's Noise message 1
+        (``specs/channel.md`` 4.2), or ``b""`` when it cannot go there (too large for
+        message 1, or it cannot be made now: then it is sent after the handshake, where a
+        failure is reported)."""
+        if self.machine.error is not None:
+            return b""
         try:
-            vp = self._presenter.present(adm.challenge_for(hh),
+            vp = self._presenter.present(adm.early_challenge_for(binding),
                                          dt.datetime.now(dt.timezone.utc))
-            app.send(adm.presentation(vp))
+            data = adm.encode(adm.presentation(vp))
         except MpcidError as exc:
-            self._carry_out(self.machine.fail(exc, self.apps))
+            log.debug("presentation not sent in handshake message 1: %s", exc.one_line())
+            return b""
+        return data if len(data) <= MAX_EARLY_DATA else b""
 
     def received(self, peer: int, message: dict[str, Any]) -> None:
         self._carry_out(self.machine.receive(peer, message))
@@ -160,7 +182,8 @@ class AdmissionGate:
     async def _verify(self, peer: int, vp: dict[str, Any]) -> None:
         did = self.parties[peer]
         app = self.apps[peer]
-        challenge = adm.challenge_for(app.transport.get_extra_info("handshake_hash"))
+        challenge = app.early_challenge or adm.challenge_for(
+            app.transport.get_extra_info("handshake_hash"))
         config = dataclasses.replace(self.settings.verify,
                                      now=dt.datetime.now(dt.timezone.utc))
         reason: str | None = None
@@ -258,6 +281,8 @@ class AdmissionApp(asyncio.Protocol):
         self.decoder = adm.Decoder()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.handed_over = False
+        self.early_challenge: str | None = None
+        """The challenge of the peer's presentation when it came as early data."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -269,6 +294,22 @@ class AdmissionApp(asyncio.Protocol):
             self.transport.write(adm.encode(message))
         except MpcidError as exc:
             self.gate.broken(self.peer, exc)
+
+    def early_received(self, data: bytes, binding: bytes) -> None:
+        """The peer's early data: exactly its presentation, bound to ``binding``."""
+        decoder = adm.Decoder()
+        try:
+            messages = decoder.feed(data)
+            if len(messages) != 1 or messages[0].get("t") != "presentation" or \
+                    decoder.has_partial():
+                raise RemoteProtocolError("its handshake message 1 carried something other "
+                                          "than one presentation")
+        except RemoteProtocolError as exc:
+            self.gate.broken(self.peer, RemoteProtocolError(
+                f"{self.gate.machine.name(self.peer)}: {exc.message}"))
+            return
+        self.early_challenge = adm.early_challenge_for(binding)
+        self.gate.received(self.peer, messages[0])
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -48,6 +48,7 @@ from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import MpcidError
 from mpcid.p2p.channel import ChannelProtocol, listen, over_socket
 from mpcid.p2p.errors import ConnectFailed, HandshakeFailed, RemoteProtocolError
+from mpcid.p2p.early_data import ReplayGuard
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
 from .admission_channel import AdmissionGate, AdmissionSettings, Presented
@@ -127,6 +128,7 @@ class PartyRun:
         self._failed: asyncio.Future[MpcidError] | None = None
         """Resolved with the error that ends the connecting phase at once."""
         self._responder_config: ChannelConfig | None = None
+        self._replay_guard = ReplayGuard()
         self._paths: dict[int, str] = {}
         """Per peer whose channel this party accepted: the path it came by."""
 
@@ -486,13 +488,20 @@ class PartyRun:
         return did
 
     def channel_config(self, initiator: bool, peers: list[str]) -> ChannelConfig:
+        """With admission, the dialling side's presentation travels in Noise message 1 and
+        a responder takes it there (``specs/channel.md`` 4.2); every responder channel of
+        the session shares one replay guard."""
+        gate = self.gate
         return ChannelConfig(
             static_private=self.key.x25519_private_key, prologue=self.prologue,
             initiator=initiator,
             expected_peers={did: DIDKey.parse(did).x25519_public_key for did in peers},
             keepalive_interval=self.settings.keepalive_interval,
             idle_timeout=self.settings.idle_timeout,
-            handshake_timeout=min(15.0, self.settings.connect_timeout))
+            handshake_timeout=min(15.0, self.settings.connect_timeout),
+            early_data=gate.early_presentation if gate is not None and initiator else None,
+            accept_early_data=gate is not None and not initiator,
+            replay_guard=None if initiator else self._replay_guard)
 
     def on_failure(self, did: str | None, exc: MpcidError) -> None:
         if not self.started:

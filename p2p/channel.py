@@ -186,6 +186,10 @@ class ChannelTransport(asyncio.Transport):
             return self._owner.peer_did
         if name == "handshake_hash":
             return self._owner.handshake_hash
+        if name in ("early_data", "early_binding", "early_data_sent"):
+            # The initiator's early data (responder), what it was made for (both), and
+            # whether this side sent some (initiator): specs/channel.md 4.2.
+            return self._owner.early.get(name, default)
         return self._owner.transport_info(name, default)
 
 
@@ -202,6 +206,7 @@ class ChannelProtocol(asyncio.Protocol):
         self.ready: asyncio.Future[str] = self.loop.create_future()
         self.peer_did: str | None = None
         self.handshake_hash: bytes | None = None
+        self.early: dict[str, Any] = {}
         self.app: asyncio.BaseProtocol | None = None
         self.app_transport: ChannelTransport | None = None
         self._transport: asyncio.Transport | None = None
@@ -351,6 +356,9 @@ class ChannelProtocol(asyncio.Protocol):
     def _opened(self, event: HandshakeComplete) -> None:
         self.peer_did = event.peer_did
         self.handshake_hash = event.handshake_hash
+        assert self._channel is not None
+        self.early = {"early_data": event.early_data, "early_binding": event.early_binding,
+                      "early_data_sent": self._channel.early_data_sent}
         log.debug("%schannel to %s established", self.label, event.peer_did)
         try:
             self.app = self.app_factory(event.peer_did)

@@ -8,7 +8,7 @@ hence every party's X25519 static key (derived from its Ed25519 DID key, see
 ``specs/identity.md``). The handshake is ``Noise_IK_25519_ChaChaPoly_SHA256``:
 
     -> preamble                     (8 bytes, cleartext: "MPCIDch" + version)
-    -> e, es, s, ss                 initiator proves its static key, encrypted to the responder
+    -> e, es, s, ss [early data]    initiator proves its static key, encrypted to the responder
     <- preamble
     <- e, ee, se                    responder proves its static key
 
@@ -18,6 +18,15 @@ parties and learns which one from the encrypted ``s``, never from a cleartext cl
 eavesdropper does not learn who connected. The Noise prologue is the session binding
 (session id, program hash, ordered party DIDs, protocol version): a party of another
 session, or with another party list or program, cannot complete the handshake.
+
+Message 1 may carry the initiator's *early data* (``ChannelConfig.early_data``): bytes the
+application makes for the channel's :func:`early_binding` before the handshake, so that
+they reach the responder half a round trip sooner than the first transport frame could
+(mpcid sends the dialler's admission presentation there, ``specs/channel.md`` 4.2). A
+responder takes early data only if its application expects it, refuses a message 1 whose
+ephemeral key it has seen before (``ChannelConfig.replay_guard``: a replayed message 1
+would make it act on the same early data again), and hands it over with
+:class:`HandshakeComplete`.
 
 After the handshake every frame is ``u16be length || type || ciphertext``, the ciphertext
 being the Noise CipherState's ``EncryptWithAd(ad=length || type, body)``: the header is
@@ -62,7 +71,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,14 +79,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
 
+from .early_data import MAX_EARLY_DATA, ReplayGuard, early_binding
 from .errors import (ConnectionLost, HandshakeFailed, LocalProtocolError, PeerTimeout,
                      RemoteProtocolError)
 
 PROTOCOL_NAME = b"Noise_IK_25519_ChaChaPoly_SHA256"
-VERSION = 1
+VERSION = 2
 MAGIC = b"MPCIDch"
 PREAMBLE = MAGIC + bytes([VERSION])
-PROLOGUE_LABEL = b"mpcid-channel/1"
+PROLOGUE_LABEL = b"mpcid-channel/2"
 
 MAX_NOISE_MESSAGE = 65535
 TAG_LEN = 16
@@ -151,6 +161,11 @@ class HandshakeComplete:
 
     peer_did: str
     handshake_hash: bytes
+    early_data: bytes = b""
+    """Responder: the initiator's early data from message 1 (``b""`` if none)."""
+    early_binding: bytes = b""
+    """The :func:`early_binding` early data was made for (both sides; ``b""`` where the
+    initiator sent none)."""
 
 
 class DataReceived(NamedTuple):
@@ -190,6 +205,15 @@ class ChannelConfig:
     """Give up when nothing at all arrived for this many seconds."""
     handshake_timeout: float = 15.0
     """Give up when the handshake is not complete after this many seconds."""
+    early_data: Callable[[bytes], bytes] | None = None
+    """Initiator: called once, before message 1, with the channel's :func:`early_binding`;
+    what it returns (at most :data:`MAX_EARLY_DATA` bytes; ``b""`` for none) travels in
+    message 1's payload."""
+    accept_early_data: bool = False
+    """Responder: whether the application takes early data; if not, a message 1 that
+    carries some is refused."""
+    replay_guard: ReplayGuard | None = None
+    """Responder: shared by a session's channels, refuses a replayed message 1."""
 
 
 class State(enum.Enum):
@@ -294,6 +318,9 @@ class NoiseChannel:
         if ephemeral_private is not None:
             self._noise.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral_private)
         self._noise.start_handshake()
+        self._early_binding = b""
+        #: Initiator: whether message 1 carried early data.
+        self.early_data_sent = False
         self._encrypt: _TransportCipher | None = None
         self._decrypt: _TransportCipher | None = None
 
@@ -317,8 +344,28 @@ class NoiseChannel:
         self._start_called = True
         out = PREAMBLE
         if self.config.initiator:
-            out += self._frame_handshake(bytes(self._noise.write_message(b"")))
+            out += self._frame_handshake(bytes(self._noise.write_message(self._early())))
         self._out.append(out)
+
+    def _early(self) -> bytes:
+        """The initiator's early data for message 1 (``b""`` without any)."""
+        make = self.config.early_data
+        if make is None:
+            return b""
+        state = self._noise.noise_protocol.handshake_state
+        if state.e is None or not hasattr(state.e, "public_bytes"):
+            # Chosen now rather than inside write_message, since the binding needs it.
+            state.e = self._noise.noise_protocol.dh_fn.generate_keypair()
+        binding = early_binding(self.config.prologue, bytes(state.rs.public_bytes),
+                                bytes(state.e.public_bytes))
+        data = make(binding)
+        if len(data) > MAX_EARLY_DATA:
+            raise LocalProtocolError(f"early data of {len(data)} bytes is over the limit of "
+                                     f"{MAX_EARLY_DATA}")
+        if data:
+            self._early_binding = binding
+            self.early_data_sent = True
+        return bytes(data)
 
     def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt application data into one or more DATA frames and queue them."""
@@ -580,18 +627,35 @@ class NoiseChannel:
         """Read the peer's handshake message (the responder also writes its reply); a
         failure raises, and receive_data fails the channel."""
         try:
-            self._noise.read_message(message)
+            payload = bytes(self._noise.read_message(message))
         except Exception as exc:  # noise's errors and cryptography's InvalidTag alike
             raise HandshakeFailed(self._handshake_failure()) from exc
         reply = b""
-        if not self.config.initiator:
-            remote = bytes(self._noise.noise_protocol.handshake_state.rs.public_bytes)
+        early = b""
+        if self.config.initiator:
+            if payload:
+                raise RemoteProtocolError(f"{self._who()} sent a payload in handshake "
+                                          "message 2, which must be empty")
+        else:
+            state = self._noise.noise_protocol.handshake_state
+            remote = bytes(state.rs.public_bytes)
             did = self._by_key.get(remote)
             if did is None:
                 raise HandshakeFailed(
                     "a party not expected here tried to connect (its key belongs to none of: "
                     f"{', '.join(self.config.expected_peers)})")
             self.peer_did = did
+            ephemeral = bytes(state.re.public_bytes)
+            guard = self.config.replay_guard
+            if guard is not None and not guard.first_time(ephemeral):
+                raise HandshakeFailed(f"{did} sent a handshake message seen before (replayed)")
+            if payload:
+                if not self.config.accept_early_data:
+                    raise RemoteProtocolError(f"{did} sent early data in handshake message 1, "
+                                              "which this channel does not take")
+                early = payload
+                self._early_binding = early_binding(self.config.prologue,
+                                                    bytes(state.s.public_bytes), ephemeral)
             reply = self._frame_handshake(bytes(self._noise.write_message(b"")))
         if not self._noise.handshake_finished:
             raise HandshakeFailed(self._handshake_failure())
@@ -602,7 +666,8 @@ class NoiseChannel:
         if reply:  # queued only once the handshake is complete: a failure sends nothing
             self._out.append(reply)
         assert self.peer_did is not None
-        return HandshakeComplete(self.peer_did, self.handshake_hash)
+        return HandshakeComplete(self.peer_did, self.handshake_hash, early,
+                                 self._early_binding)
 
     def _handshake_failure(self) -> str:
         if self.config.initiator:

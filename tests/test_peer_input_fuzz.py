@@ -31,7 +31,7 @@ from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import MpcidError
 from mpcid.identity.policy import Policy
 from mpcid.identity.statuslist import Bitstring
-from mpcid.p2p.noise import ChannelConfig, NoiseChannel, session_prologue
+from mpcid.p2p.noise import PREAMBLE, ChannelConfig, NoiseChannel, session_prologue
 from mpcid.p2p.records import EndpointRecord, decode_and_verify, dht_key
 
 #: No input from a peer may take a party longer than this (a loaded 2-core VM included).
@@ -161,7 +161,7 @@ def _responder() -> NoiseChannel:
 
 
 @BOUNDED
-@given(st.lists(st.binary(max_size=200) | st.builds(lambda b: b"MPCIDch\x01" + b,
+@given(st.lists(st.binary(max_size=200) | st.builds(lambda b: PREAMBLE + b,
                                                     st.binary(max_size=200)), max_size=5))
 def test_channel_bytes_before_and_during_the_handshake(chunks: list[bytes]) -> None:
     channel = _responder()

@@ -20,7 +20,7 @@ from mpcid.identity.errors import MpcidError
 from mpcid.p2p.channel import ChannelProtocol, ChannelTransport, connect, listen, over_socket
 from mpcid.p2p.errors import (ConnectFailed, ConnectionLost, HandshakeFailed, ListenFailed,
                               RemoteProtocolError)
-from mpcid.p2p.noise import ChannelConfig, NoiseChannel
+from mpcid.p2p.noise import PREAMBLE, ChannelConfig, NoiseChannel
 
 pytestmark = pytest.mark.integration
 
@@ -545,7 +545,7 @@ def test_non_mpcid_client(make_config: MakeConfig, alice: Ed25519Key, bob: Ed255
             assert "does not speak" in str(exc)
             assert server.apps == []
             # the server sent its preamble and hung up
-            assert await asyncio.wait_for(reader.read(), 5) == b"MPCIDch\x01"
+            assert await asyncio.wait_for(reader.read(), 5) == PREAMBLE
             writer.close()
     run(main())
 
@@ -598,7 +598,7 @@ def test_handshake_timeout_on_silent_client(make_config: MakeConfig, alice: Ed25
             did, exc = await server.failed.get()
             assert isinstance(exc, HandshakeFailed)
             assert 0.25 <= loop.time() - start < 3
-            assert await asyncio.wait_for(reader.read(), 5) == b"MPCIDch\x01"
+            assert await asyncio.wait_for(reader.read(), 5) == PREAMBLE
             writer.close()
     run(main())
 

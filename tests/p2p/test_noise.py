@@ -468,7 +468,7 @@ def test_partial_preamble_waits(make_pair: MakePair) -> None:
     assert b.state is State.AWAIT_HANDSHAKE
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 3, 255])
 def test_wrong_version_byte(make_pair: MakePair, version: int) -> None:
     a, b = make_pair()
     first = start_out(a)
