@@ -42,7 +42,7 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import MpcidError
@@ -51,12 +51,16 @@ from mpcid.p2p.errors import ConnectFailed, HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.early_data import ReplayGuard
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
-from .admission_channel import AdmissionGate, AdmissionSettings, Presented
 from .errors import (InvitationDeclined, PartiesMissing, PeerFailed, SessionAborted,
                      SessionError)
 from .paths import Paths, PathSettings
 from .progress import Progress
 from .session import SessionSpec
+
+if TYPE_CHECKING:
+    # Imported where a session has admission: credentials, JSON-LD and policies cost
+    # ~40-60 ms of CPU to import, which `mpcid run` without admission does not pay.
+    from .admission_channel import AdmissionGate, AdmissionSettings, Presented
 
 log = logging.getLogger("mpcid.run")
 
@@ -207,6 +211,8 @@ class PartyRun:
         self._failed = loop.create_future()
         deadline = loop.time() + self.settings.connect_timeout
         if self.settings.admission is not None:
+            from .admission_channel import AdmissionGate
+
             self.gate = AdmissionGate(self.key, self.session.session_id, rt.pid,
                                       self.session.dids, self.settings.admission,
                                       self.settings.progress, self.describe)
