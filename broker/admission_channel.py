@@ -2,7 +2,9 @@
 :class:`AdmissionGate` per party.
 
 Each channel starts with an :class:`AdmissionApp` as its application. It sends this
-party's presentation for the channel's challenge, feeds what arrives to the sans-IO
+party's presentation for the channel's challenge (on a channel this party dials, the
+presentation has gone out already, as early data in Noise message 1:
+:meth:`AdmissionGate.early_presentation`), feeds what arrives to the sans-IO
 :class:`~mpcid.broker.admission.Admission` machine, verifies the peer's presentation
 (credentials, holder, challenge, domain, status lists, policy) and carries out what the
 machine says. When the machine is complete, :meth:`AdmissionGate.hand_over` gives every
