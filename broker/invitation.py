@@ -23,19 +23,18 @@ This module is sans-IO: no sockets, no event loop, no clock. Time comes in as ``
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import secrets
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpcid.identity import compact
+from mpcid.identity.credentials import CREDENTIAL_PREFIX
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import UsageError
 from mpcid.identity.policy import Policy
-from mpcid.p2p.signed import (SignedContent, b64url, check_limits, check_members,
+from mpcid.p2p.signed import (SignedContent, check_limits, check_members,
                               encode_signed, open_document, read_did, read_integer,
                               read_signature, show)
 
@@ -51,7 +50,7 @@ TOKEN_PREFIX = "mpcid1:"
 
 MAX_INVITATION_BYTES = 16 * 1024
 #: Compressed JSON is at most MAX_INVITATION_BYTES + zlib overhead; base64 adds a third.
-MAX_TOKEN_CHARS = len(TOKEN_PREFIX) + 4 * ((MAX_INVITATION_BYTES + 64 + 2) // 3)
+MAX_TOKEN_CHARS = compact.max_chars(TOKEN_PREFIX, MAX_INVITATION_BYTES)
 MAX_STRING = 512
 #: A multiaddr must also fit the session file (``SessionSpec.from_json``: < 512).
 MAX_MULTIADDR = 511
@@ -73,8 +72,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PROGRAM = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{0,128}")
 _MULTIADDR = re.compile(r"/[\x21-\x7e]{0,%d}" % (MAX_MULTIADDR - 1))
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_TOKEN_VERSION = re.compile(r"mpcid[0-9]+:")
 
 
 @dataclass(frozen=True)
@@ -169,8 +166,7 @@ class Invitation(SignedContent):
 
     def token(self) -> str:
         """The compact form: ``"mpcid1:" + base64url(zlib(signed JSON))``, no padding."""
-        packed = zlib.compress(self.encode(), 9)
-        return TOKEN_PREFIX + b64url(packed)
+        return compact.encode(TOKEN_PREFIX, self.encode())
 
     @classmethod
     def from_token(cls, text: str, now: float) -> Invitation:
@@ -225,44 +221,13 @@ def decode_token(text: str) -> bytes:
     """The signed JSON inside a token, not yet verified. Raises :class:`InvalidInvitation`.
 
     Decompression stops at :data:`MAX_INVITATION_BYTES` + 1 bytes, so a small token cannot
-    expand into a large allocation.
+    expand into a large allocation (:func:`mpcid.identity.compact.decode`).
     """
-    if not isinstance(text, str):
-        raise InvalidInvitation(f"a token is text, not {type(text).__name__}")
-    if len(text) > MAX_TOKEN_CHARS + 1024:  # before any copying; whitespace allowance
-        raise InvalidInvitation(f"token of {len(text)} characters is too long")
-    compact = "".join(text.split())
-    if len(compact) > MAX_TOKEN_CHARS:
-        raise InvalidInvitation(f"token of {len(compact)} characters exceeds "
-                                f"{MAX_TOKEN_CHARS}")
-    if not compact.startswith(TOKEN_PREFIX):
-        match = _TOKEN_VERSION.match(compact)
-        if match:
-            raise InvalidInvitation(f"token version {show(match.group())} is not supported "
-                                    f"(this is {TOKEN_PREFIX})", hint="update mpcid")
-        raise InvalidInvitation(f"this is not an mpcid invitation token (it must start with "
-                                f"{TOKEN_PREFIX!r})")
-    body = compact[len(TOKEN_PREFIX):]
-    if not _B64URL.fullmatch(body) or len(body) % 4 == 1:
-        raise InvalidInvitation("token is not base64url text (damaged in copying?)")
-    try:
-        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidInvitation("token is not base64url text (damaged in copying?)") from None
-    if b64url(packed) != body:
-        raise InvalidInvitation("token is not canonical base64url (damaged in copying?)")
-    inflater = zlib.decompressobj()
-    try:
-        data = inflater.decompress(packed, MAX_INVITATION_BYTES + 1)
-    except zlib.error:
-        raise InvalidInvitation("token does not hold zlib data (damaged in copying?)") from None
-    if len(data) > MAX_INVITATION_BYTES:
-        raise InvalidInvitation(f"token expands beyond {MAX_INVITATION_BYTES} bytes")
-    if not inflater.eof:
-        raise InvalidInvitation("token is truncated (copy all of it)")
-    if inflater.unused_data:
-        raise InvalidInvitation("token has data after its end (damaged in copying?)")
-    return data
+    if isinstance(text, str) and "".join(text.split()).startswith(CREDENTIAL_PREFIX):
+        raise InvalidInvitation("this is a credential token, not an invitation",
+                                hint="import it with: mpcid credential import TOKEN")
+    return compact.decode(text, prefix=TOKEN_PREFIX, max_bytes=MAX_INVITATION_BYTES,
+                          error=InvalidInvitation, kind="mpcid invitation token")
 
 
 # --- parsing -------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import compact
 from . import dataintegrity as di
 from . import datamodel as dm
 from . import legacy
@@ -463,3 +465,58 @@ def _validity(document: dict[str, Any], version: str
         raise MalformedCredential("a VC 1.1 credential must have an issuanceDate")
     return (di.parse_datetime(start, start_key) if start is not None else None,
             di.parse_datetime(end, end_key) if end is not None else None)
+
+
+# --- as one line of text (specs/identity.md 2.1) -------------------------------------------
+
+#: A credential as a copy-pasteable token: ``"mpcidvc1:" + base64url(zlib(JSON))``.
+CREDENTIAL_PREFIX = "mpcidvc1:"
+#: The largest credential a token may hold: one that fits a session's presentation
+#: (``specs/session.md`` 7.1 limits an admission message to 262144 bytes).
+MAX_CREDENTIAL_BYTES = 256 * 1024
+
+
+def credential_token(document: dict[str, Any]) -> str:
+    """``document`` (a signed credential) as one line of text."""
+    data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(data) > MAX_CREDENTIAL_BYTES:
+        raise MalformedCredential(f"credential of {len(data)} bytes exceeds "
+                                  f"{MAX_CREDENTIAL_BYTES}")
+    return compact.encode(CREDENTIAL_PREFIX, data)
+
+
+def read_credential_text(text: str, where: str) -> dict[str, Any]:
+    """A credential given as its token or as its JSON text (``where`` names the source in
+    errors). Raises :class:`MalformedCredential`; nothing is verified yet."""
+    stripped = text.strip()
+    if not stripped:
+        raise MalformedCredential(f"credential {where} is empty",
+                                  hint="paste the whole mpcidvc1: line its issuer sent")
+    token = stripped.startswith("mpcid")
+    if token and not stripped.startswith(CREDENTIAL_PREFIX[:7]):
+        raise MalformedCredential(f"credential {where} is an mpcid invitation token, not a "
+                                  "credential", hint="join with: mpcid join TOKEN")
+    if token:
+        data = compact.decode(stripped, prefix=CREDENTIAL_PREFIX,
+                              max_bytes=MAX_CREDENTIAL_BYTES, error=MalformedCredential,
+                              kind="mpcid credential token",
+                              hint="copy the whole mpcidvc1: line again")
+    elif len(stripped) > 4 * MAX_CREDENTIAL_BYTES:
+        raise MalformedCredential(f"credential {where} of {len(stripped)} characters is too "
+                                  "large")
+    else:
+        data = stripped.encode("utf-8")
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        if not token and not stripped.startswith(("{", "[")):
+            raise MalformedCredential(
+                f"credential {where} is neither JSON nor an {CREDENTIAL_PREFIX} line",
+                hint="paste the whole mpcidvc1: line its issuer sent, or give the "
+                     "credential's JSON file") from None
+        line = f" (line {exc.lineno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) \
+            else ""
+        raise MalformedCredential(f"credential {where} is not valid JSON{line}") from None
+    if not isinstance(value, dict):
+        raise MalformedCredential(f"credential {where} is not a JSON object")
+    return value

@@ -18,6 +18,7 @@ PACKAGES = {"identity": "mpcid.identity", "p2p": "mpcid.p2p", "broker": "mpcid.b
 #: Protocol cores: pure functions of bytes, documents and time, never of sockets or loops.
 SANS_IO = ["identity/multibase.py", "identity/did_key.py", "identity/jsonld.py",
            "identity/dataintegrity.py", "identity/policy.py", "p2p/noise.py", "p2p/early_data.py",
+           "identity/compact.py",
            "p2p/records.py", "p2p/signed.py", "p2p/peerid.py", "broker/invitation.py",
            "broker/admission.py", "broker/transcript.py"]
 IO_MODULES = {"asyncio", "trio", "socket", "aiohttp", "selectors", "ssl", "libp2p"}

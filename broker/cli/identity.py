@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,38 @@ def read_json_file(path: str, what: str) -> dict[str, Any]:
     return value
 
 
-def write_output(value: dict[str, Any], out: str | None) -> None:
+def credential_source(arg: str) -> tuple[str, str]:
+    """(text, where it came from) of a credential given on the command line: pasted (a
+    token or JSON), ``-`` for standard input, else a file's path."""
+    pasted = arg.strip()
+    if not pasted:
+        raise UsageError("no credential given", hint="paste the mpcidvc1: line its issuer "
+                         "sent, give its file, or - for standard input")
+    if pasted.startswith("{") or re.match(r"mpcid[a-z]*[0-9]+:", pasted):
+        return arg, "as given"
+    if arg == "-":
+        return sys.stdin.read(), "from standard input"
+    try:
+        return Path(arg).read_text(encoding="utf-8"), arg
+    except OSError as exc:
+        raise UsageError(f"cannot read credential {arg}: {exc.strerror}",
+                         hint="give the file, - for standard input, or paste the mpcidvc1: "
+                              "line itself") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"credential {arg} is not UTF-8 text") from None
+
+
+def write_output(value: dict[str, Any], out: str | None, as_token: bool = False) -> None:
+    """``value`` as JSON, or as its one-line token (a credential), to ``out`` or stdout."""
+    if as_token and not out:
+        click.echo(vc.credential_token(value))
+        return
     if out:
         from mpcid.identity.keystore import atomic_write
 
+        text = (vc.credential_token(value) if as_token else json.dumps(value, indent=2))
         try:
-            atomic_write(Path(out), (json.dumps(value, indent=2) + "\n").encode(), mode=0o644)
+            atomic_write(Path(out), (text + "\n").encode(), mode=0o644)
         except OSError as exc:
             raise UsageError(f"cannot write {out}: {exc.strerror or exc}",
                              hint="check that the folder exists and is writable") from None
@@ -213,10 +240,13 @@ def credential_group() -> None:
               help="Make it revocable through this status list (INDEX is allocated when "
                    "the list is hosted here).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+@click.option("--token", "as_token", is_flag=True,
+              help="Write the credential as one line (mpcidvc1:...) that its holder can "
+                   "paste into `mpcid credential import`, instead of JSON.")
 @home_option
 def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, ...],
                      valid_from: str | None, expires: str | None, status_list: str | None,
-                     out: str | None, home: str | None) -> None:
+                     out: str | None, as_token: bool, home: str | None) -> None:
     """Issue a VC 2.0 credential signed with eddsa-rdfc-2022."""
     ks = keystore(home)
     parse_did(subject)
@@ -232,7 +262,7 @@ def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, .
     document = vc.build_credential(issuer=key.did.did, subject=subject, credential_type=ctype,
                                    claims=claim_values, valid_from=start,
                                    valid_until=end, status=status)
-    write_output(vc.sign_credential(document, key, now=now_utc()), out)
+    write_output(vc.sign_credential(document, key, now=now_utc()), out, as_token)
 
 
 def allocate_status(ks: Keystore, reference: str, issuer_did: str) -> tuple[str, int]:
@@ -270,12 +300,13 @@ async def credential_verify(file: str, contexts: tuple[str, ...], status_files: 
                             status_max_age: dt.timedelta, no_status: bool,
                             ca_file: str | None, at: str | None, as_json: bool,
                             home: str | None) -> None:
-    """Verify a credential FILE ('-' for stdin): exit 0 if valid, else 1 and the reason."""
+    """Verify a credential FILE ('-' for stdin, or its pasted mpcidvc1: line): exit 0 if
+    valid, else 1 and the reason."""
     ks = keystore(home, prompt=False)
     config = make_verify_config(ks, contexts, status_files, status_max_age, no_status, ca_file,
                                 at)
     try:
-        document = read_json_file(file, "credential")
+        document = vc.read_credential_text(*credential_source(file))
         result = await vc.verify_credential(document, config)
     except CredentialError as exc:
         report_failure(exc, as_json)
@@ -290,17 +321,21 @@ async def credential_verify(file: str, contexts: tuple[str, ...], status_files: 
 
 
 @credential_group.command("import")
-@click.argument("file")
+@click.argument("credential", metavar="CREDENTIAL")
 @verify_options
 @home_option
 @wraps_async
-async def credential_import(file: str, contexts: tuple[str, ...], status_files: tuple[str, ...],
-                            status_max_age: dt.timedelta, no_status: bool,
-                            ca_file: str | None, at: str | None, as_json: bool,
-                            home: str | None) -> None:
-    """Verify a credential and keep it in the keystore; print its local ID."""
+async def credential_import(credential: str, contexts: tuple[str, ...],
+                            status_files: tuple[str, ...], status_max_age: dt.timedelta,
+                            no_status: bool, ca_file: str | None, at: str | None,
+                            as_json: bool, home: str | None) -> None:
+    """Verify a credential and keep it in the keystore; print its local ID.
+
+    CREDENTIAL is the line its issuer sent (mpcidvc1:..., from `credential issue --token`)
+    pasted as it is, its JSON text, a file holding either, or - for standard input.
+    """
     ks = keystore(home, prompt=False)
-    document = read_json_file(file, "credential")
+    document = vc.read_credential_text(*credential_source(credential))
     config = make_verify_config(ks, contexts, status_files, status_max_age, no_status, ca_file,
                                 at)
     result = await vc.verify_credential(document, config)

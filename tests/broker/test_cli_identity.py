@@ -768,3 +768,101 @@ def test_unknown_command(tmp_path: Path) -> None:
     proc = run("frobnicate", home=tmp_path)
     assert proc.returncode == 2 and "No such command 'frobnicate'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- a credential as one pasted line (specs/identity.md 2.1) --------------------------------
+# `credential issue --token`, then `credential import` of the line itself, a file holding
+# it, or standard input; damaged lines refused in one line naming what is wrong.
+
+
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory) -> tuple[Party, Party, str]:
+    """(issuer, member, the member's credential as a token)."""
+    root = tmp_path_factory.mktemp("token")
+    org, member = make_party(root / "org", "org"), make_party(root / "member")
+    proc = ok(run("credential", "issue", "--issuer", "org", "--subject", member.did, "--type",
+                  "MembershipCredential", "--claim", "organization=Acme", "--token",
+                  home=org.home))
+    token = proc.stdout.strip()
+    assert token.startswith("mpcidvc1:") and "\n" not in token and len(token) < 2000
+    return org, member, token
+
+
+def test_the_pasted_line_imports_and_verifies(issued: tuple[Party, Party, str]) -> None:
+    _, member, token = issued
+    local_id = last_line(ok(run("credential", "import", token, home=member.home)).stdout)
+    assert local_id in ok(run("credential", "list", home=member.home)).stdout
+    verified = ok(run("credential", "verify", token, home=member.home)).stdout
+    assert verified.startswith("valid: ") and "MembershipCredential" in verified
+    # Wrapped by a mail client: whitespace inside the line does not matter.
+    wrapped = "\n".join(token[i:i + 60] for i in range(0, len(token), 60))
+    assert last_line(ok(run("credential", "import", wrapped, home=member.home)).stdout) \
+        == local_id
+
+
+def test_a_file_or_standard_input_holding_the_line_or_json(
+        issued: tuple[Party, Party, str], tmp_path: Path) -> None:
+    org, member, token = issued
+    ids = set()
+    (tmp_path / "token.txt").write_text(token + "\n")
+    ids.add(last_line(ok(run("credential", "import", tmp_path / "token.txt",
+                             home=member.home)).stdout))
+    ids.add(last_line(ok(run("credential", "import", "-", input=token,
+                             home=member.home)).stdout))
+    # --token --out writes the line to a file; plain JSON pasted works as well.
+    ok(run("credential", "issue", "--issuer", "org", "--subject", member.did, "--type",
+           "MembershipCredential", "--token", "--out", tmp_path / "t.txt", home=org.home))
+    assert (tmp_path / "t.txt").read_text().startswith("mpcidvc1:")
+    ok(run("credential", "issue", "--issuer", "org", "--subject", member.did, "--type",
+           "MembershipCredential", "--out", tmp_path / "c.json", home=org.home))
+    pasted_json = (tmp_path / "c.json").read_text()
+    assert json.loads(pasted_json)["type"] == ["VerifiableCredential", "MembershipCredential"]
+    ok(run("credential", "import", pasted_json, home=member.home))
+    assert len(ids) == 1  # the same credential, the same local id
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    (lambda t: t[:len(t) // 2], ["copy the whole mpcidvc1: line again"]),
+    (lambda t: t[:40] + "*" + t[41:], ["not base64url"]),
+    (lambda t: "mpcidvc2:" + t[9:], ["version mpcidvc2: is not supported"]),
+    (lambda t: "mpcid1:" + t[9:], ["invitation token, not a credential", "mpcid join"]),
+    (lambda t: "   ", ["no credential given"]),
+    (lambda t: "{not json", ["not valid JSON"]),
+    (lambda t: "hello", ["cannot read credential hello"]),
+], ids=["truncated", "not-base64", "other-version", "invitation", "empty", "bad-json",
+        "neither"])
+def test_damaged_input_is_refused_in_one_line(issued: tuple[Party, Party, str],
+                                              damage: object, fragments: list[str]) -> None:
+    _, member, token = issued
+    assert callable(damage)
+    before = ok(run("credential", "list", home=member.home)).stdout
+    proc = run("credential", "import", damage(token), home=member.home)
+    error_line(proc, proc.returncode if proc.returncode in (1, 2) else -1, *fragments)
+    assert ok(run("credential", "list", home=member.home)).stdout == before
+
+
+def test_a_file_of_something_else_is_refused(issued: tuple[Party, Party, str],
+                                             tmp_path: Path) -> None:
+    _, member, _ = issued
+    for name, content, fragment in (("list.json", "[1, 2]", "is not a JSON object"),
+                                    ("text.txt", "hello", "neither JSON nor an mpcidvc1:"),
+                                    ("obj.json", '{"a": 1}', "")):
+        (tmp_path / name).write_text(content)
+        proc = run("credential", "import", tmp_path / name, home=member.home)
+        assert proc.returncode in (1, 2)
+        error_line(proc, proc.returncode, fragment)
+
+
+def test_a_missing_file_names_the_other_ways(issued: tuple[Party, Party, str]) -> None:
+    _, member, _ = issued
+    error_line(run("credential", "import", "no-such-file.json", home=member.home), 2,
+               "cannot read credential no-such-file.json", "paste the mpcidvc1: line")
+
+
+def test_join_given_a_credential_token_says_what_it_is(issued: tuple[Party, Party, str],
+                                                       tmp_path: Path) -> None:
+    _, member, token = issued
+    program = tmp_path / "p.py"
+    program.write_text("print(1)\n")
+    error_line(run("join", token, "--program", program, home=member.home), 2,
+               "credential token, not an invitation", "mpcid credential import")
