@@ -223,7 +223,7 @@ def decode_token(text: str) -> bytes:
     Decompression stops at :data:`MAX_INVITATION_BYTES` + 1 bytes, so a small token cannot
     expand into a large allocation (:func:`mpcid.identity.compact.decode`).
     """
-    if isinstance(text, str) and "".join(text.split()).startswith(CREDENTIAL_PREFIX):
+    if isinstance(text, str) and text[:256].lstrip().startswith(CREDENTIAL_PREFIX):
         raise InvalidInvitation("this is a credential token, not an invitation",
                                 hint="import it with: mpcid credential import TOKEN")
     return compact.decode(text, prefix=TOKEN_PREFIX, max_bytes=MAX_INVITATION_BYTES,
