@@ -33,7 +33,6 @@ fetch a status list) is done by the caller, who reports the result with
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import struct
@@ -41,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpcid.identity.compact import b64url
 from mpcid.identity.errors import MpcidError
 from mpcid.p2p.errors import RemoteProtocolError
 
@@ -55,14 +55,14 @@ _LENGTH = struct.Struct(">I")
 def challenge_for(handshake_hash: bytes) -> str:
     """The presentation challenge on a channel: bound to its Noise handshake, which is
     itself bound to the session id, program hash and party list (the prologue)."""
-    return "mpcid-admission/1:" + base64.urlsafe_b64encode(handshake_hash).decode().rstrip("=")
+    return "mpcid-admission/1:" + b64url(handshake_hash)
 
 
 def early_challenge_for(binding: bytes) -> str:
     """The challenge of a presentation sent as early data in Noise message 1, before the
     handshake hash exists: bound to the channel's early binding (``specs/channel.md``
     4.2: session prologue, the responder's static and the initiator's ephemeral key)."""
-    return "mpcid-admission-early/1:" + base64.urlsafe_b64encode(binding).decode().rstrip("=")
+    return "mpcid-admission-early/1:" + b64url(binding)
 
 
 def domain_for(session_id: str) -> str:

@@ -353,7 +353,7 @@ class NoiseChannel:
         if make is None:
             return b""
         state = self._noise.noise_protocol.handshake_state
-        if state.e is None or not hasattr(state.e, "public_bytes"):
+        if not hasattr(state.e, "public_bytes"):  # not chosen yet (noise's Empty)
             # Chosen now rather than inside write_message, since the binding needs it.
             state.e = self._noise.noise_protocol.dh_fn.generate_keypair()
         binding = early_binding(self.config.prologue, bytes(state.rs.public_bytes),

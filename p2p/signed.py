@@ -39,6 +39,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from mpcid.identity.compact import b64url as b64url  # the encoding of "sig"; re-exported
 from mpcid.identity.did_key import DIDKey, Ed25519Key
 from mpcid.identity.errors import InvalidDID, MpcidError
 
@@ -94,11 +95,6 @@ def signing_input(domain: bytes, content: Mapping[str, Any]) -> bytes:
     """``domain || JCS(content)``: the bytes the Ed25519 signature covers (``content`` is
     the object without ``"sig"``)."""
     return domain + canonical_json(content)
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding, the encoding of ``"sig"``."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def signed_document(content: Mapping[str, Any], signature: bytes) -> dict[str, Any]:

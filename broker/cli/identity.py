@@ -34,13 +34,19 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def read_json_file(path: str, what: str) -> dict[str, Any]:
+def read_text(path: str, what: str, hint: str = "") -> str:
+    """The text of file ``path`` (``-``: standard input), or a one-line error."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}", hint=hint or None) \
+            from None
     except UnicodeDecodeError:
         raise UsageError(f"{what} {path} is not UTF-8 text") from None
+
+
+def read_json_file(path: str, what: str) -> dict[str, Any]:
+    text = read_text(path, what)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -60,16 +66,9 @@ def credential_source(arg: str) -> tuple[str, str]:
                          "sent, give its file, or - for standard input")
     if pasted.startswith("{") or re.match(r"mpcid[a-z]*[0-9]+:", pasted):
         return arg, "as given"
-    if arg == "-":
-        return sys.stdin.read(), "from standard input"
-    try:
-        return Path(arg).read_text(encoding="utf-8"), arg
-    except OSError as exc:
-        raise UsageError(f"cannot read credential {arg}: {exc.strerror}",
-                         hint="give the file, - for standard input, or paste the mpcidvc1: "
-                              "line itself") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"credential {arg} is not UTF-8 text") from None
+    text = read_text(arg, "credential", hint="give the file, - for standard input, or "
+                     "paste the mpcidvc1: line itself")
+    return text, "from standard input" if arg == "-" else arg
 
 
 def write_output(value: dict[str, Any], out: str | None, as_token: bool = False) -> None:
