@@ -8,7 +8,11 @@ line (:mod:`mpcid.broker.cli`). The broker's part of the tree::
     ├── SessionError                  a session cannot be run as described
     │   ├── SessionFileInvalid        (also UsageError) the session file is unusable
     │   ├── NotAParty                 this identity is not one of the session's parties
-    │   ├── ProgramMismatch           the local program is not the session's
+    │   ├── ProgramMismatch           the local (or a fetched) program is not the session's
+    │   ├── ProgramUnavailable        the session's program could not be had here
+    │   │   ├── ProgramRefused        the inviter did not send it
+    │   │   ├── ProgramNotAccepted    this party did not consent to run it
+    │   │   └── ProgramStoreError     it cannot be kept in the keystore
     │   ├── PartiesMissing            parties without a channel (or admission) in time
     │   ├── PeerFailed                a channel failed while the computation ran
     │   ├── InvitationDeclined        an invited party declined
@@ -61,6 +65,32 @@ class ProgramMismatch(SessionError):
     """The local program is not the one every party agreed to run."""
 
     hint = "all parties must run byte-for-byte the same program file"
+
+
+class ProgramUnavailable(SessionError):
+    """The session's program is not here and could not be fetched from the inviter."""
+
+    hint = ("check that the inviter has joined the session, or get the program from it "
+            "and give it with --program FILE")
+
+
+class ProgramRefused(ProgramUnavailable):
+    """The inviter answered the request for the program with a refusal."""
+
+    hint = "ask the inviter for the program and give it with --program FILE"
+
+
+class ProgramNotAccepted(ProgramUnavailable):
+    """This party did not consent to run the program it fetched (or could not be asked)."""
+
+    hint = ("review it and join again; `mpcid join --accept-program` runs a fetched program "
+            "without asking")
+
+
+class ProgramStoreError(ProgramUnavailable):
+    """A fetched program cannot be kept in the keystore's folder."""
+
+    hint = "check free disk space and the permissions of the keystore folder (--home)"
 
 
 class PartiesMissing(SessionError):

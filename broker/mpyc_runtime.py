@@ -51,6 +51,7 @@ from mpcid.p2p.errors import ConnectFailed, HandshakeFailed, RemoteProtocolError
 from mpcid.p2p.early_data import ReplayGuard
 from mpcid.p2p.noise import ChannelConfig, session_prologue
 
+from . import programs
 from .errors import (InvitationDeclined, PartiesMissing, PeerFailed, SessionAborted,
                      SessionError)
 from .paths import Paths, PathSettings
@@ -58,6 +59,8 @@ from .progress import Progress
 from .session import SessionSpec
 
 if TYPE_CHECKING:
+    from .program_fetch import ProgramServer
+
     # Imported where a session has admission: credentials, JSON-LD and policies cost
     # ~40-60 ms of CPU to import, which `mpcid run` without admission does not pay.
     from .admission_channel import AdmissionGate, AdmissionSettings, Presented
@@ -135,6 +138,8 @@ class PartyRun:
         self._replay_guard = ReplayGuard()
         self._paths: dict[int, str] = {}
         """Per peer whose channel this party accepted: the path it came by."""
+        self.programs: ProgramServer | None = None
+        """The inviter's answer to parties that fetch the program (set by :meth:`run`)."""
 
     def report(self) -> RunReport:
         """What this run did so far (after :meth:`run`, however it ended)."""
@@ -153,6 +158,8 @@ class PartyRun:
             # MPyC only records these; start() below decides how parties are reached.
             argv += ["-P", f"{party.host or '127.0.0.1'}:{party.port or 0}"]
         argv += self.session.mpyc.argv() + list(extra_mpyc_args) + list(program_args)
+        if self.index == 0 and self.settings.admission is not None:
+            self.programs = _program_server(program, self.session.program_sha256)
         saved_argv, saved_path = sys.argv[:], sys.path[:]
         sys.argv = argv
         sys.path.insert(0, str(program.resolve().parent))
@@ -324,9 +331,21 @@ class PartyRun:
 
     def _responder(self, rt: Any, path: str) -> ChannelProtocol:
         assert self._responder_config is not None
-        return ChannelProtocol(self._responder_config,
-                               functools.partial(self._accept, rt, path),
-                               on_failure=self.on_failure)
+
+        def application(did: str) -> asyncio.BaseProtocol:
+            if self.programs is not None and programs.is_request(
+                    protocol.early.get("early_data") or b""):
+                # A party without the program asks for it (specs/session.md 10): not
+                # its session channel, which it opens after, so no place is taken.
+                index = self.session.index_of(did)
+                log.info("sending the program to %s (%s)", self.describe(did), path)
+                self.settings.progress.emit("program_sent", party=index, did=did)
+                return self.programs.app(index)
+            return self._accept(rt, path, did)
+
+        protocol = ChannelProtocol(self._responder_config, application,
+                                   on_failure=self.on_failure)
+        return protocol
 
     async def _accept_stream(self, rt: Any, sock: Any, path: str) -> None:
         """A channel opened over libp2p (a relay circuit, say) or a punched connection."""
@@ -519,6 +538,25 @@ class PartyRun:
                                     f"{exc.one_line()}")
             assert self.loop is not None
             self.loop.stop()
+
+
+def _program_server(program: Path, sha256: bytes) -> ProgramServer:
+    """What the inviter of an invitation's session answers a party that asks for the
+    program: the bytes it runs, read once (a later edit of the file changes nothing)."""
+    import hashlib
+
+    from .program_fetch import ProgramServer
+
+    try:
+        data = program.read_bytes()
+    except OSError:
+        return ProgramServer(None, "the inviter cannot read its program")
+    if hashlib.sha256(data).digest() != sha256:
+        return ProgramServer(None, "the inviter's program changed since it was checked")
+    if len(data) > programs.MAX_PROGRAM:
+        return ProgramServer(None, f"the program is larger than {programs.MAX_PROGRAM} "
+                                   "bytes; ask the inviter for it")
+    return ProgramServer(data)
 
 
 def _import_mpyc_runtime() -> Any:

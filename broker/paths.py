@@ -143,6 +143,12 @@ class Paths:
         self.publishing = asyncio.ensure_future(self._publish(
             presence, tcp, addrs, nat.record_fields(presence.reach, observed)))
 
+    async def join(self, peers: tuple[str, ...] = ()) -> None:
+        """Join the DHT to reach ``peers`` only: nothing is served or published (a party
+        fetching its session's program before the session, :mod:`.program_fetch`)."""
+        if self.settings.bootstrap:
+            self.presence = await self._presence(peers)
+
     @staticmethod
     async def _publish(presence: Presence, tcp: list[str], addrs: list[str],
                        extra: dict[str, object]) -> None:
@@ -168,23 +174,26 @@ class Paths:
         return local
 
     async def open(self, party: PartyEndpoint, factory: ProtocolFactory, deadline: float,
-                   describe: str, lower: bool = True) -> ChannelProtocol | None:
+                   describe: str, lower: bool = True, always: bool = False
+                   ) -> ChannelProtocol | None:
         """A channel to ``party`` over the first path that works before ``deadline``, or
         None if ``party`` opens the channel of this pair (:func:`nat.initiates`; ``lower``:
-        this party has the lower index)."""
-        if not lower and self.reach != nat.NAT:
+        this party has the lower index; ``always``: this party opens it whatever the
+        records say, as for fetching the program)."""
+        if not lower and self.reach != nat.NAT and not always:
             # Only a party behind a NAT opens the channel to a lower one (and only to a
             # public one): this party never does (nor does any party without a DHT), so
             # it need not look the record up.
             return None
         self._looking += 1
         try:
-            return await self._open(party, factory, deadline, describe, lower)
+            return await self._open(party, factory, deadline, describe, lower, always)
         finally:
             self._looking -= 1
 
     async def _open(self, party: PartyEndpoint, factory: ProtocolFactory, deadline: float,
-                    describe: str, lower: bool) -> ChannelProtocol | None:
+                    describe: str, lower: bool, always: bool = False
+                    ) -> ChannelProtocol | None:
         loop = asyncio.get_running_loop()
         last = "no endpoint known yet"
         found = False
@@ -200,7 +209,8 @@ class Paths:
                 if not found:
                     found = True
                     self.progress.emit("found", party=party.index, did=party.did)
-                if not nat.initiates(lower, self.reach, nat.record_reach(record)):
+                if not always and not nat.initiates(lower, self.reach,
+                                                    nat.record_reach(record)):
                     return None
                 if self._same_network(record):
                     direct += [e for e in record.endpoints() if e not in direct]

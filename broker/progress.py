@@ -15,6 +15,7 @@ Events (each a dict with ``"event"`` and ``"t"``, Unix seconds, plus the fields 
 ``admitted_me`` party, did: it admitted me
 ``refused``    party, did, reason: I refused it, or (by="them") it refused me
 ``declined``   party, did, reason: it declined the invitation
+``program_sent`` party, did: (the inviter) it fetched the program from me
 ``started``    MPyC starts (every party admitted every other)
 ``finished``   outcome ("completed" or "failed"), error (one line, when failed)
 """
@@ -28,7 +29,7 @@ import time
 from typing import IO, Any
 
 EVENTS = ("session", "found", "connected", "admitted", "admitted_me", "refused", "declined",
-          "started", "finished")
+          "program_sent", "started", "finished")
 
 
 class Progress:
@@ -92,6 +93,8 @@ def describe(event: dict[str, Any]) -> str:
         return f"refused {who}: {event.get('reason')}"
     if kind == "declined":
         return f"{who} declined the invitation: {event.get('reason') or 'no reason given'}"
+    if kind == "program_sent":
+        return f"sent the program to {who}"
     if kind == "started":
         return "every party admitted every other: MPyC starts"
     if kind == "finished":
@@ -140,6 +143,8 @@ class RichProgress(Progress):
                     row["admission"] = f"[red]refused: {event.get('reason')}[/]"
                 elif kind == "declined":
                     row["state"] = "[red]declined[/]"
+                elif kind == "program_sent":
+                    row["path"] = _join(row["path"], "sent the program")
             elif kind == "started":
                 self.title += " · [green]MPyC running[/]"
             elif kind == "finished":

@@ -20,7 +20,7 @@ SANS_IO = ["identity/multibase.py", "identity/did_key.py", "identity/jsonld.py",
            "identity/dataintegrity.py", "identity/policy.py", "p2p/noise.py", "p2p/early_data.py",
            "identity/compact.py",
            "p2p/records.py", "p2p/signed.py", "p2p/peerid.py", "broker/invitation.py",
-           "broker/admission.py", "broker/transcript.py"]
+           "broker/admission.py", "broker/transcript.py", "broker/programs.py"]
 IO_MODULES = {"asyncio", "trio", "socket", "aiohttp", "selectors", "ssl", "libp2p"}
 
 

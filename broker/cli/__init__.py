@@ -2,7 +2,7 @@
 
 Only the modules of this package import click, and nothing outside it imports from it:
 each command module holds one family of commands (``identity``, ``discovery``,
-``sessions``, ``run``, ``invitations``, ``transcript``, ``demo``, ``ui``), built on the
+``sessions``, ``programs``, ``run``, ``invitations``, ``transcript``, ``demo``, ``ui``), built on the
 shared options of :mod:`.options` and the domain packages, and this module adds them to
 the group.
 
@@ -34,7 +34,8 @@ COMMAND_MODULES = {
     "status-list": "identity", "present": "identity", "presentation": "identity",
     "demo": "demo", "run": "run", "node": "discovery", "online": "discovery",
     "resolve": "discovery", "invite": "sessions", "join": "sessions",
-    "transcript": "transcript", "invitations": "invitations", "ui": "ui"}
+    "transcript": "transcript", "invitations": "invitations", "ui": "ui",
+    "programs": "programs"}
 
 
 class _LazyGroup(click.Group):

@@ -23,6 +23,7 @@ from mpcid.broker.errors import SessionError
 from mpcid.broker.inbox import InvitationStore, invited_identity, receive_invitation
 from mpcid.broker.invitation import Invitation
 from mpcid.broker.join import JoinSettings, SessionPlan, run_join
+from mpcid.broker.programs import ProgramStore
 from mpcid.broker.progress import MODES, make_progress
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
@@ -74,6 +75,7 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
                             status_files=files(status_files, "--status-file"),
                             status_max_age=status_max_age, ca_file=ca_file)
     plan = SessionPlan.prepare(ks, key, invitation, program, settings)
+    ProgramStore(ks.home).keep_file(plan.program)  # the session's, byte for byte
     for warning in plan.warnings:
         click.echo(f"warning: {warning}; the other parties will refuse you", err=True)
     progress = make_progress(progress_mode, terminal=sys.stderr.isatty())
@@ -144,10 +146,11 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
         Path(out).write_text(json.dumps(json.loads(data), indent=2) + "\n")
         click.echo(f"wrote {out}", err=True)
     click.echo(f"session {invitation.session_id}: {len(invitation.parties)} parties, "
-               f"{invitation.program_name}; each runs `mpcid join TOKEN --program "
-               f"{invitation.program_name}` (or SESSION_ID with --bootstrap instead of "
-               "TOKEN)", err=True)
+               f"{invitation.program_name}; each runs `mpcid join TOKEN` (or SESSION_ID "
+               "with --bootstrap instead of TOKEN), and fetches the program from you while "
+               "you are in the session, unless it has a copy (--program FILE)", err=True)
     InvitationStore(ks).add(invitation, data, "created")
+    ProgramStore(ks.home).keep_file(path)  # for `mpcid join TOKEN` later, and to send
     if not no_publish:
         publish_or_warn(key, data, bootstrap)
     click.echo(invitation.token())
@@ -177,8 +180,12 @@ def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) ->
 
 @click.command("join")
 @click.argument("invitation_arg", metavar="TOKEN|FILE|SESSION_ID")
-@click.option("--program", required=True, type=click.Path(dir_okay=False),
-              help="Your copy of the session's MPyC program.")
+@click.option("--program", type=click.Path(dir_okay=False),
+              help="Your copy of the session's MPyC program [default: the copy kept from "
+                   "an earlier session, else the inviter's, fetched and shown to you first].")
+@click.option("--accept-program", is_flag=True,
+              help="Run the program fetched from the inviter without asking (it is checked "
+                   "against the invitation's SHA-256 all the same).")
 @click.option("--as", "name", default=None, metavar="NAME",
               help="Your identity; must be one of the invited parties [default: the one "
                    "of your identities that is invited].")
@@ -186,22 +193,31 @@ def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) ->
 @join_options
 @home_option
 @click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
-def join(invitation_arg: str, program: str, name: str | None, bootstrap: tuple[str, ...],
-         home: str | None, program_args: tuple[str, ...], **options: Any) -> None:
+def join(invitation_arg: str, program: str | None, accept_program: bool, name: str | None,
+         bootstrap: tuple[str, ...], home: str | None, program_args: tuple[str, ...],
+         **options: Any) -> None:
     """Join a session from its invitation and run the program as your party.
 
-    Usage: mpcid join TOKEN|FILE|SESSION_ID --program FILE [--as NAME] [-- PROGRAM_ARGS...]
+    Usage: mpcid join TOKEN|FILE|SESSION_ID [--program FILE] [--as NAME]
+    [-- PROGRAM_ARGS...]
 
     Checks the invitation, that you are a party and that your program is the session's;
-    finds the other parties, opens Noise channels, exchanges presentations bound to the
-    session, and runs MPyC once every party has admitted every other."""
+    without --program, runs the copy kept from an earlier session or fetches the program
+    from the inviter and asks you before running it. Then finds the other parties, opens
+    Noise channels, exchanges presentations bound to the session, and runs MPyC once
+    every party has admitted every other."""
+    from .programs import session_program
+
     ks = keystore(home)
     stored = receive_invitation(ks, invitation_arg, time.time(), bootstrap)
     if stored.state == "declined":
         raise SessionError(f"you declined invitation {stored.session_id}",
                            hint="the other parties were told; ask the inviter for a new one")
     key = ks.load_identity(invited_identity(ks, stored.invitation, name).name)
-    join_with(ks, key, stored.invitation, Path(program), program_args, **options)
+    path = session_program(ks, key, stored.invitation, program, accept_program,
+                           options["connect_timeout"],
+                           sys.stdin.isatty() and sys.stderr.isatty())
+    join_with(ks, key, stored.invitation, path, program_args, **options)
 
 
 COMMANDS = (invite, join)
