@@ -24,7 +24,7 @@ from pathlib import Path
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.jsonld import load_pyld
-from mpcid.identity.keystore import Keystore
+from mpcid.identity.keystore import Keystore, atomic_write
 
 from .admission_channel import AdmissionSettings
 from .agent import agent_socket
@@ -134,14 +134,34 @@ def run_join(keystore: Keystore, plan: SessionPlan, program_args: list[str],
                         "completed" if outcome == "completed" else "failed", error)
         progress.emit("finished", outcome=outcome, **({"error": error} if error else {}))
         progress.close()
-        if settings.transcript is not None:
-            try:  # never hide how the session ended
-                write_transcript(settings.transcript,
-                                 session_transcript(plan, party.report(), outcome, error))
+        try:  # never hide how the session ended
+            data = session_transcript(plan, party.report(), outcome, error)
+            kept_transcript(keystore.home, invitation.session_id, plan.index, data)
+        except (MpcidError, OSError) as exc:
+            notify(f"warning: could not keep the session's transcript: {exc}")
+            data = b""
+        if settings.transcript is not None and data:
+            try:
+                write_transcript(settings.transcript, data)
                 notify(f"wrote the signed transcript {settings.transcript}")
             except (MpcidError, OSError) as exc:
                 notify(f"warning: could not write the transcript {settings.transcript}: "
                        f"{exc}")
+
+
+def transcript_path(home: Path, session_id: str, index: int) -> Path:
+    """Where the keystore keeps this party's transcript of a session (the history)."""
+    return home / "transcripts" / f"{session_id}-{index}.json"
+
+
+def kept_transcript(home: Path, session_id: str, index: int, data: bytes) -> Path:
+    """Keep ``data`` as the transcript of ``session_id`` (a later run of the same session
+    replaces it: the newest account is the one that counts)."""
+    path = transcript_path(home, session_id, index)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    Transcript.verify(data)
+    atomic_write(path, data, mode=0o600)
+    return path
 
 
 def session_transcript(plan: SessionPlan, report: RunReport, outcome: Outcome,

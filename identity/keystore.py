@@ -108,6 +108,11 @@ class IdentityInfo:
     encrypted: bool
 
 
+DOCUMENT_KINDS = ("credentials", "statuslists", "invitations", "issued")
+"""The folders of JSON documents a keystore holds: credentials held, status lists hosted,
+invitations received or made, credentials issued."""
+
+
 def default_home() -> Path:
     return Path("~/.mpcid").expanduser()
 
@@ -223,7 +228,7 @@ class Keystore:
         return self.home / "identities" / f"{name}.json"
 
     def _doc_path(self, kind: str, doc_id: str) -> Path:
-        if kind not in ("credentials", "statuslists", "invitations") or not _NAME.fullmatch(doc_id):
+        if kind not in DOCUMENT_KINDS or not _NAME.fullmatch(doc_id):
             raise UsageError(f"{doc_id!r} is not a valid stored document id")
         return self.home / kind / f"{doc_id}.json"
 

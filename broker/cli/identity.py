@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import sys
@@ -18,6 +17,8 @@ from mpcid.identity.dataintegrity import isoformat, parse_datetime
 from mpcid.identity.did_key import KEY_FORMATS, DIDKey, parse_did
 from mpcid.identity.errors import (CredentialError, KeystoreError, MalformedCredential,
                                    MpcidError, StatusCheckFailed, UsageError)
+from mpcid.identity.issued import KIND as ISSUED
+from mpcid.identity.issued import document_id, issued, keep_issued, status_list_id
 from mpcid.identity.keystore import Keystore
 from mpcid.identity.policy import Policy, Presented
 from mpcid.identity.statuslist import Bitstring, parse_status_reference, read_index
@@ -96,15 +97,6 @@ def cli_datetime(value: str, option: str) -> dt.datetime:
     except MalformedCredential:
         raise UsageError(f"{option} {value!r} is not an ISO 8601 date-time",
                          hint="e.g. 2027-01-31T12:00:00Z") from None
-
-
-def document_id(document: dict[str, Any]) -> str:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(canonical).hexdigest()[:16]
-
-
-def status_list_id(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 # --- options shared by the verifying commands ---------------------------------------------
@@ -261,7 +253,9 @@ def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, .
     document = vc.build_credential(issuer=key.did.did, subject=subject, credential_type=ctype,
                                    claims=claim_values, valid_from=start,
                                    valid_until=end, status=status)
-    write_output(vc.sign_credential(document, key, now=now_utc()), out, as_token)
+    signed = vc.sign_credential(document, key, now=now_utc())
+    keep_issued(ks, signed)  # for `mpcid credential issued` and revoking it by id
+    write_output(signed, out, as_token)
 
 
 def allocate_status(ks: Keystore, reference: str, issuer_did: str) -> tuple[str, int]:
@@ -374,6 +368,27 @@ def credential_list(home: str | None) -> None:
                    err=True)
 
 
+@credential_group.command("issued")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for programs.")
+@home_option
+def credential_issued(as_json: bool, home: str | None) -> None:
+    """List the credentials this keystore issued, with their state (valid, expired,
+    revoked, suspended; unknown when their status list is not hosted here)."""
+    kept = issued(keystore(home, prompt=False), now_utc())
+    if as_json:
+        emit_json([c.to_json() for c in kept])
+        return
+    if not kept:
+        click.echo("no credentials issued here yet: `mpcid credential issue` keeps a copy "
+                   "of each", err=True)
+        return
+    for c in kept:
+        claims = ", ".join(f"{k}={v}" for k, v in c.claims.items())
+        click.echo(f"{c.doc_id}  {c.state:<9} {', '.join(c.types) or '-'}  {c.subject}"
+                   + (f"  {claims}" if claims else "")
+                   + f"  until {c.document.get('validUntil') or 'no end'}")
+
+
 @credential_group.command("show")
 @click.argument("doc_id", metavar="ID")
 @home_option
@@ -382,22 +397,26 @@ def credential_show(doc_id: str, home: str | None) -> None:
     emit_json(load_stored_credential(keystore(home, prompt=False), doc_id))
 
 
-def load_stored_credential(ks: Keystore, doc_id: str) -> dict[str, Any]:
-    try:
-        document = ks.get_document("credentials", doc_id)
-    except UsageError:
-        document = None
-    if document is None:
-        raise KeystoreError(f"no stored credential with id {doc_id!r}",
-                            hint="see `mpcid credential list`")
-    return document
+def load_stored_credential(ks: Keystore, doc_id: str, kinds: tuple[str, ...] = (
+        "credentials",)) -> dict[str, Any]:
+    for kind in kinds:
+        try:
+            document = ks.get_document(kind, doc_id)
+        except UsageError:
+            document = None
+        if document is not None:
+            return document
+    raise KeystoreError(f"no stored credential with id {doc_id!r}",
+                        hint="see `mpcid credential list`" + (
+                            " and `mpcid credential issued`" if len(kinds) > 1 else ""))
 
 
-def load_credential(ks: Keystore, value: str) -> dict[str, Any]:
-    """A credential given as a FILE path or a stored ID."""
+def load_credential(ks: Keystore, value: str, issued_too: bool = False) -> dict[str, Any]:
+    """A credential given as a FILE path or a stored ID (held, or also issued here)."""
     if Path(value).exists() or value == "-":
         return read_json_file(value, "credential")
-    return load_stored_credential(ks, value)
+    return load_stored_credential(ks, value, ("credentials", ISSUED) if issued_too
+                                  else ("credentials",))
 
 
 @credential_group.command("revoke")
@@ -413,7 +432,7 @@ def credential_revoke(credential: str | None, reference: str | None, undo: bool,
     if (credential is None) == (reference is None):
         raise UsageError("give either a credential (FILE or ID) or --status-list URL#INDEX")
     if credential is not None:
-        entry = load_credential(ks, credential).get("credentialStatus")
+        entry = load_credential(ks, credential, issued_too=True).get("credentialStatus")
         if isinstance(entry, list):
             entry = entry[0] if entry else None
         if not isinstance(entry, dict) or "statusListCredential" not in entry:
