@@ -217,6 +217,29 @@ class ProgramStore:
         assert kept is not None
         return kept
 
+    def hold_for_review(self, program_name: str, data: bytes) -> Path:
+        """Write a fetched program where a person can read it before deciding (not kept:
+        :meth:`find` does not return it, so nothing runs it without ``--program``)."""
+        folder = self.folder / "review" / hashlib.sha256(data).hexdigest()
+        try:
+            for where in (self.folder.parent, self.folder, folder.parent, folder):
+                where.mkdir(mode=0o700, exist_ok=True)
+            path = folder / file_name(program_name)
+            atomic_write(path, data, mode=0o600)
+        except OSError as exc:
+            raise ProgramStoreError(f"cannot write the program in {folder}: "
+                                    f"{exc.strerror or exc}") from None
+        return path
+
+    def held_for_review(self, sha256: bytes) -> Path | None:
+        """The program fetched for review with this hash, if its bytes still have it."""
+        folder = self.folder / "review" / sha256.hex()
+        try:
+            files = [p for p in folder.iterdir() if p.is_file()]
+        except OSError:
+            return None
+        return next((p for p in files if _check(p, sha256.hex()) is not None), None)
+
     def keep_file(self, path: Path) -> KeptProgram | None:
         """Keep a copy of the local program ``path`` (best effort: a program that cannot
         be read or kept is simply not kept, the session does not depend on it)."""

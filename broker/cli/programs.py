@@ -19,14 +19,14 @@ from pathlib import Path
 import click
 
 from mpcid.broker.errors import ProgramMismatch, ProgramNotAccepted
-from mpcid.broker.inbox import InvitationStore
+from mpcid.broker.inbox import InvitationStore, invited_identity, receive_invitation
 from mpcid.broker.invitation import Invitation
 from mpcid.broker.programs import KeptProgram, ProgramStore
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
-from .options import home_option, keystore
+from .options import bootstrap_option, home_option, keystore
 
 
 def session_program(ks: Keystore, key: Ed25519Key, invitation: Invitation,
@@ -50,9 +50,9 @@ def session_program(ks: Keystore, key: Ed25519Key, invitation: Invitation,
         raise ProgramNotAccepted(
             f"the session's program {name} (sha256 {digest.hex()[:16]}…) is not here, and "
             "without a terminal nobody can be asked whether to run it",
-            hint="run `mpcid join` on a terminal to review it first, pass "
-                 "--accept-program to run it as the inviter sends it, or give your copy "
-                 "with --program FILE")
+            hint="review it with `mpcid programs fetch` and join with --program FILE, run "
+                 "`mpcid join` on a terminal (it shows the program and asks), or pass "
+                 "--accept-program to run it as the inviter sends it")
     data = fetch(ks, key, invitation, timeout)
     if accept:
         click.echo("running it (--accept-program)", err=True)
@@ -177,6 +177,40 @@ def programs(ctx: click.Context, as_json: bool, home: str | None) -> None:
         return
     for k in kept:
         click.echo(f"{k.name:<28} {k.size:>9,} bytes  sha256 {k.sha256[:16]}…  {k.path}")
+
+
+@programs.command("fetch")
+@click.argument("invitation_arg", metavar="TOKEN|FILE|SESSION_ID")
+@click.option("--as", "name", default=None, metavar="NAME",
+              help="Your invited identity [default: the one of yours that is invited].")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
+              help="Seconds to wait for the inviter and the program.")
+@bootstrap_option(help="DHT node to fetch the invitation from, when given a SESSION_ID.")
+@home_option
+def fetch_command(invitation_arg: str, name: str | None, timeout: float,
+                  bootstrap: tuple[str, ...], home: str | None) -> None:
+    """Fetch a session's program from its inviter to review it, without running it.
+
+    The program is checked against the invitation's SHA-256 and written for review (its
+    path is the last line of stdout); join with `mpcid join TOKEN --program PATH` once
+    you have read it. The inviter must be in the session (its `mpcid join` running)."""
+    ks = keystore(home)
+    stored = receive_invitation(ks, invitation_arg, time.time(), bootstrap)
+    invitation = stored.invitation
+    key = ks.load_identity(invited_identity(ks, invitation, name).name)
+    kept = ProgramStore(ks.home).find(invitation.program_sha256)
+    if kept is not None:
+        click.echo(f"{invitation.program_name} is kept here already (you ran it before)",
+                   err=True)
+        click.echo(str(kept.path))
+        return
+    if invitation.parties.index(key.did.did) == 0:
+        raise UsageError("you invited this session: there is nobody to fetch its program "
+                         "from", hint="give your copy with --program FILE")
+    data = fetch(ks, key, invitation, timeout)
+    path = ProgramStore(ks.home).hold_for_review(invitation.program_name, data)
+    click.echo(f"not run and not kept: read it, then join with --program {path}", err=True)
+    click.echo(str(path))
 
 
 @programs.command("show")

@@ -272,3 +272,27 @@ def test_a_program_that_is_not_the_invited_one_is_refused(tmp_path: Path, node: 
         "no programs kept")
     stored = InvitationStore(Keystore(tmp_path / "bob")).get(invitation.session_id)
     assert stored is not None and stored.state == "declined"
+
+
+def test_review_first_with_programs_fetch(tmp_path: Path, node: str,
+                                          people: dict[str, str]) -> None:
+    """Without a terminal: fetch for review (nothing runs, nothing is kept), then join
+    with the reviewed file."""
+    token = invite(tmp_path, node, people)
+    alice = join(tmp_path, "alice", token, "--", "--salaries", "1")
+    with killed_at_the_end(alice):
+        fetched = mpcid("programs", "fetch", token, "--home", str(tmp_path / "bob"),
+                        timeout=90)
+        assert fetched.returncode == 0, fetched.stderr
+        path = Path(fetched.stdout.strip().splitlines()[-1])
+        assert path.read_bytes() == Path(SALARY).read_bytes()
+        assert "not run and not kept" in fetched.stderr
+        assert mpcid("programs", "--home", str(tmp_path / "bob")).stdout.startswith(
+            "no programs kept")
+        bob = join(tmp_path, "bob", token, "--program", str(path), "--", "--salaries", "2")
+        carol = join(tmp_path, "carol", token, "--program", SALARY, "--", "--salaries", "3")
+        with killed_at_the_end(bob, carol):
+            for proc in (alice, bob, carol):
+                code, out, err = finish(proc)
+                assert code == 0 and "total 6" in out, err
+    assert "salary_sum.py" in mpcid("programs", "--home", str(tmp_path / "bob")).stdout
