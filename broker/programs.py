@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import struct
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,25 @@ def _check(path: Path, sha256_hex: str) -> KeptProgram | None:
         return None
     return KeptProgram(sha256_hex, path, len(data), stat.st_mtime)
 
+
+def listing(data: bytes) -> str:
+    """The source for a terminal, numbered, with every control character shown as an
+    escape (a program must not be able to hide lines or rewrite the screen)."""
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    width = len(str(len(lines)))
+    return "\n".join(f"{i:>{width}}  {_visible(line)}" for i, line in enumerate(lines, 1))
+
+
+def _visible(line: str) -> str:
+    out = []
+    for ch in line:
+        if ch == "\t":
+            out.append("    ")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(ascii(ch)[1:-1] if ord(ch) > 0x7f else f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)

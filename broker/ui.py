@@ -89,6 +89,10 @@ class UiSettings:
     """The interpreter that runs ``-m mpcid.broker`` for the children."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment of the children (the ui's own, without ``MPCID_HOME``)."""
+    bootstrap: tuple[str, ...] = ()
+    """DHT nodes offered for new invitations (``--bootstrap`` / ``MPCID_BOOTSTRAP``)."""
+    status_files: tuple[str, ...] = ()
+    """``URL=FILE`` copies of status lists, given to every join started from the page."""
 
 
 # --- one joined session ----------------------------------------------------------------
@@ -192,12 +196,37 @@ class Ui:
     """State and request handlers of one ``mpcid ui`` server."""
 
     def __init__(self, settings: UiSettings) -> None:
+        from .ui_roles import RoleHandlers
+
         self.settings = settings
         self.keystore = Keystore(settings.home)
         self.runs: dict[str, Run] = {}
+        self.roles = RoleHandlers(self)
+        self.version = 0
+        """Counts changes the page should see (:meth:`changed`)."""
+        self.closing = False
+        self._change: asyncio.Event | None = None
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped: set[int] = set()
+
+    # -- changes, for the event stream
+
+    def changed(self) -> None:
+        """Something the page shows changed: wake the event streams."""
+        self.version += 1
+        if self._change is not None:
+            self._change.set()
+            self._change = None
+
+    async def wait_for_change(self, seen: int, timeout: float) -> int:
+        """The version once it differs from ``seen`` (or after ``timeout``)."""
+        if self.version == seen and not self.closing:
+            if self._change is None:
+                self._change = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._change.wait(), timeout)
+        return self.version
 
     # -- keystore views
 
@@ -242,7 +271,8 @@ class Ui:
     # -- GET handlers
 
     async def identities(self, request: web.Request) -> web.StreamResponse:
-        return _json({"home": str(self.settings.home), "identities": [
+        return _json({"home": str(self.settings.home),
+                      "bootstrap": list(self.settings.bootstrap), "identities": [
             {"name": i.name, "did": i.did, "created": i.created, "encrypted": i.encrypted}
             for i in self.keystore.identities()]})
 
@@ -281,6 +311,7 @@ class Ui:
                           "your identities", status=422,
                           hint="import it into the keystore of an invited party")
         stored = self.store().add(invitation, data, "token")
+        self.changed()
         return _json(self.invitation_json(stored, mine))
 
     async def decline(self, request: web.Request) -> web.StreamResponse:
@@ -292,6 +323,7 @@ class Ui:
             "invitations", "decline", stored.session_id, "--reason", reason, "--as", name,
             "--home", str(self.settings.home))
         after = self.stored(stored.session_id)
+        self.changed()
         problem = _error_line(err) or f"mpcid invitations decline exited with {code}"
         if code != 0 and after.state != "declined":
             raise UiError(problem, status=422)
@@ -300,51 +332,83 @@ class Ui:
                       "warning": problem if code != 0 else ""})
 
     async def join(self, request: web.Request) -> web.StreamResponse:
+        """Join with the program file given, the one reviewed and accepted on the page
+        (``accept_program``), or the copy kept from an earlier session."""
+        from .programs import ProgramStore
+
         body = await _body(request)
         stored = self.stored(request.match_info["id"])
         name = self.party_name(stored, body.get("as"))
-        program = Path(_string(body, "program")).expanduser()
-        if not program.is_file():
-            raise UiError(f"no program file {str(program)!r} on this machine",
-                          hint="give the full path of your copy of "
-                          f"{stored.invitation.program_name}")
-        args = body.get("args") or []
+        invitation = stored.invitation
+        programs = ProgramStore(self.settings.home)
+        program: Path | None = None
+        if body.get("program"):
+            program = Path(_string(body, "program")).expanduser()
+            if not program.is_file():
+                raise UiError(f"no program file {str(program)!r} on this machine",
+                              hint="give the full path of your copy of "
+                              f"{invitation.program_name}")
+        elif body.get("accept_program") is True:
+            program = programs.held_for_review(invitation.program_sha256)
+            if program is None:
+                raise UiError(f"{invitation.program_name} has not been fetched for review",
+                              status=409, hint="review the program first")
+        elif programs.find(invitation.program_sha256) is None:
+            raise UiError(f"the session's program {invitation.program_name} is not here",
+                          status=409, hint="review the program (it is fetched from the "
+                                           "inviter) or give your copy's path")
+        run = await self.start_join(stored, name, program, body.get("args") or [])
+        return _json(run.to_json(), status=202)
+
+    async def start_join(self, stored: StoredInvitation, name: str, program: Path | None,
+                         args: object) -> Run:
+        """Start ``mpcid join`` as ``name`` (``program``: its --program, None for the
+        kept copy) and follow it."""
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise UiError("\"args\" must be a list of strings", hint='e.g. ["--salaries", "5"]')
         running = self.runs.get(stored.session_id)
         if running is not None and running.state == "running":
             raise UiError(f"session {stored.session_id} is running already", status=409,
                           hint="wait until it ends")
-        proc = await self.spawn("join", stored.session_id, "--program", str(program), "--as",
-                                name, "--home", str(self.settings.home), "--progress", "json",
-                                "--", *args)
+        argv = ["join", stored.session_id, "--as", name, "--home", str(self.settings.home),
+                "--progress", "json"]
+        if program is not None:
+            argv += ["--program", str(program)]
+        for status_file in self.settings.status_files:
+            argv += ["--status-file", status_file]
+        proc = await self.spawn(*argv, "--", *args)
         mine = self.keystore.identity(name).did
-        run = Run.new(stored.session_id, name, str(program), list(args),
-                      list(stored.invitation.parties), mine)
+        run = Run.new(stored.session_id, name,
+                      str(program) if program else stored.invitation.program_name,
+                      list(args), list(stored.invitation.parties), mine)
         self.runs[stored.session_id] = run
+        self.changed()
         task = asyncio.create_task(self.watch(run, proc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return _json(run.to_json(), status=202)
+        return run
 
     # -- children
 
-    async def spawn(self, *argv: str) -> asyncio.subprocess.Process:
+    async def spawn(self, *argv: str, stdin: bool = False) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
-            self.settings.python, "-m", "mpcid.broker", *argv, stdin=asyncio.subprocess.DEVNULL,
+            self.settings.python, "-m", "mpcid.broker", *argv,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=self.settings.env, start_new_session=True, limit=MAX_STDOUT)
         self._children[proc.pid] = proc
         return proc
 
-    async def cli_command(self, *argv: str) -> tuple[int, str, str]:
+    async def cli_command(self, *argv: str, timeout: float | None = None
+                          ) -> tuple[int, str, str]:
         """Run a short CLI command; exit code, stdout and stderr."""
         proc = await self.spawn(*argv)
+        timeout = timeout or CLI_TIMEOUT
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
             await self.stop_child(proc)
-            raise UiError(f"mpcid {argv[0]} did not finish in {CLI_TIMEOUT:.0f} s",
+            raise UiError(f"mpcid {argv[0]} did not finish in {timeout:.0f} s",
                           status=504, hint="run it in a terminal to see why") from None
         finally:
             self._children.pop(proc.pid, None)
@@ -357,6 +421,7 @@ class Ui:
         async def read_stderr() -> None:
             async for raw in stderr:
                 run.on_stderr(raw.decode(errors="replace").rstrip("\r\n"))
+                self.changed()
 
         async def read_stdout() -> None:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -370,6 +435,7 @@ class Ui:
         finally:
             self._children.pop(proc.pid, None)
         run.on_exit(code, stopped=proc.pid in self._stopped)
+        self.changed()
 
     async def stop_child(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM to the child's process group, SIGKILL if it lingers."""
@@ -385,6 +451,8 @@ class Ui:
             os.killpg(proc.pid, signal.SIGKILL)  # anything the child left in its group
 
     async def close(self) -> None:
+        self.closing = True
+        self.changed()  # ends the event streams
         await asyncio.gather(*(self.stop_child(p) for p in list(self._children.values())))
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
@@ -408,6 +476,7 @@ class Ui:
             ("POST", "/api/invitations/import", self.import_invitation),
             ("POST", "/api/invitations/{id}/decline", self.decline),
             ("POST", "/api/invitations/{id}/join", self.join),
+            *self.roles.routes(),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
@@ -469,7 +538,8 @@ class Ui:
                 response = _error(400, exc.message, exc.hint)
             except web.HTTPException as exc:
                 response = _error(exc.status, exc.reason, "")
-        response.headers.update(SECURITY_HEADERS)
+        if not response.prepared:  # an event stream sent its headers already
+            response.headers.update(SECURITY_HEADERS)
         return response
 
 

@@ -13,7 +13,6 @@ import asyncio
 import json
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import click
@@ -21,7 +20,7 @@ import click
 from mpcid.broker.errors import ProgramMismatch, ProgramNotAccepted
 from mpcid.broker.inbox import InvitationStore, invited_identity, receive_invitation
 from mpcid.broker.invitation import Invitation
-from mpcid.broker.programs import KeptProgram, ProgramStore
+from mpcid.broker.programs import KeptProgram, ProgramStore, listing
 from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
@@ -109,29 +108,6 @@ def consent(name: str, data: bytes) -> bool:
             return False
         if answer in ("s", "show", "source"):
             click.echo(listing(data), err=True)
-
-
-def listing(data: bytes) -> str:
-    """The source for a terminal, numbered, with every control character shown as an
-    escape (a program must not be able to hide lines or rewrite the screen)."""
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    width = len(str(len(lines)))
-    return "\n".join(f"{i:>{width}}  {_visible(line)}" for i, line in enumerate(lines, 1))
-
-
-def _visible(line: str) -> str:
-    out = []
-    for ch in line:
-        if ch == "\t":
-            out.append("    ")
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            out.append(ascii(ch)[1:-1] if ord(ch) > 0x7f else f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def decline(ks: Keystore, key: Ed25519Key, invitation: Invitation, reason: str) -> None:

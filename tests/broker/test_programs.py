@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mpcid.broker.cli.programs import listing
 from mpcid.broker.errors import ProgramMismatch, ProgramRefused
 from mpcid.broker.programs import (MAX_HEADER, MAX_PROGRAM, ProgramReceiver, ProgramStore,
-                                   answer, file_name, is_request, refusal, request)
+                                   answer, file_name, is_request, listing, refusal,
+                                   request)
 from mpcid.p2p.errors import RemoteProtocolError
 
 PROGRAM = b"from mpyc.runtime import mpc\nmpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n"
