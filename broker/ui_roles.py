@@ -119,8 +119,10 @@ class RoleHandlers:
         if not isinstance(text, str) or not text.strip() or len(text) > 400_000:
             raise UiError("\"credential\" must be the pasted credential (its mpcidvc1: line "
                           "or its JSON)", hint="paste what the issuer sent")
-        proc = await self.ui.spawn("credential", "import", "-", "--home",
-                                   str(self.ui.settings.home), stdin=True)
+        argv = ["credential", "import", "-", "--home", str(self.ui.settings.home)]
+        for status_file in self.ui.settings.status_files:
+            argv += ["--status-file", status_file]
+        proc = await self.ui.spawn(*argv, stdin=True)
         try:
             out, err = await asyncio.wait_for(proc.communicate(text.encode()), 60)
         finally:

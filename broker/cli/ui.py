@@ -27,7 +27,8 @@ from .options import bootstrap_option, config_from, files, home_option
                        "(repeatable).")
 @click.option("--status-file", "status_files", multiple=True, metavar="URL=FILE",
               help="Read the status list published at URL from FILE in every session "
-                   "joined from the page (repeatable; offline copies).")
+                   "joined and every credential imported from the page (repeatable; "
+                   "offline copies).")
 @home_option
 def ui_command(host: str, port: int, public: bool, bootstrap: tuple[str, ...],
                status_files: tuple[str, ...], home: str | None) -> None:
