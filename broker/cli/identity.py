@@ -241,6 +241,8 @@ def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, .
     """Issue a VC 2.0 credential signed with eddsa-rdfc-2022."""
     ks = keystore(home)
     parse_did(subject)
+    if subject.startswith("did:key:"):
+        DIDKey.parse(subject)  # a mistyped member DID would make a credential nobody holds
     start = cli_datetime(valid_from, "--valid-from") if valid_from else now_utc()
     end = cli_datetime(expires, "--expires") if expires else None
     claim_values = pairs(claims, "--claim")

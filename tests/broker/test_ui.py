@@ -281,6 +281,59 @@ def test_decline_and_join_refusals_through_the_api(world: World, server: Server)
     assert status == 400 and "list of strings" in value["error"]
 
 
+def test_role_requests_are_checked_before_any_command(world: World, server: Server) -> None:
+    listed = world.session_of(world.tokens["listed"])
+    cases = [
+        ("api/identities", {"name": "../x"}, 400, '"name" is not'),
+        ("api/credentials/issue", {"issuer": "bob", "subject": world.dids["alice"],
+                                   "type": "T", "claims": {"a b": "c"}}, 400, '"claims"'),
+        ("api/credentials/issue", {"issuer": "bob", "subject": world.dids["alice"],
+                                   "type": "x;y"}, 400, '"type" is not'),
+        ("api/credentials/issue", {"issuer": "bob", "subject": "did:key:nonsense",
+                                   "type": "T"}, 422, "did:key"),
+        ("api/issued/0123456789abcdef/revoke", {}, 404, "no credential"),
+        ("api/status-lists/0123456789abcdef/publish", {}, 404, "no such status list"),
+        ("api/invite", {"as": "bob", "dids": [], "program": SALARY}, 400,
+         "at least one invited DID"),
+        ("api/invite", {"as": "bob", "dids": [world.dids["alice"]],
+                        "program": "/nonexistent/prog.py"}, 400, "no program file"),
+        ("api/invite", {"as": "bob", "dids": ["a\nb"], "program": SALARY}, 400, '"dids"'),
+        (f"api/invitations/{listed}/join", {}, 409, "review the program"),
+        (f"api/invitations/{listed}/join", {"accept_program": True}, 409,
+         "has not been fetched for review"),
+        ("api/credentials/import", {"credential": "mpcidvc1:AAAA"}, 422, "damaged in copying"),
+        ("api/credentials/import", {"credential": 5}, 400, '"credential"'),
+    ]
+    for path, body, status, text in cases:
+        got, value = post(server, path, body)
+        assert (got, text in value.get("error", "")) == (status, True), (path, value)
+        assert "\n" not in value["error"] and "Traceback" not in value["error"]
+    for path in (f"api/history/{'f' * 32}/0/transcript", "api/history/abc/0/transcript",
+                 f"api/history/{listed}/99/transcript", "api/status-lists/zz/list.json"):
+        assert request(server.url + path)[0] == 404, path
+    # The organisation's way, through the same page: a credential issued and listed.
+    status, value = post(server, "api/credentials/issue", {
+        "issuer": "spare", "subject": world.dids["alice"], "type": "MembershipCredential",
+        "claims": {"organization": "Spare"}})
+    assert status == 201 and value["token"].startswith("mpcidvc1:"), value
+    assert value["credential"]["credentialSubject"]["organization"] == "Spare"
+    [issued] = request(server.url + "api/issued")[2]["issued"]
+    assert (issued["subject"], issued["state"], issued["status"]) == (
+        world.dids["alice"], "valid", None)
+    assert request(server.url + "api/history")[2]["history"] is not None
+
+
+def test_events_stream_the_sessions(server: Server) -> None:
+    with urllib.request.urlopen(server.url + "api/events", timeout=10) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.headers["X-Frame-Options"] == "DENY"
+        assert stream.readline() == b"event: change\n"
+        data = stream.readline()
+        assert data.startswith(b"data: ") and "sessions" in json.loads(data[6:])
+    status, _, _ = request(server.origin + "/api/events")
+    assert status == 403  # the token is needed here too
+
+
 def children_of_session(session: str) -> list[int]:
     """Processes whose command line names ``session`` (Linux /proc)."""
     found = []
