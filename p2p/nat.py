@@ -151,6 +151,53 @@ async def relayed_only(host: Any, peer: str) -> bool:
     return bool(conns) and all(relayed(c) for c in conns)
 
 
+def interface_addresses() -> list[str]:
+    """This machine's IPv4 addresses, one per interface that has one (Linux ioctl; else
+    the addresses its host name and default route give), loopback included."""
+    found: list[str] = []
+    try:
+        import fcntl
+
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _, name in socket.if_nameindex():
+                request = struct.pack("256s", name.encode()[:15])
+                try:
+                    reply = fcntl.ioctl(probe.fileno(), 0x8915, request)  # SIOCGIFADDR
+                except OSError:
+                    continue  # no IPv4 address on it
+                found.append(socket.inet_ntoa(reply[20:24]))
+        finally:
+            probe.close()
+    except (ImportError, OSError, AttributeError):
+        pass
+    if not found:
+        with contextlib.suppress(OSError):
+            found += socket.gethostbyname_ex(socket.gethostname())[2]
+        towards = local_address_towards("192.0.2.1")  # TEST-NET-1: the default route
+        if towards:
+            found.append(towards)
+        found.append("127.0.0.1")
+    return list(dict.fromkeys(found))
+
+
+def dialable(addresses: list[str]) -> list[tuple[str, str]]:
+    """``addresses`` ordered for sharing, each with its kind: ``public`` first, then
+    ``private`` (reachable from the same network), then ``loopback`` (this machine)."""
+    kinds = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            continue
+        if ip.is_unspecified or ip.is_multicast or ip.is_link_local:
+            continue
+        kind = "loopback" if ip.is_loopback else "public" if ip.is_global else "private"
+        kinds.append((address, kind))
+    order = {"public": 0, "private": 1, "loopback": 2}
+    return sorted(kinds, key=lambda item: order[item[1]])
+
+
 def local_address_towards(ip: str) -> str | None:
     """The address this machine uses to reach ``ip`` (no packet is sent), or None."""
     try:

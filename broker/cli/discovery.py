@@ -66,6 +66,43 @@ def kind_caps(defaults: Mapping[str, Any], options: tuple[str, ...]) -> dict[str
     return caps
 
 
+def shareable(addrs: list[str]) -> list[tuple[str, str]]:
+    """The node's multiaddrs as others can dial them, each with its kind (``public``,
+    ``private``, ``loopback``), public first: a wildcard listen address (0.0.0.0) becomes
+    one address per interface of this machine."""
+    from mpcid.p2p import nat
+
+    out: list[tuple[str, str]] = []
+    for addr in addrs:
+        if addr.startswith("/ip4/0.0.0.0/"):
+            for ip, kind in nat.dialable(nat.interface_addresses()):
+                out.append((addr.replace("/ip4/0.0.0.0/", f"/ip4/{ip}/", 1), kind))
+        else:
+            parts = addr.split("/")
+            kinds = nat.dialable([parts[2]]) if len(parts) > 2 else []
+            out.append((addr, kinds[0][1] if kinds else "other"))
+    order = {"public": 0, "private": 1, "other": 2, "loopback": 3}
+    return sorted(dict.fromkeys(out), key=lambda item: order[item[1]])
+
+
+def explain(shown: list[tuple[str, str]]) -> None:
+    """Say on stderr which printed address to hand out (stdout keeps only addresses)."""
+    if not shown:
+        return
+    first, kind = shown[0]
+    if kind == "public":
+        click.echo(f"share the first address with the parties (--bootstrap): {first}",
+                   err=True)
+    elif kind == "private":
+        click.echo("this machine has no public address: the first one works for parties on "
+                   "the same network; for others, forward the port to it and share "
+                   "/ip4/<your public IP>/tcp/<port>/p2p/... (the part after /p2p/ stays)",
+                   err=True)
+    else:
+        click.echo("listening on loopback only: only this machine can use this node "
+                   "(--listen /ip4/0.0.0.0/tcp/4001 to serve others)", err=True)
+
+
 @click.command("node")
 @listen_option("/ip4/0.0.0.0/tcp/4001")
 @bootstrap_option()
@@ -126,8 +163,10 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
                                           kinds=SESSION_KINDS, store=store))
     addrs = await discovery.start()
     try:
-        for addr in addrs:
+        shown = shareable(addrs)
+        for addr, _ in shown:
             click.echo(addr)
+        explain(shown)
         click.echo("node running; Ctrl-C to stop", err=True)
         await wait_for_interrupt()
     finally:

@@ -99,8 +99,16 @@ def keystore(home: str | None, *, prompt: bool = True) -> Keystore:
 
 def _split(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
            ) -> tuple[str, ...]:
-    """Repeated options and a variable alike: ``MPCID_BOOTSTRAP="/ip4/.. /ip4/.."``."""
-    return tuple(part for value in values or () for part in value.split())
+    """Repeated options and a variable alike: ``MPCID_BOOTSTRAP="/ip4/.. /ip4/.."``. A
+    node's listen-all address is refused with what to use instead."""
+    parts = tuple(part for value in values or () for part in value.split())
+    for part in parts:
+        if part.startswith(("/ip4/0.0.0.0/", "/ip6/::/")):
+            raise UsageError(f"{part[:60]}... is where a node listens (every interface of "
+                             "its machine), not an address to dial",
+                             hint="use an address `mpcid node` printed, with its machine's "
+                                  "IP in place of 0.0.0.0")
+    return parts
 
 
 def bootstrap_option(help: str = "DHT node to join through, /ip4/.../tcp/.../p2p/12D3KooW... "

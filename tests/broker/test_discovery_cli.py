@@ -88,3 +88,50 @@ def test_resolve_unknown_did_and_bad_input(node: str) -> None:
                           "12D3KooWGHFcGHDZmEdfS5eu2ScLm33fodTKk3vnGqtnFjVyzAAX")
     assert unreachable.returncode == 1
     assert unreachable.stderr.count("\n") == 1 and "bootstrap" in unreachable.stderr
+
+
+def test_a_listen_all_address_is_refused_as_bootstrap() -> None:
+    wildcard = subprocess.run([MPCID, "resolve",
+                               "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp",
+                               "--bootstrap", "/ip4/0.0.0.0/tcp/4001/p2p/"
+                               "12D3KooWGHFcGHDZmEdfS5eu2ScLm33fodTKk3vnGqtnFjVyzAAX"],
+                              capture_output=True, text=True, env=env(), timeout=60)
+    assert wildcard.returncode == 2 and wildcard.stderr.count("\n") == 1
+    assert "is where a node listens" in wildcard.stderr and "in place of 0.0.0.0" in \
+        wildcard.stderr
+
+
+def test_a_node_on_every_interface_prints_addresses_to_dial(tmp_path: Path) -> None:
+    from mpcid.p2p import nat
+
+    proc = subprocess.Popen([MPCID, "node", "--home", str(tmp_path), "--listen",
+                             "/ip4/0.0.0.0/tcp/0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        assert first.startswith("/ip4/") and "/ip4/0.0.0.0/" not in first
+        ip = first.split("/")[2]
+        assert ip in nat.interface_addresses()
+        expected = nat.dialable(nat.interface_addresses())
+        assert ip == expected[0][0]  # public first, then private, loopback last
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = proc.stdout.read(), proc.stderr.read()  # what readline left buffered
+        proc.stdout.close()
+        proc.stderr.close()
+    lines = [first, *out.split()]
+    assert not any("/0.0.0.0/" in line for line in lines)
+    assert lines[-1].startswith("/ip4/127.0.0.1/") or expected[-1][1] != "loopback"
+    assert "share the first address" in err or "no public address" in err
+
+
+def test_addresses_are_ordered_for_sharing() -> None:
+    from mpcid.p2p import nat
+
+    assert nat.dialable(["127.0.0.1", "10.1.2.3", "0.0.0.0", "169.254.1.1", "8.8.4.4",
+                         "224.0.0.1", "not an ip", "192.168.1.5"]) == [
+        ("8.8.4.4", "public"), ("10.1.2.3", "private"), ("192.168.1.5", "private"),
+        ("127.0.0.1", "loopback")]
