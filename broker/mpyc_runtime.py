@@ -559,7 +559,24 @@ def _program_server(program: Path, sha256: bytes) -> ProgramServer:
     return ProgramServer(data)
 
 
+class _NoInstallHints(logging.Filter):
+    """MPyC suggests optional packages (numpy, gmpy2) at import: advice for whoever
+    installed it, not output of the session."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Install package ")
+
+
 def _import_mpyc_runtime() -> Any:
+    hints = _NoInstallHints()
+    logging.getLogger().addFilter(hints)
+    try:
+        return _import_mpyc()
+    finally:
+        logging.getLogger().removeFilter(hints)
+
+
+def _import_mpyc() -> Any:
     if "mpyc.runtime" in sys.modules:
         # Already set up by an earlier import in this process: set up again from sys.argv.
         module: Any = sys.modules["mpyc.runtime"]

@@ -344,6 +344,13 @@ async def credential_import(credential: str, contexts: tuple[str, ...],
     if as_json:
         emit_json({**credential_summary(result), "localId": doc_id})
     else:
+        types = ", ".join(t for t in result.types if t != "VerifiableCredential")
+        claims = ", ".join(f"{k}={v}" for k, v in result.claims.items() if k != "id")
+        until = isoformat(result.valid_until) if result.valid_until else "no end"
+        revocable = "revocable" if document.get("credentialStatus") else "not revocable"
+        click.echo(f"imported {types or 'VerifiableCredential'} from {result.issuer}"
+                   + (f" ({claims})" if claims else "")
+                   + f", valid until {until}, {revocable}; its id (last line):", err=True)
         click.echo(doc_id)
 
 

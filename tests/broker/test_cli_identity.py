@@ -609,6 +609,8 @@ def test_import_list_show(membership_file: Path, membership_doc: dict[str, Any],
     doc_id = imported.stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{16}", doc_id)
     assert "none of your identities" in imported.stderr  # holder has no identity here
+    assert "imported MembershipCredential from did:key:" in imported.stderr
+    assert "(organization=Acme), valid until 2099-01-01" in imported.stderr
 
     listing = ok(run("credential", "list", home=holder)).stdout
     row = next(line for line in listing.splitlines() if doc_id in line)

@@ -76,6 +76,7 @@ def test_invitee_without_the_program_fetches_it(tmp_path: Path, node: str,
     for name, (code, out, err) in results.items():
         assert code == 0, f"{name}: {err}"
         assert "total 6000" in out, f"{name}: {out}"
+        assert "Install package" not in out + err  # MPyC's advice is not session output
     assert "running the kept program" in results["alice"][2]
     bob_err = results["bob"][2]
     assert "fetching it from the inviter" in bob_err and "running it (--accept-program)" in bob_err
