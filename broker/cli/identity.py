@@ -520,6 +520,12 @@ def status_list_create(issuer: str, url: str, purpose: str, publish: str | None,
                               "purpose": purpose, "next_index": 0, "valid_for": seconds,
                               "publish": str(Path(publish).resolve()) if publish else None}
     publish_status_list(ks, record, Bitstring.empty())
+    days = seconds / 86400
+    click.echo(f"verifiers fetch this list from {url}: serve "
+               + (f"{record['publish']}" if publish else "the JSON printed above")
+               + f" there over HTTPS; it is valid for {days:g} days, so re-sign it before "
+               "then with `mpcid status-list refresh` (revoking re-signs too); check what "
+               f"is served with `mpcid status-list check --url {url}`", err=True)
     if not publish:
         emit_json(record["credential"])
 
@@ -543,6 +549,57 @@ def status_list_refresh(urls: tuple[str, ...], home: str | None) -> None:
         publish_status_list(ks, record, bits)
         until = record["credential"].get("validUntil", "no validUntil")
         click.echo(f"refreshed: {url} (valid until {until})")
+
+
+@status_list_group.command("check")
+@click.option("--url", "urls", multiple=True, metavar="URL",
+              help="The list to check (repeatable); default: every list hosted here.")
+@ca_file_option()
+@home_option
+@wraps_async
+async def status_list_check(urls: tuple[str, ...], ca_file: str | None,
+                            home: str | None) -> None:
+    """Fetch each hosted list from its URL, as a verifier would, and say whether what is
+    served is the current signed list (exit 1 if any is not)."""
+    from mpcid.identity.statuslist import FileAndHttpStatusSource
+
+    ks = keystore(home, prompt=False)
+    records = {str(r.get("url")): r for _, r in ks.documents("statuslists")
+               if isinstance(r, dict) and isinstance(r.get("credential"), dict)}
+    for url in urls:
+        if url not in records:
+            raise UsageError(f"status list {url} is not hosted in this keystore")
+    source = FileAndHttpStatusSource(ca_file=ca_file)
+    bad = 0
+    for url in urls or tuple(records):
+        verdict = await _served(source, url, records[url]["credential"])
+        bad += verdict is not None
+        click.echo(f"{url}: " + (verdict or "served, and it is the current signed list"))
+    if bad:
+        raise MpcidError(f"{bad} status list(s) not served as they should be",
+                         hint="serve the publish file (or `mpcid status-list create` "
+                              "output) at each URL over HTTPS")
+
+
+async def _served(source: Any, url: str, current: dict[str, Any]) -> str | None:
+    """Why what ``url`` serves is not ``current``, or None if it is."""
+    try:
+        served = await source.fetch(url)
+    except MpcidError as exc:
+        return f"not served ({exc.message})"
+    if served == current:
+        return None
+    subject = served.get("credentialSubject")
+    listed = subject.get("encodedList") if isinstance(subject, dict) else None
+    if served.get("issuer") != current.get("issuer") or listed is None:
+        return "it serves something else than this list: serve the publish file there"
+    if listed != current["credentialSubject"]["encodedList"]:
+        return ("it serves an older list, without the latest revocations: publish the "
+                "current one there again")
+    until = served.get("validUntil")
+    if isinstance(until, str) and until <= isoformat(now_utc()):
+        return f"the served list expired at {until}: publish the current one there"
+    return "it serves an earlier signature of the same list: publish the current one"
 
 
 # --- presentations ------------------------------------------------------------------------

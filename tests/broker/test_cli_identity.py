@@ -868,3 +868,32 @@ def test_join_given_a_credential_token_says_what_it_is(issued: tuple[Party, Part
     program.write_text("print(1)\n")
     error_line(run("join", token, "--program", program, home=member.home), 2,
                "credential token, not an invitation", "mpcid credential import")
+
+
+def test_status_list_publishing_is_explained_and_checked(tmp_path: Path, alice: Party) -> None:
+    issuer = make_party(tmp_path / "issuer", "org")
+    served = tmp_path / "www" / "served.json"
+    served.parent.mkdir()
+    url = served.as_uri()
+    published = tmp_path / "publish.json"
+    created = ok(run("status-list", "create", "--issuer", "org", "--url", url,
+                     "--publish", published, home=issuer.home))
+    assert f"verifiers fetch this list from {url}: serve {published} there" in created.stderr
+    assert "valid for 7 days" in created.stderr and "status-list check" in created.stderr
+    missing = run("status-list", "check", home=issuer.home)
+    assert missing.returncode == 1 and f"{url}: not served (" in missing.stdout
+    served.write_bytes(published.read_bytes())
+    current = ok(run("status-list", "check", "--url", url, home=issuer.home))
+    assert current.stdout == f"{url}: served, and it is the current signed list\n"
+    issue(issuer, alice.did, "--status-list", url)
+    [entry] = json.loads(ok(run("credential", "issued", "--json", home=issuer.home)).stdout)
+    assert entry["state"] == "valid" and entry["status"] == f"{url}#0"
+    assert ok(run("credential", "revoke", entry["id"], home=issuer.home)).stdout == \
+        f"revoked: {url}#0\n"
+    [entry] = json.loads(ok(run("credential", "issued", "--json", home=issuer.home)).stdout)
+    assert entry["state"] == "revoked"
+    older = run("status-list", "check", home=issuer.home)
+    assert older.returncode == 1 and "an older list, without the latest revocations" in \
+        older.stdout
+    error_line(run("status-list", "check", "--url", "https://other.example/1",
+                   home=issuer.home), 2, "is not hosted in this keystore")
