@@ -163,6 +163,36 @@ def _parse(body: bytes) -> dict[str, Any]:
     return message
 
 
+# --- what each party can do about a refusal ---------------------------------------------
+
+
+def hint_for_the_refused(reason: str) -> str:
+    """What the refused party can do, by the reason it was given (the reason comes from
+    the peer: it only selects one of these texts)."""
+    text = reason.lower()
+    if "revoked" in text or "suspended" in text:
+        return ("its issuer revoked that credential: only the issuer can say why, so ask it "
+                "(and for a new credential if you should still hold one)")
+    if "expired" in text or "not yet valid" in text:
+        return "ask its issuer for a current credential and import it (`mpcid credential import`)"
+    if "status could not be checked" in text:
+        return ("the other party could not read your issuer's status list: ask the issuer "
+                "to serve it at the URL in your credential")
+    if "replayed" in text:
+        return "join again; if this repeats, something between the parties interferes"
+    if "no " in text and "credential" in text:
+        return ("ask an issuer the invitation names for that credential and import it "
+                "(`mpcid credential import`)")
+    return ("get a credential that meets the invitation's requirement from an issuer it "
+            "names, or ask the inviter about the requirement")
+
+
+def hint_for_the_others(refused: str) -> str:
+    """What every other party can do: nothing about the credential; only without it."""
+    return (f"only {refused} can fix that (with its issuer): start a new session without it, "
+            "or once it holds a valid credential")
+
+
 # --- the state machine ------------------------------------------------------------------
 
 
@@ -266,8 +296,11 @@ class Admission:
             return []
         kind = message["t"]
         if kind == "abort":
-            self.error = SessionAborted(f"{self.name(peer)} stopped the session: "
-                                        f"{message['reason']}")
+            reason = message["reason"]
+            self.error = SessionAborted(
+                f"{self.name(peer)} stopped the session: {reason}",
+                hint=hint_for_the_others("the refused party") if "refused" in reason
+                else None)
             self.abort_reason = self.error.message
             # Passed on once: a party connected only to this one still learns why.
             return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
@@ -280,7 +313,8 @@ class Admission:
             return [Verify(peer, message["vp"])]
         if step == "refused":
             why = message["reason"] or "no reason given"
-            self.error = AdmissionRefused(f"{self.name(peer)} refused me: {why}")
+            self.error = AdmissionRefused(f"{self.name(peer)} refused me: {why}",
+                                          hint=hint_for_the_refused(why))
             self.abort_reason = f"{self.name(peer)} refused it: {why}"
             return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
         if step == "admitted":
@@ -296,7 +330,8 @@ class Admission:
         stepped = self._step(peer, "admit" if reason is None else "refuse")
         assert stepped, "verified() answers a Verify action, once"
         if reason is not None:
-            self.error = AdmissionRefused(f"refused {self.name(peer)}: {reason}")
+            self.error = AdmissionRefused(f"refused {self.name(peer)}: {reason}",
+                                          hint=hint_for_the_others(self.name(peer)))
             self.abort_reason = f"it refused {self.name(peer)}: {reason}"
             out: list[Send | Verify] = [Send(peer, verdict(False, reason))]
             out += [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpcid.identity import credentials as vc
-from mpcid.identity.errors import MpcidError
+from mpcid.identity.errors import DIDResolutionError, MpcidError, StatusCheckFailed
 from mpcid.identity.keystore import Keystore
 from mpcid.identity.policy import Policy, Presented, Requirement
 
@@ -23,6 +23,14 @@ class Choice:
     credentials: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...]
     """Requirements this party will probably fail, and why."""
+    unmet: tuple[str, ...] = ()
+    """The warnings that are certain: no credential, or one that is expired, revoked,
+    from another issuer or about someone else. (A status list or DID that could not be
+    fetched here only makes the outcome uncertain: the others may well reach it.)"""
+
+
+#: Failures that only say "could not be checked from here".
+UNCERTAIN = (StatusCheckFailed, DIDResolutionError)
 
 
 async def choose(keystore: Keystore, did: str, policy: Policy,
@@ -30,18 +38,24 @@ async def choose(keystore: Keystore, did: str, policy: Policy,
     stored = [doc for _, doc in keystore.documents("credentials") if isinstance(doc, dict)]
     chosen: list[dict[str, Any]] = []
     warnings: list[str] = []
+    unmet: list[str] = []
     for requirement in policy.requirements:
-        document, warning = await _best(stored, did, requirement, config)
+        document, warning, certain = await _best(stored, did, requirement, config)
         if warning:
             warnings.append(warning)
+            if certain:
+                unmet.append(warning)
         if document is not None and document not in chosen:
             chosen.append(document)
-    return Choice(tuple(chosen), tuple(warnings))
+    return Choice(tuple(chosen), tuple(warnings), tuple(unmet))
 
 
 async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement,
-                config: vc.VerifyConfig) -> tuple[dict[str, Any] | None, str | None]:
-    ranked: list[tuple[int, dict[str, Any], str | None]] = []
+                config: vc.VerifyConfig
+                ) -> tuple[dict[str, Any] | None, str | None, bool]:
+    """The best credential for ``requirement``, what is wrong with it (None: nothing),
+    and whether that is certain."""
+    ranked: list[tuple[int, dict[str, Any], str | None, bool]] = []
     for document in stored:
         shape = Presented.read(document)
         shape = shape.about(did) or shape
@@ -49,7 +63,7 @@ async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement
         if requirement.credential_type not in shape.types:
             continue
         mismatch = requirement.mismatch(shape)
-        problem = mismatch
+        problem, certain = mismatch, True
         if subject != did:
             problem = f"credential {shape.id} was issued to {subject}, not to you"
         elif mismatch is None:
@@ -57,16 +71,17 @@ async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement
                 await vc.verify_credential(document, config)
             except MpcidError as exc:
                 problem = exc.message
+                certain = not isinstance(exc, UNCERTAIN)
         rank = (0 if problem is None else 1 if subject == did and mismatch is None
                 else 2 if subject == did else 3)
-        ranked.append((rank, document, problem))
+        ranked.append((rank, document, problem, certain))
     if not ranked:
         return None, (f"you hold no {requirement.credential_type} credential for the "
-                      f"requirement {requirement}")
-    rank, document, problem = min(ranked, key=lambda r: r[0])
+                      f"requirement {requirement}"), True
+    rank, document, problem, certain = min(ranked, key=lambda r: r[0])
     if problem is None:
-        return document, None
-    return document, f"requirement {requirement}: {problem}"
+        return document, None, False
+    return document, f"requirement {requirement}: {problem}", certain
 
 
 def describe_presented(documents: tuple[dict[str, Any], ...]

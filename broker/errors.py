@@ -16,6 +16,7 @@ line (:mod:`mpcid.broker.cli`). The broker's part of the tree::
     │   ├── PartiesMissing            parties without a channel (or admission) in time
     │   ├── PeerFailed                a channel failed while the computation ran
     │   ├── InvitationDeclined        an invited party declined
+    │   ├── RequirementsUnmet         this party cannot meet the requirements itself
     │   ├── AdmissionRefused          a party was refused, or refused this one
     │   ├── SessionAborted            another party stopped the session before MPyC
     │   ├── InvitationError           an invitation cannot be used
@@ -109,6 +110,14 @@ class InvitationDeclined(SessionError):
     """An invited party declined the invitation, so the session cannot run."""
 
     hint = "ask the inviter for a new session without that party, or talk to it"
+
+
+class RequirementsUnmet(SessionError):
+    """This party's own credentials cannot meet the invitation's requirements, so it did
+    not start (and declined, so that the others stop waiting)."""
+
+    hint = ("get a credential that meets the requirement from an issuer it names, import it "
+            "(`mpcid credential import`), and ask the inviter for a new invitation")
 
 
 class AdmissionRefused(SessionError):

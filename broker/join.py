@@ -75,6 +75,10 @@ class SessionPlan:
     warnings: tuple[str, ...]
     """Requirements this party will probably fail, and why (it presents the closest
     credentials anyway, so that the others can say exactly why they refuse)."""
+    unmet: tuple[str, ...] = ()
+    """The warnings that are certain (no such credential, expired, revoked, another
+    issuer's): ``mpcid join`` then declines instead of starting a session that every
+    other party would refuse."""
 
     @classmethod
     def prepare(cls, keystore: Keystore, key: Ed25519Key, invitation: Invitation,
@@ -101,7 +105,7 @@ class SessionPlan:
         choice = asyncio.run(choose(keystore, key.did.did, invitation.requirements, config))
         return cls(invitation, key, index, session,
                    AdmissionSettings(invitation.requirements, choice.credentials, config,
-                                     invitation), program, choice.warnings)
+                                     invitation), program, choice.warnings, choice.unmet)
 
 
 def run_join(keystore: Keystore, plan: SessionPlan, program_args: list[str],

@@ -277,9 +277,22 @@ class Ui:
             for i in self.keystore.identities()]})
 
     async def credentials(self, request: web.Request) -> web.StreamResponse:
+        """My credentials; with ``?status=1`` each also verified now (its state)."""
+        import datetime as dt
+
+        from .verifier import held_state, verify_config
+
         mine = self.my_dids()
-        return _json({"credentials": [credential_json(doc_id, doc, mine)
-                                      for doc_id, doc in self.keystore.documents("credentials")]})
+        out = [credential_json(doc_id, doc, mine)
+               for doc_id, doc in self.keystore.documents("credentials")]
+        if request.query.get("status"):
+            copies = {url: Path(path) for url, _, path in
+                      (item.partition("=") for item in self.settings.status_files)}
+            config = verify_config(self.keystore, now=dt.datetime.now(dt.timezone.utc),
+                                   status_files=copies)
+            for entry, (_, doc) in zip(out, self.keystore.documents("credentials")):
+                entry["state"] = await held_state(doc, config)
+        return _json({"credentials": out})
 
     async def invitations(self, request: web.Request) -> web.StreamResponse:
         mine = self.my_dids()

@@ -67,3 +67,23 @@ def verify_config(keystore: Keystore, *, now: dt.datetime,
                            status=status,
                            now=now, status_max_age=status_max_age,
                            status_lists={} if peers else None)
+
+
+async def held_state(document: dict[str, Any], config: vc.VerifyConfig) -> str:
+    """One word (and why, when it is not valid) for a held credential, checked now."""
+    from mpcid.identity.errors import (CredentialExpired, CredentialNotYetValid,
+                                       CredentialRevoked, MpcidError, StatusCheckFailed)
+
+    try:
+        await vc.verify_credential(document, config)
+    except CredentialRevoked:
+        return "revoked (ask its issuer)"
+    except CredentialExpired:
+        return "expired"
+    except CredentialNotYetValid:
+        return "not yet valid"
+    except StatusCheckFailed as exc:
+        return f"unknown: {exc.message}"
+    except MpcidError as exc:
+        return f"invalid: {exc.message}"
+    return "valid"

@@ -2,7 +2,7 @@
 
 Only the modules of this package import click, and nothing outside it imports from it:
 each command module holds one family of commands (``identity``, ``discovery``,
-``sessions``, ``programs``, ``run``, ``invitations``, ``transcript``, ``demo``, ``ui``), built on the
+``statuslists``, ``sessions``, ``programs``, ``run``, ``invitations``, ``transcript``, ``demo``, ``ui``), built on the
 shared options of :mod:`.options` and the domain packages, and this module adds them to
 the group.
 
@@ -31,7 +31,7 @@ from .options import debug, home_option
 #: otherwise pay for importing the page, the demo and the identity commands.
 COMMAND_MODULES = {
     "create-did": "identity", "did": "identity", "credential": "identity",
-    "status-list": "identity", "present": "identity", "presentation": "identity",
+    "status-list": "statuslists", "present": "identity", "presentation": "identity",
     "demo": "demo", "run": "run", "node": "discovery", "online": "discovery",
     "resolve": "discovery", "invite": "sessions", "join": "sessions",
     "transcript": "transcript", "invitations": "invitations", "ui": "ui",

@@ -162,11 +162,13 @@ class _Demo:
         for line in results:
             print_(f"      {line}")
 
-        # 7. the same with the former member invited: refused by everyone before MPyC
+        # 7. the same with the former member invited: its own join sees the revocation
+        #    and declines, and the inviter stops at once, told why; no MPyC traffic
         token = self.invite(["member0", "former"], requirement, bootstrap)
         errors = self.join_refused(["member0", "former"], token, url, status_file)
-        print_("[bold]7.[/] a session inviting the former member: "
-               "[red]refused[/] before any MPyC traffic:")
+        print_("[bold]7.[/] a session inviting the former member: [red]not started[/]: "
+               "its own join finds its credential revoked and declines, and the inviter "
+               "is told at once:")
         for name, error in errors.items():
             print_(f"      {name:<8} {error}")
         self.phase("refused session")

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from mpcid.broker.errors import SessionError
+from mpcid.broker.errors import RequirementsUnmet, SessionError
 from mpcid.broker.inbox import InvitationStore, invited_identity, receive_invitation
 from mpcid.broker.invitation import Invitation
 from mpcid.broker.join import JoinSettings, SessionPlan, run_join
@@ -43,9 +43,29 @@ def read_program(path: str) -> tuple[Path, bytes]:
                          hint="give the path of the MPyC program") from None
 
 
+def unmet_hint(problem: str, invitation: Invitation) -> str:
+    """What the person who cannot meet a requirement can do, by what is wrong."""
+    issuers = sorted({i for r in invitation.requirements.requirements for i in r.issuers})
+    named = ", ".join(issuers) or "the issuer"
+    if "revoked" in problem or "suspended" in problem:
+        return (f"its issuer revoked it: ask the issuer ({named}) why, and for a new "
+                "credential if it should still hold")
+    if "expired" in problem or "not yet valid" in problem:
+        return f"ask the issuer ({named}) for a current credential and import it"
+    if "you hold no" in problem:
+        return (f"ask an issuer the invitation names ({named}) for that credential and "
+                "import it with `mpcid credential import`")
+    return (f"the invitation accepts credentials issued by {named} with the claims it names: "
+            "ask one of them, or ask the inviter to change the requirement")
+
+
 def join_options(func: Any) -> Any:
     """What ``join`` and ``invite --join`` share."""
     for option in reversed([
+        click.option("--even-if-unmet", "even_if_unmet", is_flag=True,
+                     help="Go ahead although your own credentials do not meet the "
+                          "requirements as checked here (e.g. this machine's clock is off): "
+                          "the other parties decide."),
         click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=120.0,
                      show_default=True,
                      help="Seconds to wait for every party's channel and admission."),
@@ -67,7 +87,7 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
               program_args: tuple[str, ...], connect_timeout: float, transcript: str | None,
               contexts: tuple[str, ...], status_files: tuple[str, ...],
               status_max_age: dt.timedelta, ca_file: str | None,
-              progress_mode: str) -> None:
+              progress_mode: str, even_if_unmet: bool = False) -> None:
     """Plan and run this party's session from the options of ``join_options``."""
     settings = JoinSettings(connect_timeout=connect_timeout,
                             transcript=Path(transcript) if transcript else None,
@@ -76,8 +96,17 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
                             status_max_age=status_max_age, ca_file=ca_file)
     plan = SessionPlan.prepare(ks, key, invitation, program, settings)
     ProgramStore(ks.home).keep_file(plan.program)  # the session's, byte for byte
+    if plan.unmet and not even_if_unmet:
+        from .programs import decline
+
+        decline(ks, key, invitation, f"its own credentials do not meet the requirements: "
+                                     f"{plan.unmet[0]}")
+        raise RequirementsUnmet(
+            f"you do not meet this session's requirements: {plan.unmet[0]}; you did not "
+            "join, and the other parties are told", hint=unmet_hint(plan.unmet[0],
+                                                                      invitation))
     for warning in plan.warnings:
-        click.echo(f"warning: {warning}; the other parties will refuse you", err=True)
+        click.echo(f"warning: {warning}; the other parties may refuse you", err=True)
     progress = make_progress(progress_mode, terminal=sys.stderr.isatty())
     run_join(ks, plan, list(program_args), settings, progress,
              notify=lambda line: click.echo(line, err=True))
@@ -89,8 +118,10 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
 @click.option("--program", required=True, type=click.Path(dir_okay=False),
               help="The MPyC program every party must run, byte for byte.")
 @click.option("--require", "requirements", multiple=True,
-              metavar="TYPE@ISSUER_DID[;KEY=VALUE]",
-              help="A credential every party must present (repeatable).")
+              metavar="TYPE@ISSUER_DID[,ISSUER_DID...][;KEY=VALUE]",
+              help="A credential every party must present, issued by any of the listed "
+                   "DIDs, e.g. MembershipCredential@did:key:z6MkAcme...,did:key:z6MkGlobex"
+                   "... (repeatable: every requirement must be met).")
 @click.option("--threshold", type=click.IntRange(min=0), default=None,
               help="MPyC corruption threshold t (2t < parties) [default: (n-1)//2].")
 @click.option("--no-prss", is_flag=True, help="Disable MPyC's pseudorandom secret sharing.")
@@ -138,9 +169,12 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
     path, digest = read_program(program)
     ks = keystore(home)
     key = ks.load_identity(name)
+    policy = Policy.parse(requirements)
+    if policy.requirements and not options["even_if_unmet"]:
+        check_inviter(ks, key, policy)
     invitation, data = Invitation.create(
         key, dids, path.name, digest, threshold=threshold, no_prss=no_prss,
-        requirements=Policy.parse(requirements), ttl=parse_duration(expires),
+        requirements=policy, ttl=parse_duration(expires),
         bootstrap=bootstrap, relays=relays, name=session_name, now=time.time())
     if out:
         Path(out).write_text(json.dumps(json.loads(data), indent=2) + "\n")
@@ -157,6 +191,25 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
     if and_join:
         sys.stdout.flush()
         join_with(ks, key, invitation, path, program_args, **options)
+
+
+def check_inviter(ks: Keystore, key: Ed25519Key, policy: Any) -> None:
+    """Refuse an invitation whose requirements the inviter itself cannot meet: every
+    other party would refuse it, after everyone had started."""
+    import datetime as dt
+
+    from mpcid.broker.credential_choice import choose
+    from mpcid.broker.verifier import verify_config
+
+    config = verify_config(ks, now=dt.datetime.now(dt.timezone.utc))
+    choice = asyncio.run(choose(ks, key.did.did, policy, config))
+    if choice.unmet:
+        raise UsageError(f"you do not meet this invitation's requirements yourself: "
+                         f"{choice.unmet[0]}; every other party would refuse you",
+                         hint="import the credential you lack, change --require, or pass "
+                              "--even-if-unmet to create it anyway")
+    for warning in choice.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) -> None:

@@ -114,15 +114,31 @@ async function loadIdentities() {
   if (!bootstrap.value && defaults.bootstrap.length) bootstrap.value = defaults.bootstrap.join("\n");
 }
 
+let credentialStates = {};
+
 async function loadCredentials() {
   const data = await api("credentials");
-  fillTable("credentials", data.credentials.map((c) => el("tr", {"data-id": c.id},
+  fillTable("credentials", data.credentials.map((c) => el("tr", {"data-id": c.id, "data-state": credentialStates[c.id] || null},
     el("td", {}, el("code", {text: c.id})),
     el("td", {text: c.types.join(", ") || "VerifiableCredential"}),
     el("td", {class: "did", title: c.issuer, text: short(c.issuer)}),
     el("td", {text: c.holder || short(c.subject)}),
-    el("td", {class: c.expired ? "bad" : "", text: (c.expires || "never") + (c.expired ? " (expired)" : "")}))));
+    el("td", {class: c.expired ? "bad" : "", text: (c.expires || "never") + (c.expired ? " (expired)" : "")}),
+    el("td", {class: "state-cell state-" + (credentialStates[c.id] || "").split(/[ :(]/)[0],
+              text: credentialStates[c.id] || "not checked"}))));
 }
+
+document.getElementById("check-credentials").addEventListener("click", async (event) => {
+  event.target.disabled = true;
+  try {
+    const data = await api("credentials?status=1");
+    credentialStates = Object.fromEntries(data.credentials.map((c) => [c.id, c.state]));
+    await loadCredentials();
+  } catch (e) {
+    status(e.message, true);
+  }
+  event.target.disabled = false;
+});
 
 // -- organisation
 
@@ -497,7 +513,8 @@ async function reload() {
   reloadTimer = null;
   try {
     await Promise.all([loadIdentities(), loadCredentials()]);
-    await Promise.all([loadIssued(), loadStatusLists(), loadPrograms(), loadInvitations(), loadHistory()]);
+    await Promise.all([loadIssued(), loadStatusLists(), loadPrograms(), loadInvitations(), loadHistory(),
+                       api("sessions").then((data) => showSessions(data.sessions))]);
     status("updated " + new Date().toLocaleTimeString(), false);
   } catch (e) {
     status(e.message, true);

@@ -168,7 +168,10 @@ def test_three_parties_with_credentials_compute(world: World) -> None:
 
 def test_party_without_credential_is_refused_by_all_before_mpyc(world: World) -> None:
     token = world.invite("bob", "dave")
-    procs = [world.join(name, token, salary)
+    # Dave goes ahead although he knows he lacks the credential (--even-if-unmet): the
+    # others' verification is what is tested here.
+    procs = [world.join(name, token, salary, *(("--even-if-unmet",) if name == "dave"
+                                               else ()))
              for name, salary in (("alice", 1000), ("bob", 2000), ("dave", 3000))]
     (a_out, a_err), (b_out, b_err), (d_out, d_err) = [p.communicate(timeout=120)
                                                       for p in procs]
@@ -197,16 +200,38 @@ def test_bad_credential_is_refused_with_the_reason(world: World, who: str, reaso
                                                    ) -> None:
     token = world.invite(who)
     procs = [world.join("alice", token, 1000, "--transcript", str(world.root / "a.t")),
-             world.join(who, token, 2000)]
+             world.join(who, token, 2000, "--even-if-unmet")]
     (_, a_err), (_, w_err) = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [1, 1]
     line = _error(a_err)
     assert "refused party 1" in line and world.dids[who] in line and reason in line
     assert "refused me" in _error(w_err) and reason in _error(w_err)
+    assert "can fix that (with its issuer)" in line  # the others can only go without it
+    if reason == "revoked":
+        assert "only the issuer can say why" in _error(w_err)
     checked = mpcid("transcript", "verify", "--json", str(world.root / "a.t"))
     transcript = json.loads(checked.stdout)
     assert transcript["outcome"] == "refused" and transcript["started_ms"] is None
     assert [p["admitted"] for p in transcript["parties"]] == [False, False]
+
+
+def test_a_party_that_cannot_meet_the_requirements_declines_at_once(world: World) -> None:
+    """Frank's credential is revoked: his own join sees it, does not start, and declines;
+    Alice stops at once, told why and whose to fix it is."""
+    token = world.invite("frank")
+    alice = world.join("alice", token, 1000)
+    started = time.monotonic()
+    frank = world.join("frank", token, 2000)
+    (_, f_err), (_, a_err) = [p.communicate(timeout=120) for p in (frank, alice)]
+    assert [frank.returncode, alice.returncode] == [1, 1]
+    assert time.monotonic() - started < 30  # not the 40 s connect timeout
+    told = _error(f_err)
+    assert "you do not meet this session's requirements" in told and "revoked" in told
+    assert "only the issuer can say why" not in told  # the join's own hint, below
+    assert f"ask the issuer ({world.acme})" in told and "you did not join" in told
+    line = _error(a_err)
+    assert "will not take part" in line and world.dids["frank"] in line and "revoked" in line
+    assert "started" not in [e["event"] for e in _events(a_err)]
 
 
 def test_no_show_is_named_after_the_timeout(world: World) -> None:
@@ -267,7 +292,7 @@ def test_late_party_learns_why_the_session_stopped(world: World) -> None:
     """Bob refuses Dave before Alice has started: Bob publishes why, so Alice, arriving
     when nobody is left to tell her, reports the refusal instead of a timeout."""
     token = world.invite("bob", "dave")
-    early = [world.join("bob", token, 2), world.join("dave", token, 3)]
+    early = [world.join("bob", token, 2), world.join("dave", token, 3, "--even-if-unmet")]
     for proc in early:
         proc.communicate(timeout=120)
         assert proc.returncode == 1
@@ -348,7 +373,8 @@ def test_unrequested_issuer_is_refused_before_any_fetch(
     port, sock = listener
     _hand_to_dave(world, "evil", f"http://127.0.0.1:{port}/status")
     token = world.invite("dave")
-    procs = [world.join("alice", token, 1000), world.join("dave", token, 2000)]
+    procs = [world.join("alice", token, 1000),
+             world.join("dave", token, 2000, "--even-if-unmet")]
     (_, a_err), (_, d_err) = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [1, 1]
     assert "was issued by" in _error(a_err) and world.dids["evil"] in _error(a_err)

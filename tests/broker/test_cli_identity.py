@@ -745,7 +745,7 @@ def test_present_unknown_credential(alice: Party, tmp_path: Path) -> None:
 
 def test_demo(tmp_path: Path) -> None:
     proc = ok(run("demo", home=tmp_path))
-    assert "admitted" in proc.stdout and "refused" in proc.stdout
+    assert "admitted" in proc.stdout and "not started" in proc.stdout
     assert "revoked" in proc.stdout
 
 

@@ -345,8 +345,8 @@ def test_demo_runs_an_example_as_separate_processes(tmp_path: Path) -> None:
     assert "result (identical at all 2 parties" in result.stdout
     assert "local DHT node" in result.stdout and "completed" in result.stdout
     refusal = result.stdout.split("7. ", 1)[1]
-    assert "former   party 0" in refusal and "refused me" in refusal
-    assert "is revoked" in refusal
+    assert "former   you do not meet this session's requirements" in refusal
+    assert "is revoked" in refusal and "will not take part" in refusal
     assert "winner" in result.stdout and "price" in result.stdout
 
 
