@@ -315,7 +315,7 @@ class Admission:
             why = message["reason"] or "no reason given"
             self.error = AdmissionRefused(f"{self.name(peer)} refused me: {why}",
                                           hint=hint_for_the_refused(why))
-            self.abort_reason = f"{self.name(peer)} refused it: {why}"
+            self.abort_reason = f"{self.name(peer)} refused party {self.me}: {why}"
             return [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
         if step == "admitted":
             return self._maybe_ready()
@@ -332,7 +332,7 @@ class Admission:
         if reason is not None:
             self.error = AdmissionRefused(f"refused {self.name(peer)}: {reason}",
                                           hint=hint_for_the_others(self.name(peer)))
-            self.abort_reason = f"it refused {self.name(peer)}: {reason}"
+            self.abort_reason = f"party {self.me} refused {self.name(peer)}: {reason}"
             out: list[Send | Verify] = [Send(peer, verdict(False, reason))]
             out += [Send(p, abort(self.abort_reason)) for p in self.peers if p != peer]
             return out

@@ -117,11 +117,11 @@ def test_a_channel_opening_after_a_refusal_gets_only_the_reason() -> None:
     assert _sends(machine.late_channel(0)) == [(0, "abort")]
     [late] = machine.late_channel(0)
     assert isinstance(late, adm.Send)
-    assert late.message["reason"] == ("it refused party 2 (did:key:z...): no credential "
-                                      "was presented")
+    assert late.message["reason"] == ("party 1 refused party 2 (did:key:z...): no "
+                                      "credential was presented")
     refused = adm.Admission(2, (0, 1), {1: "party 1"})
     refused.receive(1, adm.verdict(False, "expired"))
-    assert refused.late_channel(0)[0].message["reason"] == "party 1 refused it: expired"
+    assert refused.late_channel(0)[0].message["reason"] == "party 1 refused party 2: expired"
 
 
 def test_refused_by_a_peer_and_aborted_by_a_peer() -> None:
@@ -131,7 +131,7 @@ def test_refused_by_a_peer_and_aborted_by_a_peer() -> None:
         machine.error)
     assert machine.state[0].theirs is adm.Theirs.REFUSED_ME  # a state of the table
     other = adm.Admission(1, (0, 2))
-    assert _sends(other.receive(2, adm.abort("it refused party 0: revoked"))) == [
+    assert _sends(other.receive(2, adm.abort("party 2 refused party 0: revoked"))) == [
         (0, "abort")]
     assert isinstance(other.error, adm.SessionAborted) and "revoked" in str(other.error)
 
