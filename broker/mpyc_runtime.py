@@ -498,9 +498,19 @@ class PartyRun:
         note = " (its channel closed before the computation started)" if (
             absent and not never) else ""
         return PartiesMissing("no channel within {:g} s to: {}{}".format(
-            timeout, "; ".join(f"party {p.index} ({p.did})" + (
-                f" at {p.where()}" if p.host and p.port else "") for p in named),
-            note))
+            timeout, "; ".join(f"party {p.index} ({p.did})" + self._where(p)
+                               for p in named), note))
+
+    def _where(self, party: Any) -> str:
+        """Where a missing party was looked for, and what was found."""
+        if party.host and party.port:
+            return f" at {party.where()}"
+        paths = self.paths
+        if paths is None or paths.presence is None:
+            return ""
+        if party.index in paths.records or party.index > self.index:  # looked up
+            return ", " + paths.whereabouts(party.index)
+        return ""
 
     # -- shared by the channels -----------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class Paths:
         """The DHT nodes serve ``/mpcid/await-record/1.0.0`` (until one answer says not)."""
         self.used: dict[int, str] = {}
         """Per party this one opened a channel to: the path it took."""
+        self.records: dict[int, EndpointRecord] = {}
+        """Per party looked up: its newest endpoint record seen (for saying why a party
+        is missing: never found, offline, or found but not reachable)."""
 
     @property
     def reach(self) -> str | None:
@@ -206,6 +209,12 @@ class Paths:
             last = failure or last
             if record is not None:
                 seen = max(seen, record.seq)
+                self.records[party.index] = record
+                if not record.tcp and not record.addrs:
+                    # A withdrawn record: the party went offline. Wait for a new one.
+                    last = "offline (it withdrew its endpoint record)"
+                    record = None
+            if record is not None:
                 if not found:
                     found = True
                     self.progress.emit("found", party=party.index, did=party.did)
@@ -392,6 +401,16 @@ class Paths:
                            ) -> socket.socket:
         assert self.presence is not None  # only records from the DHT name libp2p addresses
         return await self.presence.open_stream(did, addr, protocol)
+
+    def whereabouts(self, index: int) -> str:
+        """What the DHT said of a party this one looked up, for a message."""
+        record = self.records.get(index)
+        if record is None:
+            return "not found in the DHT (not started yet, or it cannot reach the DHT nodes)"
+        if not record.tcp and not record.addrs:
+            return "offline (it withdrew its endpoint record)"
+        where = ", ".join([*record.tcp, *record.addrs][:3])
+        return f"found in the DHT at {where}, but not reachable from here"
 
     async def stop(self) -> None:
         """Withdraw this party's record and leave the DHT."""

@@ -241,6 +241,7 @@ def test_no_show_is_named_after_the_timeout(world: World) -> None:
     assert proc.returncode == 1
     line = _error(err)
     assert "no channel within 4 s" in line and world.dids["bob"] in line
+    assert "not found in the DHT" in line  # never started: no record at all
 
 
 def test_invite_join_and_join_by_session_id(world: World) -> None:

@@ -114,3 +114,26 @@ def test_the_fake_stands_in_only_for_what_presence_offers() -> None:
     needed = {name for name in dir(Presence) if not name.startswith("_")}
     used = {"await_record", "resolve", "reach", "observed_ip", "addrs", "stop"}
     assert used <= needed
+
+
+def test_a_missing_party_is_described_by_what_the_dht_said() -> None:
+    """Never found, offline (a withdrawn record: no endpoints), or found but unreachable:
+    three different messages (a withdrawn record is not "found")."""
+    from mpcid.p2p.records import EndpointRecord
+
+    key, peer = Ed25519Key.generate(), Ed25519Key.generate()
+    paths = Paths(key, PathSettings())
+    assert paths.whereabouts(1).startswith("not found in the DHT")
+    withdrawn, _ = EndpointRecord.create(peer, 2, time.time(), tcp=(), addrs=())
+    paths.records[1] = withdrawn
+    assert paths.whereabouts(1) == "offline (it withdrew its endpoint record)"
+    live, _ = EndpointRecord.create(peer, 3, time.time(), tcp=("198.51.100.7:4100",),
+                                    addrs=())
+    paths.records[1] = live
+    assert paths.whereabouts(1) == ("found in the DHT at 198.51.100.7:4100, but not "
+                                    "reachable from here")
+
+
+def test_a_withdrawn_record_means_offline_not_found() -> None:
+    said, _ = open_channel(NodeLike(records=[withdrawn(5)], wait_for_real=False), 0.5)
+    assert said == "no path to the peer (offline (it withdrew its endpoint record))"
