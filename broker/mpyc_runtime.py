@@ -184,6 +184,12 @@ class PartyRun:
             if self.fatal is not None:
                 raise self.fatal from None
             if exc.code not in (None, 0):
+                if not self.started:  # e.g. its arguments: the others can still be met
+                    raise PeerFailed(
+                        f"the program stopped before the session started (exit code "
+                        f"{exc.code})", hint="see the program's message above; join again "
+                        "with its arguments after -- (the others wait until their connect "
+                        "timeout)") from None
                 raise
         except RuntimeError as exc:
             # loop.stop() from on_failure surfaces as "Event loop stopped before Future

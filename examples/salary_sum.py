@@ -15,10 +15,14 @@ from mpyc.runtime import mpc
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--salaries", help="comma-separated salaries of this party "
-                        "(default: a few pseudorandom ones)")
+                        "(required in a session; MPyC's local test mode makes some up)")
     args = parser.parse_args()
     if args.salaries:
         salaries = [int(s) for s in args.salaries.split(",") if s]
+    elif mpc.options.parties:
+        # A real session: every party computes on its own figures, never on made-up ones.
+        parser.error("give this party's salaries, e.g. --salaries 52000,61000,58000 "
+                     "(with mpcid: after --, as in `mpcid join TOKEN -- --salaries ...`)")
     else:
         rng = random.Random(mpc.pid)
         salaries = [rng.randrange(30_000, 90_000, 100) for _ in range(3 + mpc.pid)]

@@ -13,8 +13,13 @@ from mpyc.runtime import mpc
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bid", type=int, help="this party's bid (default: pseudorandom)")
+    parser.add_argument("--bid", type=int, help="this party's bid (required in a session; "
+                        "MPyC's local test mode makes one up)")
     args = parser.parse_args()
+    if args.bid is None and mpc.options.parties:
+        # A real session: every party bids for itself, never a made-up bid.
+        parser.error("give this party's bid, e.g. --bid 1200 (with mpcid: after --, as in "
+                     "`mpcid join TOKEN -- --bid 1200`)")
     bid = args.bid if args.bid is not None else random.Random(mpc.pid).randrange(100, 10_000)
 
     secint = mpc.SecInt(32)

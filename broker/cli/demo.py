@@ -155,7 +155,10 @@ class _Demo:
 
         # 5. every member joins in its own process: find, connect, admit, compute
         print_(f"[bold]5.[/] {len(active)} members join (each a separate `mpcid join` "
-               "process):")
+               "process, with its own private input):")
+        for name in active:
+            if self.inputs(name):
+                print_(f"      {name:<8} mpcid join TOKEN -- {' '.join(self.inputs(name))}")
         results = self.join_all(active, token, url, status_file)
         self.phase("join: discovery, channels, admission, MPC")
         print_(f"[bold]6.[/] result (identical at all {len(active)} parties):")
@@ -193,7 +196,18 @@ class _Demo:
         return self.mpcid("join", token, "--home", str(self.root / name), "--as", name,
                           "--program", str(self.program), "--status-file",
                           f"{url}={status_file}", "--progress", "json",
-                          "--connect-timeout", "60")
+                          "--connect-timeout", "60", "--", *self.inputs(name))
+
+    def inputs(self, name: str) -> list[str]:
+        """Each member's own private input to the examples (as a member types it after
+        ``--``); a program of the user's own gets none."""
+        seed = sum(map(ord, name))
+        if self.program.name == "salary_sum.py":
+            return ["--salaries", ",".join(str(40_000 + (seed * k * 7919) % 50_000 // 100 * 100)
+                                           for k in range(1, 4))]
+        if self.program.name == "sealed_bid_auction.py":
+            return ["--bid", str(100 + seed * 7919 % 9_900)]
+        return []
 
     def join_all(self, names: list[str], token: str, url: str, status_file: Path
                  ) -> list[str]:

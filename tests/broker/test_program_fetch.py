@@ -297,3 +297,16 @@ def test_review_first_with_programs_fetch(tmp_path: Path, node: str,
                 code, out, err = finish(proc)
                 assert code == 0 and "total 6" in out, err
     assert "salary_sum.py" in mpcid("programs", "--home", str(tmp_path / "bob")).stdout
+
+
+def test_a_session_needs_the_partys_own_input(tmp_path: Path, node: str,
+                                              people: dict[str, str]) -> None:
+    """The example computes on nobody's made-up figures: without --salaries the join
+    stops at once with the program's message and one line saying what to do."""
+    token = invite(tmp_path, node, people)
+    code, out, err = finish(join(tmp_path, "carol", token, "--program", SALARY), timeout=60)
+    assert code == 1 and "total" not in out
+    assert "give this party's salaries, e.g. --salaries" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: the program stopped before the session started (exit "
+                           "code 2)") and "join again with its arguments after --" in last
