@@ -127,7 +127,8 @@ def session_start(requirement: bool, root: Path, node: str, n: int) -> float:
                            env=env()).stdout.strip().splitlines()[-1]
     start = time.time()
     procs = [subprocess.Popen([MPCID, "join", token, "--home", str(root / name), "--as", name,
-                               "--program", str(SALARY), "--progress", "json"],
+                               "--program", str(SALARY), "--progress", "json", "--",
+                               "--salaries", "50000"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env=env()) for name in names]
     started = []

@@ -365,7 +365,8 @@ def launch(bench: Bench, party: Party, token: str, folder: Path) -> subprocess.P
     proc = subprocess.Popen(
         [sys.executable, __file__, "--party", str(folder / f"{party.name}.json"), "--",
          "join", token, "--home", str(party.home), "--as", party.name, "--program",
-         str(SALARY), "--progress", "json", "--connect-timeout", str(bench.timeout)],
+         str(SALARY), "--progress", "json", "--connect-timeout", str(bench.timeout),
+         "--", "--salaries", "50000"],
         stdout=subprocess.DEVNULL, stderr=err, text=True, env=bench.env, cwd=folder)
     err.close()
     return proc
