@@ -115,14 +115,16 @@ def run_join(keystore: Keystore, plan: SessionPlan, program_args: list[str],
     ``notify`` gets the lines for people (where the transcript went, or why not)."""
     invitation = plan.invitation
     store = InvitationStore(keystore)
+    names = people_names(keystore)
     progress.emit("session", session=invitation.session_id, index=plan.index,
-                  parties=list(invitation.parties), program=invitation.program_name)
+                  parties=list(invitation.parties), program=invitation.program_name,
+                  names=[names.get(did, "") for did in invitation.parties])
     store.set_state(invitation.session_id, "accepted")
     party = PartyRun(plan.session, plan.key, RunSettings(
         connect_timeout=settings.connect_timeout,
         paths=PathSettings(bootstrap=plan.session.bootstrap, relays=plan.session.relays,
                            agent=agent_socket(keystore.home, plan.key.did.did)),
-        admission=plan.admission, progress=progress))
+        admission=plan.admission, progress=progress, names=names))
     outcome: Outcome = "failed"
     error = ""
     try:
@@ -151,6 +153,19 @@ def run_join(keystore: Keystore, plan: SessionPlan, program_args: list[str],
             except (MpcidError, OSError) as exc:
                 notify(f"warning: could not write the transcript {settings.transcript}: "
                        f"{exc}")
+
+
+def people_names(keystore: Keystore) -> dict[str, str]:
+    """DID -> name for messages: this keystore's contacts, and its own identities."""
+    from mpcid.identity.contacts import Contacts
+
+    try:
+        names = Contacts(keystore.home).names()
+    except MpcidError:
+        names = {}  # damaged contacts must not stop a session; DIDs are shown instead
+    for info in keystore.identities():
+        names.setdefault(info.did, info.name)
+    return names
 
 
 def transcript_path(home: Path, session_id: str, index: int) -> Path:

@@ -85,6 +85,8 @@ class RunSettings:
     """Credential-gated admission before MPyC starts (``mpcid join``); None: none."""
     progress: Progress = Progress()
     """Where found/connected/admitted events go."""
+    names: Mapping[str, str] = field(default_factory=dict)
+    """DID -> the person's name for it (contacts, own identities), for messages."""
 
 
 @dataclass(frozen=True)
@@ -523,10 +525,12 @@ class PartyRun:
     def describe(self, did: str | None) -> str:
         if did is None:
             return "an unknown peer"
+        name = self.settings.names.get(did)
         for party in self.session.parties:
             if party.did == did:
-                return f"party {party.index} ({did})"
-        return did
+                return f"party {party.index} ({name}, {did})" if name else \
+                    f"party {party.index} ({did})"
+        return f"{name} ({did})" if name else did
 
     def channel_config(self, initiator: bool, peers: list[str]) -> ChannelConfig:
         """With admission, the dialling side's presentation travels in Noise message 1 and

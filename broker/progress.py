@@ -7,7 +7,8 @@ plain log lines (:class:`LogProgress`).
 
 Events (each a dict with ``"event"`` and ``"t"``, Unix seconds, plus the fields below):
 
-``session``    session, index (mine), parties (DIDs in order), program
+``session``    session, index (mine), parties (DIDs in order), program, names (per party:
+               the person's name for it, "" if none)
 ``found``      party, did: its endpoint record was found in the DHT
 ``connected``  party, did, path: a Noise channel is open ("direct TCP", "libp2p",
                "relay circuit", or "accepted" for a channel the peer opened)
@@ -65,16 +66,20 @@ class LogProgress(Progress):
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stderr
+        self.names: dict[str, str] = {}
 
     def handle(self, event: dict[str, Any]) -> None:
-        self.stream.write(f"mpcid: {describe(event)}\n")
+        if event["event"] == "session":
+            self.names = dict(zip(event.get("parties", []), event.get("names", [])))
+        self.stream.write(f"mpcid: {describe(event, self.names)}\n")
         self.stream.flush()
 
 
-def describe(event: dict[str, Any]) -> str:
-    """One line for people."""
+def describe(event: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """One line for people (``names``: DID -> the person's name for it)."""
     kind = event["event"]
-    who = f"party {event.get('party')} ({event.get('did')})"
+    name = (names or {}).get(str(event.get("did")))
+    who = f"party {event.get('party')} ({name + ', ' if name else ''}{event.get('did')})"
     if kind == "session":
         return (f"session {event['session']}: I am party {event['index']} of "
                 f"{len(event['parties'])}, running {event['program']}")
@@ -126,9 +131,11 @@ class RichProgress(Progress):
                 self.title = (f"session {event['session']} · {event['program']} · "
                               f"I am party {event['index']}")
                 self.mine = event["index"]
+                names = list(event.get("names") or [])
                 for i, did in enumerate(event["parties"]):
                     self.rows[i] = {"did": did, "state": "me" if i == self.mine else "waiting",
-                                    "path": "", "admission": ""}
+                                    "path": "", "admission": "",
+                                    "name": names[i] if i < len(names) else ""}
             elif "party" in event and event["party"] in self.rows:
                 row = self.rows[event["party"]]
                 if kind == "found":
@@ -164,6 +171,7 @@ class RichProgress(Progress):
         for i, row in sorted(self.rows.items()):
             did = row["did"]
             short = did[:14] + "…" + did[-6:] if len(did) > 24 else did
+            short = f"{row['name']} {short}" if row.get("name") else short
             channel = row["state"] + (f" ({row['path']})" if row["path"] else "")
             table.add_row(str(i), short, channel, row["admission"])
         return table

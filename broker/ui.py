@@ -271,8 +271,11 @@ class Ui:
     # -- GET handlers
 
     async def identities(self, request: web.Request) -> web.StreamResponse:
+        from .join import people_names
+
         return _json({"home": str(self.settings.home),
-                      "bootstrap": list(self.settings.bootstrap), "identities": [
+                      "bootstrap": list(self.settings.bootstrap),
+                      "names": people_names(self.keystore), "identities": [
             {"name": i.name, "did": i.did, "created": i.created, "encrypted": i.encrypted}
             for i in self.keystore.identities()]})
 

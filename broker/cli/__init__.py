@@ -2,7 +2,7 @@
 
 Only the modules of this package import click, and nothing outside it imports from it:
 each command module holds one family of commands (``identity``, ``discovery``,
-``statuslists``, ``sessions``, ``programs``, ``run``, ``invitations``, ``transcript``, ``demo``, ``ui``), built on the
+``statuslists``, ``contacts``, ``sessions``, ``programs``, ``run``, ``invitations``, ``transcript``, ``demo``, ``ui``), built on the
 shared options of :mod:`.options` and the domain packages, and this module adds them to
 the group.
 
@@ -35,7 +35,7 @@ COMMAND_MODULES = {
     "demo": "demo", "run": "run", "node": "discovery", "online": "discovery",
     "resolve": "discovery", "invite": "sessions", "join": "sessions",
     "transcript": "transcript", "invitations": "invitations", "ui": "ui",
-    "programs": "programs"}
+    "programs": "programs", "contacts": "contacts"}
 
 
 class _LazyGroup(click.Group):

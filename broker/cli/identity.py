@@ -220,7 +220,8 @@ def credential_group() -> None:
 
 @credential_group.command("issue")
 @click.option("--issuer", required=True, metavar="NAME", help="Local identity that signs.")
-@click.option("--subject", required=True, metavar="DID", help="DID the credential is about.")
+@click.option("--subject", required=True, metavar="DID|CONTACT",
+              help="DID the credential is about (or a contact's name).")
 @click.option("--type", "ctype", required=True, metavar="TYPE",
               help="Credential type, e.g. MembershipCredential.")
 @click.option("--claim", "claims", multiple=True, metavar="KEY=VALUE",
@@ -240,6 +241,9 @@ def credential_issue(issuer: str, subject: str, ctype: str, claims: tuple[str, .
                      out: str | None, as_token: bool, home: str | None) -> None:
     """Issue a VC 2.0 credential signed with eddsa-rdfc-2022."""
     ks = keystore(home)
+    from mpcid.identity.contacts import Contacts
+
+    subject = Contacts(ks.home).did_of(subject)  # a contact's name is its DID
     parse_did(subject)
     if subject.startswith("did:key:"):
         DIDKey.parse(subject)  # a mistyped member DID would make a credential nobody holds

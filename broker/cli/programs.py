@@ -142,6 +142,7 @@ def programs(ctx: click.Context, as_json: bool, home: str | None) -> None:
 
     `mpcid join` runs a kept program when an invitation names its SHA-256, without
     --program and without fetching it again."""
+    ctx.obj = home  # `mpcid programs --home H show ...` means H for the subcommand too
     if ctx.invoked_subcommand is not None:
         return
     kept = ProgramStore(keystore(home).home).all()
@@ -163,14 +164,15 @@ def programs(ctx: click.Context, as_json: bool, home: str | None) -> None:
               help="Seconds to wait for the inviter and the program.")
 @bootstrap_option(help="DHT node to fetch the invitation from, when given a SESSION_ID.")
 @home_option
-def fetch_command(invitation_arg: str, name: str | None, timeout: float,
+@click.pass_context
+def fetch_command(ctx: click.Context, invitation_arg: str, name: str | None, timeout: float,
                   bootstrap: tuple[str, ...], home: str | None) -> None:
     """Fetch a session's program from its inviter to review it, without running it.
 
     The program is checked against the invitation's SHA-256 and written for review (its
     path is the last line of stdout); join with `mpcid join TOKEN --program PATH` once
     you have read it. The inviter must be in the session (its `mpcid join` running)."""
-    ks = keystore(home)
+    ks = keystore(home or ctx.obj)
     stored = receive_invitation(ks, invitation_arg, time.time(), bootstrap)
     invitation = stored.invitation
     key = ks.load_identity(invited_identity(ks, invitation, name).name)
@@ -192,9 +194,10 @@ def fetch_command(invitation_arg: str, name: str | None, timeout: float,
 @programs.command("show")
 @click.argument("which", metavar="SHA256|NAME")
 @home_option
-def show(which: str, home: str | None) -> None:
+@click.pass_context
+def show(ctx: click.Context, which: str, home: str | None) -> None:
     """Print a kept program's source (control characters shown as escapes)."""
-    found = _find(ProgramStore(keystore(home).home).all(), which)
+    found = _find(ProgramStore(keystore(home or ctx.obj).home).all(), which)
     sys.stdout.write(listing(found.path.read_bytes()) + "\n")
 
 

@@ -113,15 +113,16 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
 
 
 @click.command("invite")
-@click.option("--did", "dids", multiple=True, required=True, metavar="DID",
-              help="Invited party, in MPyC index order after you (repeatable).")
+@click.option("--did", "dids", multiple=True, required=True, metavar="DID|CONTACT",
+              help="Invited party, in MPyC index order after you (repeatable; a contact's "
+                   "name stands for its DID).")
 @click.option("--program", required=True, type=click.Path(dir_okay=False),
               help="The MPyC program every party must run, byte for byte.")
 @click.option("--require", "requirements", multiple=True,
               metavar="TYPE@ISSUER_DID[,ISSUER_DID...][;KEY=VALUE]",
               help="A credential every party must present, issued by any of the listed "
-                   "DIDs, e.g. MembershipCredential@did:key:z6MkAcme...,did:key:z6MkGlobex"
-                   "... (repeatable: every requirement must be met).")
+                   "DIDs (or contacts), e.g. MembershipCredential@did:key:z6MkAcme...,"
+                   "did:key:z6MkGlobex... (repeatable: every requirement must be met).")
 @click.option("--threshold", type=click.IntRange(min=0), default=None,
               help="MPyC corruption threshold t (2t < parties) [default: (n-1)//2].")
 @click.option("--no-prss", is_flag=True, help="Disable MPyC's pseudorandom secret sharing.")
@@ -155,21 +156,24 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
 
     The invitation is kept in your keystore and published in the DHT under its session
     id, so invitees can also `mpcid join SESSION_ID`."""
+    from mpcid.identity.contacts import Contacts
     from mpcid.identity.did_key import DIDKey
     from mpcid.identity.policy import Policy
 
     if program_args and not and_join:
         raise UsageError(f"program arguments ({' '.join(program_args)}) are only used with "
                          "--join", hint="each party gives its own to `mpcid join`")
-    for did in dids:
-        DIDKey.parse(did)
     if not bootstrap:
         raise UsageError("an invitation needs a DHT node for the parties to meet",
                          hint="run `mpcid node` somewhere reachable and pass --bootstrap")
     path, digest = read_program(program)
     ks = keystore(home)
     key = ks.load_identity(name)
-    policy = Policy.parse(requirements)
+    contacts = Contacts(ks.home)
+    dids = tuple(contacts.did_of(d) for d in dids)  # a contact's name is its DID
+    for did in dids:
+        DIDKey.parse(did)
+    policy = Policy.parse([contacts.requirement(r) for r in requirements])
     if policy.requirements and not options["even_if_unmet"]:
         check_inviter(ks, key, policy)
     invitation, data = Invitation.create(

@@ -16,7 +16,7 @@ from mpcid.identity.errors import UsageError
 from mpcid.broker.errors import InvalidTranscript
 from mpcid.broker.transcript import MAX_TRANSCRIPT_BYTES, Transcript
 
-from .options import home_option
+from .options import home_option, keystore
 
 
 @click.group("transcript")
@@ -39,13 +39,21 @@ def verify(file: str, as_json: bool, home: str | None) -> None:
         click.echo(json.dumps(json.loads(transcript.encode()), indent=2, sort_keys=True,
                               ensure_ascii=False))
     else:
-        click.echo(summary(transcript))
+        from mpcid.broker.join import people_names
+
+        click.echo(summary(transcript, people_names(keystore(home, prompt=False))))
 
 
-def summary(t: Transcript) -> str:
-    """A few lines for people: who signed what about which session, and each party."""
+def summary(t: Transcript, names: dict[str, str] | None = None) -> str:
+    """A few lines for people: who signed what about which session, and each party
+    (``names``: DID -> the reader's name for it, shown beside the DID)."""
+    names = names or {}
+
+    def who(did: str) -> str:
+        return f"{names[did]} {did}" if did in names else did
+
     lines = [f"session   {t.session_id}  (signature valid)",
-             f"signer    party {t.index}  {t.signer}",
+             f"signer    party {t.index}  {who(t.signer)}",
              f"program   {t.program_name}  sha256 {t.program_sha256.hex()}",
              f"invite    sha256 {t.invitation_sha256.hex()}"]
     outcome = t.outcome + (f": {t.error}" if t.error else "")
@@ -60,11 +68,12 @@ def summary(t: Transcript) -> str:
         me = "  (signer)" if party.index == t.index else ""
         admitted = "yes" if party.admitted else "no"
         via = f"  via {party.path}" if party.path else ""
-        lines.append(f"  {party.index:>2}  {party.did}  admitted: {admitted}{via}{me}")
+        lines.append(f"  {party.index:>2}  {who(party.did)}  admitted: {admitted}{via}{me}")
         for cred in party.credentials:
             kinds = ", ".join(x for x in cred.types if x != "VerifiableCredential") or \
                 ", ".join(cred.types)
-            lines.append(f"        {cred.id or '(no id)'}  {kinds}  issuer {cred.issuer}")
+            lines.append(f"        {cred.id or '(no id)'}  {kinds}  issuer "
+                         f"{who(cred.issuer)}")
     return "\n".join(_printable(line) for line in lines)
 
 

@@ -26,8 +26,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+let names = {};  // DID -> my name for it (contacts, my identities)
+
 function short(did) {
-  return did && did.length > 28 ? did.slice(0, 18) + "…" + did.slice(-6) : (did || "");
+  const cut = did && did.length > 28 ? did.slice(0, 18) + "…" + did.slice(-6) : (did || "");
+  return names[did] ? names[did] + " (" + cut + ")" : cut;
 }
 
 function when(seconds) {
@@ -100,6 +103,7 @@ function copyFrom(id, button) {
 async function loadIdentities() {
   const data = await api("identities");
   identities = data.identities;
+  names = data.names || {};
   defaults = {bootstrap: data.bootstrap || []};
   document.getElementById("home").textContent = data.home;
   fillTable("identities", identities.map((i) => el("tr", {"data-name": i.name},

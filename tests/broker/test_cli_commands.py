@@ -9,7 +9,7 @@ import sys
 from mpcid.broker.cli import COMMAND_MODULES
 
 MODULES = ("identity", "demo", "run", "discovery", "sessions", "transcript", "invitations",
-           "ui", "programs", "statuslists")
+           "ui", "programs", "statuslists", "contacts")
 
 
 def test_every_command_is_mapped_to_its_module() -> None:

@@ -897,3 +897,21 @@ def test_status_list_publishing_is_explained_and_checked(tmp_path: Path, alice: 
         older.stdout
     error_line(run("status-list", "check", "--url", "https://other.example/1",
                    home=issuer.home), 2, "is not hosted in this keystore")
+
+
+def test_contacts_stand_for_dids_in_commands(tmp_path: Path, alice: Party) -> None:
+    issuer = make_party(tmp_path / "issuer", "org")
+    ok(run("contacts", "add", "alice", alice.did, home=issuer.home))
+    listed = ok(run("contacts", home=issuer.home)).stdout
+    assert listed.split() == ["alice", alice.did]
+    issued = json.loads(ok(run("credential", "issue", "--issuer", "org", "--subject", "alice",
+                               "--type", "MembershipCredential", home=issuer.home)).stdout)
+    assert issued["credentialSubject"]["id"] == alice.did
+    error_line(run("credential", "issue", "--issuer", "org", "--subject", "mallory",
+                   "--type", "MembershipCredential", home=issuer.home), 2,
+               "'mallory' is neither a DID nor one of your contacts",
+               "mpcid contacts add mallory DID")
+    error_line(run("contacts", "add", "alice", issuer.did, home=issuer.home), 2,
+               "contact alice is", "remove it first")
+    ok(run("contacts", "remove", "alice", home=issuer.home))
+    assert json.loads(ok(run("contacts", "list", "--json", home=issuer.home)).stdout) == {}

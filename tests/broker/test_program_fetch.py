@@ -65,7 +65,14 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str,
 
 def test_invitee_without_the_program_fetches_it(tmp_path: Path, node: str,
                                                 people: dict[str, str]) -> None:
-    token = invite(tmp_path, node, people)
+    # Alice knows Bob by name: she invites him as "bob" and her messages name him.
+    for name in ("bob", "carol"):
+        added = mpcid("contacts", "add", name, people[name], "--home", str(tmp_path / "alice"))
+        assert added.returncode == 0, added.stderr
+    made = mpcid("invite", "--home", str(tmp_path / "alice"), "--as", "alice", "--did", "bob",
+                 "--did", "carol", "--program", SALARY, "--bootstrap", node)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
     # Alice invited with --program: her keystore kept it, so she joins without it too.
     procs = {"alice": join(tmp_path, "alice", token, "--", "--salaries", "1000"),
              "bob": join(tmp_path, "bob", token, "--accept-program", "--",
@@ -81,7 +88,7 @@ def test_invitee_without_the_program_fetches_it(tmp_path: Path, node: str,
     bob_err = results["bob"][2]
     assert "fetching it from the inviter" in bob_err and "running it (--accept-program)" in bob_err
     assert "(the invitation's)" in bob_err
-    assert "sent the program to party 1" in results["alice"][2]
+    assert f"sent the program to party 1 (bob, {people['bob']})" in results["alice"][2]
     kept = mpcid("programs", "--home", str(tmp_path / "bob"))
     assert kept.returncode == 0 and "salary_sum.py" in kept.stdout, kept
     kept_path = Path(kept.stdout.split()[-1])
