@@ -31,6 +31,7 @@ line (:mod:`mpcid.broker.cli`). The broker's part of the tree::
     │   │   ├── InvalidDecline
     │   │   ├── DeclineExpired
     │   │   └── DeclineNotYetValid
+    │   ├── InvalidInboxPointer       an inbox pointer from the DHT is not accepted
     │   └── InvalidTranscript         (also UsageError) not a well-formed transcript
     └── UiError                       a request to the page's API cannot be carried out
         └── NotLoopback               (also UsageError) --host is public without --public
@@ -204,6 +205,12 @@ class DeclineNotYetValid(DeclineError):
     """The decline was issued more than ``MAX_CLOCK_SKEW`` seconds in the future."""
 
     hint = "check this machine's clock (and the declining party's)"
+
+
+class InvalidInboxPointer(SessionError):
+    """An inbox pointer is malformed, stored under another key, or not valid now."""
+
+    hint = "the pointer is ignored; the invitation can still be handed over as a token"
 
 
 # --- transcripts ---------------------------------------------------------------------------

@@ -252,6 +252,73 @@ async def fetch_and_store(keystore: Keystore, session_id: str, bootstrap: tuple[
     return store.add(invitation, data, "dht", now)
 
 
+def inbox_sessions(store: InvitationStore, inviter: str, invitee: str, now: float
+                   ) -> tuple[list[str], int]:
+    """The session ids (newest first) of ``inviter``'s current invitations naming
+    ``invitee``, and when the last of them expires: what its inbox pointer says."""
+    current = [s for s in store.all() if s.invitation.inviter == inviter
+               and invitee in s.invitation.parties[1:] and not s.expired(now)]
+    current.sort(key=lambda s: -s.invitation.issued)
+    return ([s.session_id for s in current][:16],
+            max((s.invitation.expires for s in current), default=int(now) + 60))
+
+
+async def publish_pointers(discovery: Any, key: Any, store: InvitationStore,
+                           invitees: tuple[str, ...], now: float) -> None:
+    """Point each invitee's inbox at this inviter's current invitations to it."""
+    from .inbox_pointer import InboxPointer
+
+    for invitee in invitees:
+        sessions, expires = inbox_sessions(store, key.did.did, invitee, now)
+        if sessions:
+            pointer, value = InboxPointer.create(key, invitee, sessions, expires, now)
+            await discovery.put_value(pointer.key, value)
+
+
+async def check_inboxes(keystore: Keystore, bootstrap: tuple[str, ...], now: float, *,
+                        inviters: tuple[str, ...], timeout: float = DHT_TIMEOUT
+                        ) -> list[StoredInvitation]:
+    """Look in the DHT for invitations to this keystore's identities from ``inviters``
+    (its contacts: nobody else can put anything here), keep the new ones that verify,
+    name the identity and were signed by that inviter; return them."""
+    from mpcid.identity.did_key import Ed25519Key
+
+    from .inbox_pointer import decode_pointer, inbox_key
+    from .session_records import fetch_invitation, session_dht
+
+    store = InvitationStore(keystore)
+    mine = [info.did for info in keystore.identities()]
+    found: list[StoredInvitation] = []
+
+    async def look() -> None:
+        async with session_dht(Ed25519Key.generate(), bootstrap) as discovery:
+            for invitee in mine:
+                for inviter in inviters:
+                    if inviter == invitee or not inviter.startswith("did:key:"):
+                        continue
+                    key = inbox_key(invitee, inviter)
+                    value = await discovery.get_value(key)
+                    if value is None:
+                        continue
+                    try:
+                        pointer = decode_pointer(key, value, now)
+                    except MpcidError:
+                        continue
+                    for session_id in pointer.sessions:
+                        if store.get(session_id) is not None:
+                            continue
+                        data = await fetch_invitation(discovery, session_id)
+                        try:
+                            invitation = Invitation.verify(data or b"", now)
+                        except MpcidError:
+                            continue
+                        if invitation.inviter == inviter and invitee in invitation.parties:
+                            found.append(store.add(invitation, data or b"", "inbox", now))
+
+    await within(look(), timeout)
+    return found
+
+
 async def within(work: Any, timeout: float) -> Any:
     """``work``, or :class:`~mpcid.p2p.errors.ConnectFailed` when the DHT takes longer
     than ``timeout`` seconds."""

@@ -231,8 +231,14 @@ def _select(key: str, values: Sequence[bytes], issued: Callable[[bytes], int]) -
 
 #: The record kinds of sessions, for :class:`~mpcid.p2p.discovery.DiscoveryConfig`'s
 #: ``kinds`` (and :class:`~mpcid.p2p.dht.DHTNode`'s).
-SESSION_KINDS: Mapping[str, KindValidator] = MappingProxyType({
-    INVITATION_KIND: InvitationKind(), DECLINE_KIND: DeclineKind()})
+def _session_kinds() -> Mapping[str, KindValidator]:
+    from .inbox_pointer import INBOX_KIND, InboxKind
+
+    return MappingProxyType({INVITATION_KIND: InvitationKind(), DECLINE_KIND: DeclineKind(),
+                             INBOX_KIND: InboxKind()})
+
+
+SESSION_KINDS: Mapping[str, KindValidator] = _session_kinds()
 
 
 # --- on a started Discovery ----------------------------------------------------------------

@@ -110,6 +110,7 @@ def _default_kinds() -> Mapping[str, KindLimits]:
         ENDPOINT_KIND: KindLimits(max_records=20_000, max_value_bytes=MAX_RECORD_BYTES),
         "invitation": KindLimits(max_records=2_000, max_value_bytes=16 * 1024),
         "decline": KindLimits(max_records=10_000, max_value_bytes=2048),
+        "inbox": KindLimits(max_records=20_000, max_value_bytes=2048),
     })
 
 

@@ -156,9 +156,8 @@ class _Demo:
         # 5. every member joins in its own process: find, connect, admit, compute
         print_(f"[bold]5.[/] {len(active)} members join (each a separate `mpcid join` "
                "process, with its own private input):")
-        for name in active:
-            if self.inputs(name):
-                print_(f"      {name:<8} mpcid join TOKEN -- {' '.join(self.inputs(name))}")
+        print_("\n".join(f"      {name:<8} mpcid join TOKEN -- {' '.join(self.inputs(name))}"
+                         for name in active if self.inputs(name)))
         results = self.join_all(active, token, url, status_file)
         self.phase("join: discovery, channels, admission, MPC")
         print_(f"[bold]6.[/] result (identical at all {len(active)} parties):")
@@ -168,15 +167,17 @@ class _Demo:
         # 7. the same with the former member invited: its own join sees the revocation
         #    and declines, and the inviter stops at once, told why; no MPyC traffic
         token = self.invite(["member0", "former"], requirement, bootstrap)
-        errors = self.join_refused(["member0", "former"], token, url, status_file)
-        print_("[bold]7.[/] a session inviting the former member: [red]not started[/]: "
-               "its own join finds its credential revoked and declines, and the inviter "
-               "is told at once:")
-        for name, error in errors.items():
-            print_(f"      {name:<8} {error}")
+        self.show_refusal(self.join_refused(["member0", "former"], token, url, status_file))
         self.phase("refused session")
         print_("timings: " + ", ".join(f"{name} {seconds:.2f} s"
                                        for name, seconds in self.phases))
+
+    def show_refusal(self, errors: dict[str, str]) -> None:
+        self.console.print("[bold]7.[/] a session inviting the former member: [red]not "
+                           "started[/]: its own join finds its credential revoked and "
+                           "declines, and the inviter is told at once:")
+        for name, error in errors.items():
+            self.console.print(f"      {name:<8} {error}")
 
     def invite(self, names: list[str], requirement: str, bootstrap: str) -> str:
         args = ["invite", "--home", str(self.root / names[0]), "--as", names[0],

@@ -133,7 +133,7 @@ def explain(shown: list[tuple[str, str]]) -> None:
                    "per --peer-window.")
 @click.option("--kind-limit", "kind_limits", multiple=True, metavar="KIND=COUNT:BYTES",
               help="DHT: records of a kind held at most, and the largest value "
-                   "(repeatable; kinds: endpoint, invitation, decline).")
+                   "(repeatable; kinds: endpoint, invitation, decline, inbox).")
 @home_option
 @wraps_async
 async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, relay: bool,

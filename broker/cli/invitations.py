@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,23 +77,36 @@ _ALL = click.option("--all", "show_all", is_flag=True,
 @click.group("invitations", invoke_without_command=True)
 @_JSON
 @_ALL
+@bootstrap_option(help="DHT node through which to look in your inbox first (repeatable).")
 @home_option
 @click.pass_context
-def invitations(ctx: click.Context, as_json: bool, show_all: bool, home: str | None) -> None:
-    """Invitations addressed to your identities (default: list them)."""
+def invitations(ctx: click.Context, as_json: bool, show_all: bool,
+                bootstrap: tuple[str, ...], home: str | None) -> None:
+    """Invitations addressed to your identities (default: look in your inbox when a DHT
+    node is known, then list them)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_invitations, as_json=as_json, show_all=show_all, home=home)
+        ctx.invoke(list_invitations, as_json=as_json, show_all=show_all, home=home,
+                   bootstrap=bootstrap)
 
 
 @invitations.command("list")
 @_JSON
 @_ALL
+@bootstrap_option(help="DHT node through which to look in your inbox first (repeatable; "
+                       "in the variable, separated by spaces).")
 @home_option
-def list_invitations(as_json: bool, show_all: bool, home: str | None) -> None:
-    """List open invitations to any of your identities (--all: every one kept)."""
+def list_invitations(as_json: bool, show_all: bool, home: str | None,
+                     bootstrap: tuple[str, ...] = ()) -> None:
+    """List open invitations to any of your identities (--all: every one kept).
+
+    With a DHT node (--bootstrap or MPCID_BOOTSTRAP), first look for new ones in your
+    inbox: invitations your contacts (`mpcid contacts`) made for you, found without a
+    token; join one with `mpcid join SESSION_ID`."""
     store_keys = keystore(home)
     mine = store_keys.identities()
     now = time.time()
+    if bootstrap:
+        look_in_inbox(store_keys, bootstrap, now)
     found = [s for s in InvitationStore(store_keys).addressed_to(i.did for i in mine)
              if show_all or (s.state in _OPEN and not s.expired(now))]
     if as_json:
@@ -106,6 +120,28 @@ def list_invitations(as_json: bool, show_all: bool, home: str | None) -> None:
         if i:
             click.echo()
         click.echo("\n".join(summary(stored, mine, now)))
+
+
+def look_in_inbox(store_keys: Any, bootstrap: tuple[str, ...], now: float) -> None:
+    """New invitations from contacts, through the DHT; a failure is a warning."""
+    import asyncio
+
+    from mpcid.broker.inbox import check_inboxes
+    from mpcid.identity.contacts import Contacts
+    from mpcid.identity.errors import MpcidError
+
+    inviters = tuple(Contacts(store_keys.home).all().values())
+    if not inviters:
+        click.echo("no contacts: only invitations from contacts arrive in the inbox "
+                   "(`mpcid contacts add NAME DID`)", err=True)
+        return
+    try:
+        new = asyncio.run(check_inboxes(store_keys, bootstrap, now, inviters=inviters))
+    except MpcidError as exc:
+        click.echo(f"warning: could not look in the inbox ({exc.one_line()})", err=True)
+        return
+    click.echo(f"{len(new)} new invitation(s) in your inbox" if new else
+               "no new invitations in your inbox", err=True)
 
 
 @invitations.command("import")

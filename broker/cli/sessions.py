@@ -190,7 +190,7 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
     InvitationStore(ks).add(invitation, data, "created")
     ProgramStore(ks.home).keep_file(path)  # for `mpcid join TOKEN` later, and to send
     if not no_publish:
-        publish_or_warn(key, data, bootstrap)
+        publish_or_warn(key, data, bootstrap, InvitationStore(ks))
     click.echo(invitation.token())
     if and_join:
         sys.stdout.flush()
@@ -216,8 +216,12 @@ def check_inviter(ks: Keystore, key: Ed25519Key, policy: Any) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) -> None:
-    """Publish the invitation in the DHT; a failure only costs the lookup by session id."""
+def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...],
+                    store: InvitationStore | None = None) -> None:
+    """Publish the invitation in the DHT, and point each invitee's inbox at it (and at
+    this inviter's other current invitations to it); a failure only costs the lookup by
+    session id."""
+    from mpcid.broker.inbox import publish_pointers
     from mpcid.broker.session_records import publish_invitation, session_dht
 
     async def publish() -> None:
@@ -225,7 +229,10 @@ def publish_or_warn(key: Ed25519Key, data: bytes, bootstrap: tuple[str, ...]) ->
         # host with the inviter's own peer id would linger in the nodes' routing tables
         # when the inviter's party starts moments later.
         async with session_dht(Ed25519Key.generate(), bootstrap) as discovery:
-            await publish_invitation(discovery, data)
+            invitation = await publish_invitation(discovery, data)
+            if store is not None:
+                await publish_pointers(discovery, key, store, invitation.parties[1:],
+                                       time.time())
 
     try:
         asyncio.run(asyncio.wait_for(publish(), 20))

@@ -478,8 +478,22 @@ function sessionPanel(run) {
       el("thead", {}, el("tr", {}, ...["#", "party", "found", "connected", "admitted", "refused"]
         .map((h) => el("th", {text: h})))),
       el("tbody", {}, ...rows)),
-    el("pre", {class: "stdout", text: run.stdout}),
+    result(run),
+    el("details", {class: "log"}, el("summary", {text: "MPyC's log and the program's full output"}),
+       el("pre", {class: "stdout", text: run.stdout})),
     el("p", {class: "error", text: run.error ? "error: " + run.error : ""}));
+}
+
+// The program's own output, without MPyC's log lines ("2026-12-02 16:29:14,700 ..."):
+// what the session computed, shown as its result.
+const LOG_LINE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} /;
+
+function result(run) {
+  const lines = run.stdout.split("\n").filter((line) => line.trim() && !LOG_LINE.test(line));
+  if (!lines.length) return null;
+  return el("div", {class: "result-box", "data-result": run.session},
+    el("h4", {text: run.state === "completed" ? "Result" : "Output so far"}),
+    el("pre", {text: lines.join("\n")}));
 }
 
 function showSessions(sessions) {
