@@ -506,7 +506,7 @@ class PartyRun:
         note = " (its channel closed before the computation started)" if (
             absent and not never) else ""
         return PartiesMissing("no channel within {:g} s to: {}{}".format(
-            timeout, "; ".join(f"party {p.index} ({p.did})" + self._where(p)
+            timeout, "; ".join(self.describe(p.did) + self._where(p)
                                for p in named), note))
 
     def _where(self, party: Any) -> str:

@@ -68,7 +68,10 @@ async def fetch_program(key: Ed25519Key, session: SessionSpec, settings: FetchSe
         return ChannelProtocol(config, lambda did: _Receiving(receiver, done),
                                on_failure=lambda did, exc: _settle(done, exc))
 
-    paths = Paths(key, settings.paths)
+    # A throwaway libp2p identity for the fetch (the channel itself is keyed by the DID):
+    # the session that follows runs its own host under the DID's peer id, which the
+    # inviter's host and the relay must not mistake for this one's, already gone.
+    paths = Paths(Ed25519Key.generate(), settings.paths)
     try:
         await paths.join(peers=(inviter.did,))
         await paths.open(inviter, factory, deadline, describe, always=True)

@@ -171,7 +171,8 @@ class RichProgress(Progress):
         for i, row in sorted(self.rows.items()):
             did = row["did"]
             short = did[:14] + "…" + did[-6:] if len(did) > 24 else did
-            short = f"{row['name']} {short}" if row.get("name") else short
+            if row.get("name"):  # as wide as a DID alone, so the table keeps its columns
+                short = f"{row['name'][:14]} …{did[-6:]}"
             channel = row["state"] + (f" ({row['path']})" if row["path"] else "")
             table.add_row(str(i), short, channel, row["admission"])
         return table

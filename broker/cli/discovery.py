@@ -13,7 +13,7 @@ import click
 from mpcid.identity.did_key import Ed25519Key, parse_did
 from mpcid.identity.errors import IdentityExists, IdentityNotFound, UsageError
 
-from .options import bootstrap_option, home_option, keystore, wraps_async
+from .options import bootstrap_option, home_option, identity_name, keystore, wraps_async
 
 
 def listen_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -176,7 +176,7 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
 @click.command("online")
 @listen_option("/ip4/0.0.0.0/tcp/0")
 @bootstrap_option()
-@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+@click.option("--as", "name", default=None, metavar="NAME",
               help="Local identity to publish.")
 @click.option("--endpoint", "endpoints", multiple=True, metavar="HOST:PORT",
               help="Direct TCP endpoint of this party's Noise channel (repeatable).")
@@ -209,7 +209,7 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
     for endpoint in endpoints:
         parse_endpoint(endpoint)
     store = keystore(home)
-    key = store.load_identity(name)
+    key = store.load_identity(identity_name(store, name))
     # A DHT client, like a session party: serving the DHT is the nodes' job, and a
     # party that served would be asked in every lookup of every other party.
     presence = LocalPresence(Discovery(key, DiscoveryConfig(

@@ -23,8 +23,8 @@ from mpcid.identity.keystore import Keystore
 from mpcid.identity.policy import Policy, Presented
 from mpcid.identity.statuslist import Bitstring, parse_status_reference, read_index
 
-from .options import (ca_file_option, files, home_option, json_option, keystore,
-                      pairs, trust_options, wraps_async)
+from .options import (ca_file_option, files, home_option, identity_name, json_option,
+                      keystore, pairs, trust_options, wraps_async)
 
 
 def emit_json(value: Any) -> None:
@@ -509,7 +509,7 @@ def publish_status_list(ks: Keystore, record: dict[str, Any], bits: Bitstring) -
 
 
 @click.command("present")
-@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+@click.option("--as", "name", default=None, metavar="NAME",
               help="Local identity that presents (the holder).")
 @click.option("--credential", "creds", multiple=True, required=True, metavar="FILE_OR_ID",
               help="Credential to include (repeatable).")
@@ -522,7 +522,7 @@ def present(name: str, creds: tuple[str, ...], challenge: str, domain: str, out:
     """Sign a verifiable presentation of credentials for one challenge and domain."""
     ks = keystore(home)
     documents = [load_credential(ks, c) for c in creds]
-    holder = ks.load_identity(name)
+    holder = ks.load_identity(identity_name(ks, name))
     for document, given in zip(documents, creds):
         shape = Presented.read(document)
         if shape.about(holder.did.did) is None:

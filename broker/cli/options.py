@@ -35,6 +35,20 @@ def debug() -> bool:
 # --- the keystore ----------------------------------------------------------------------------
 
 
+def identity_name(ks: Keystore, name: str | None) -> str:
+    """The identity a command acts as: ``--as NAME`` when given; else the keystore's only
+    identity, or the one named ``default``; else say which exist."""
+    if name:
+        return name
+    names = sorted(info.name for info in ks.identities())
+    if len(names) == 1:
+        return names[0]
+    if "default" in names or not names:
+        return "default"
+    raise UsageError(f"this keystore holds several identities ({', '.join(names[:8])})",
+                     hint="say which one with --as NAME")
+
+
 @dataclass(frozen=True)
 class CliConfig:
     home: Path

@@ -9,14 +9,14 @@ import click
 from mpcid.broker.errors import SessionFileInvalid
 from mpcid.broker.session import SessionSpec
 
-from .options import bootstrap_option, home_option, keystore
+from .options import bootstrap_option, home_option, identity_name, keystore
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True,
                                       "allow_interspersed_args": False})
 @click.option("--session", "session_file", required=True, type=click.Path(dir_okay=False),
               help="Session file (JSON: session, program_sha256, parties).")
-@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+@click.option("--as", "name", default=None, metavar="NAME",
               help="Local identity; must be one of the session's parties.")
 @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=60.0,
               show_default=True, help="Seconds to wait for every party's channel.")
@@ -50,7 +50,7 @@ def run(session_file: str, name: str, connect_timeout: float, idle_timeout: floa
                                  hint="give the path of the MPyC program")
     session.check_program(program_path)
     store = keystore(home)
-    key = store.load_identity(name)
+    key = store.load_identity(identity_name(store, name))
     session.index_of(key.did.did)
     # Without DHT nodes only the session file's endpoints are used (and no relay).
     paths = PathSettings(bootstrap=session.bootstrap + bootstrap,

@@ -29,8 +29,8 @@ from mpcid.identity.did_key import Ed25519Key
 from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.identity.keystore import Keystore
 
-from .options import (bootstrap_option, ca_file_option, files, home_option, keystore,
-                      parse_duration, trust_options)
+from .options import (bootstrap_option, ca_file_option, files, home_option, identity_name,
+                      keystore, parse_duration, trust_options)
 
 
 
@@ -131,7 +131,7 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
 @bootstrap_option(help="DHT node the parties find each other through (repeatable).")
 @click.option("--relay", "relays", multiple=True, metavar="MULTIADDR",
               help="Relay for parties behind NAT (repeatable).")
-@click.option("--as", "name", default="default", show_default=True, metavar="NAME",
+@click.option("--as", "name", default=None, metavar="NAME",
               help="Your identity: party 0 and signer of the invitation.")
 @click.option("--name", "session_name", default="", metavar="NAME",
               help="What the session is called, for the invitees (e.g. 'Q3 salaries').")
@@ -168,6 +168,7 @@ def invite(dids: tuple[str, ...], program: str, requirements: tuple[str, ...],
                          hint="run `mpcid node` somewhere reachable and pass --bootstrap")
     path, digest = read_program(program)
     ks = keystore(home)
+    name = identity_name(ks, name)
     key = ks.load_identity(name)
     contacts = Contacts(ks.home)
     dids = tuple(contacts.did_of(d) for d in dids)  # a contact's name is its DID

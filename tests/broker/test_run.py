@@ -72,6 +72,8 @@ class Parties:
     def start(self, index: int, session: Path, program: Path, *args: str,
               timeout: float = 20.0, name: str | None = None) -> subprocess.Popen[str]:
         who = name or self.names[index]
+        if program == SALARY and "--salaries" not in args:
+            args = (*args, "--salaries", "1000")  # each party's own input (required)
         proc = subprocess.Popen(
             [MPCID, "run", "--home", str(self.root / self.names[index]), "--session",
              str(session), "--as", who, "--connect-timeout", str(timeout),
