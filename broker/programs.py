@@ -205,15 +205,7 @@ class ProgramStore:
         found = self.find(digest)
         if found is not None:
             return found
-        folder = self.folder / digest.hex()
-        try:
-            for where in (self.folder.parent, self.folder, folder):
-                where.mkdir(mode=0o700, exist_ok=True)
-            path = folder / file_name(program_name)
-            atomic_write(path, data, mode=0o600)
-        except OSError as exc:
-            raise ProgramStoreError(f"cannot keep the program in {folder}: "
-                                    f"{exc.strerror or exc}") from None
+        path = self._write(self.folder / digest.hex(), program_name, data)
         kept = _check(path, digest.hex())
         assert kept is not None
         return kept
@@ -221,9 +213,16 @@ class ProgramStore:
     def hold_for_review(self, program_name: str, data: bytes) -> Path:
         """Write a fetched program where a person can read it before deciding (not kept:
         :meth:`find` does not return it, so nothing runs it without ``--program``)."""
-        folder = self.folder / "review" / hashlib.sha256(data).hexdigest()
+        return self._write(self.folder / "review" / hashlib.sha256(data).hexdigest(),
+                           program_name, data)
+
+    def _write(self, folder: Path, program_name: str, data: bytes) -> Path:
+        """``data`` as ``folder/<safe file name>``, folders private (0700), file 0600."""
         try:
-            for where in (self.folder.parent, self.folder, folder.parent, folder):
+            where = self.folder.parent  # the keystore, then each folder down to ``folder``
+            where.mkdir(mode=0o700, exist_ok=True)
+            for part in folder.relative_to(where).parts:
+                where = where / part
                 where.mkdir(mode=0o700, exist_ok=True)
             path = folder / file_name(program_name)
             atomic_write(path, data, mode=0o600)

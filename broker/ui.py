@@ -578,15 +578,10 @@ def credential_json(doc_id: str, doc: dict[str, Any], mine: dict[str, str]) -> d
 def _expired(value: object) -> bool | None:
     import datetime as dt
 
-    if not isinstance(value, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when <= dt.datetime.now(dt.timezone.utc)
+    from mpcid.identity.issued import parse_time
+
+    when = parse_time(value)
+    return None if when is None else when <= dt.datetime.now(dt.timezone.utc)
 
 
 def _json(value: Any, status: int = 200) -> web.StreamResponse:

@@ -412,11 +412,7 @@ class RoleHandlers:
 
 
 def _past(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)) <= \
-        dt.datetime.now(dt.timezone.utc)
+    from mpcid.identity.issued import parse_time
+
+    when = parse_time(value)
+    return when is not None and when <= dt.datetime.now(dt.timezone.utc)

@@ -115,7 +115,7 @@ def _state(keystore: Keystore, document: dict[str, Any], now: dt.datetime,
         if bits.get(index):
             purpose = entry.get("statusPurpose")
             return ("suspended" if purpose == "suspension" else "revoked"), status
-    start, end = _time(document.get("validFrom")), _time(document.get("validUntil"))
+    start, end = parse_time(document.get("validFrom")), parse_time(document.get("validUntil"))
     if end is not None and end <= now:
         return "expired", status
     if start is not None and start > now:
@@ -123,7 +123,9 @@ def _state(keystore: Keystore, document: dict[str, Any], now: dt.datetime,
     return "valid", status
 
 
-def _time(value: object) -> dt.datetime | None:
+def parse_time(value: object) -> dt.datetime | None:
+    """An ISO 8601 date-time as written in a credential (``Z`` or an offset; none means
+    UTC), or None if ``value`` is not one."""
     if not isinstance(value, str):
         return None
     try:
