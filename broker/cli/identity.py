@@ -352,10 +352,30 @@ async def credential_import(credential: str, contexts: tuple[str, ...],
         claims = ", ".join(f"{k}={v}" for k, v in result.claims.items() if k != "id")
         until = isoformat(result.valid_until) if result.valid_until else "no end"
         revocable = "revocable" if document.get("credentialStatus") else "not revocable"
-        click.echo(f"imported {types or 'VerifiableCredential'} from {result.issuer}"
+        click.echo(f"imported {types or 'VerifiableCredential'} from "
+                   f"{issuer_name(ks, document, result.issuer)}"
                    + (f" ({claims})" if claims else "")
                    + f", valid until {until}, {revocable}; its id (last line):", err=True)
         click.echo(doc_id)
+
+
+def issuer_name(ks: Keystore, document: dict[str, Any], did: str) -> str:
+    """``acme (did:...)`` by the contact name, else the name the issuer gives itself in
+    the credential (``issuer.name``), else the DID."""
+    from mpcid.identity.contacts import Contacts
+
+    try:
+        name = Contacts(ks.home).names().get(did)
+    except MpcidError:
+        name = None
+    issuer = document.get("issuer")
+    if name is None and isinstance(issuer, dict) and isinstance(issuer.get("name"), str):
+        import unicodedata
+
+        # The issuer's own words: one line, nothing that could steer the terminal.
+        name = "".join(c for c in " ".join(issuer["name"].split())
+                       if unicodedata.category(c) not in ("Cc", "Cf"))[:60] or None
+    return f"{name} ({did})" if name else did
 
 
 @credential_group.command("list")
