@@ -80,6 +80,7 @@ class RoleHandlers:
             ("POST", "/api/status-lists", self.create_status_list),
             ("POST", "/api/status-lists/{id}/publish", self.publish_status_list),
             ("GET", "/api/status-lists/{id}/list.json", self.download_status_list),
+            ("POST", "/api/invitations/check", self.check_inbox),
             ("GET", "/api/programs", self.programs),
             ("POST", "/api/invite", self.invite),
             ("GET", "/api/invitations/{id}/program", self.program),
@@ -293,6 +294,27 @@ class RoleHandlers:
             run = await self.ui.start_join(stored, name, Path(program), args)
             out["run"] = run.to_json()
         return _json(out, status=201)
+
+    async def check_inbox(self, request: web.Request) -> web.StreamResponse:
+        """New invitations from contacts, through the DHT (``mpcid invitations``)."""
+        from .ui import _json
+
+        nodes = self.ui.settings.bootstrap
+        if not nodes:
+            raise UiError("no DHT node to look in the inbox through",
+                          hint="start the page with --bootstrap MULTIADDR (or MPCID_BOOTSTRAP)")
+        argv = ["invitations"]
+        for node in nodes:
+            argv += ["--bootstrap", node]
+        code, _, err = await self.ui.cli_command(*argv, "--home", str(self.ui.settings.home),
+                                                 timeout=FETCH_TIMEOUT)
+        lines = [line for line in err.splitlines() if "inbox" in line or "contacts" in line]
+        self.ui.changed()
+        if code != 0:
+            from .ui import _error_line
+
+            raise UiError(_error_line(err) or "looking in the inbox failed", status=422)
+        return _json({"result": lines[-1] if lines else "looked in the inbox"})
 
     # -- the invitee's review of the program ----------------------------------------------
 

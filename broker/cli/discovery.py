@@ -187,7 +187,7 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
               help="Record lifetime in seconds; republished at half of it.")
 @home_option
 @wraps_async
-async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str,
+async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str | None,
                  endpoints: tuple[str, ...], relays: tuple[str, ...], ttl: int,
                  home: str | None) -> None:
     """Keep this DID online: publish and refresh its endpoint record until interrupted,

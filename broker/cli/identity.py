@@ -537,12 +537,13 @@ def publish_status_list(ks: Keystore, record: dict[str, Any], bits: Bitstring) -
 @click.option("--domain", required=True, help="The verifier's domain (e.g. session id).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
 @home_option
-def present(name: str, creds: tuple[str, ...], challenge: str, domain: str, out: str | None,
-            home: str | None) -> None:
+def present(name: str | None, creds: tuple[str, ...], challenge: str, domain: str,
+            out: str | None, home: str | None) -> None:
     """Sign a verifiable presentation of credentials for one challenge and domain."""
     ks = keystore(home)
     documents = [load_credential(ks, c) for c in creds]
-    holder = ks.load_identity(identity_name(ks, name))
+    name = identity_name(ks, name)
+    holder = ks.load_identity(name)
     for document, given in zip(documents, creds):
         shape = Presented.read(document)
         if shape.about(holder.did.did) is None:

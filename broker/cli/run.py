@@ -31,7 +31,7 @@ from .options import bootstrap_option, home_option, identity_name, keystore
 @home_option
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.argument("program_args", nargs=-1, type=click.UNPROCESSED)
-def run(session_file: str, name: str, connect_timeout: float, idle_timeout: float,
+def run(session_file: str, name: str | None, connect_timeout: float, idle_timeout: float,
         listen_host: str, bootstrap: tuple[str, ...], relays: tuple[str, ...],
         home: str | None, program: str, program_args: tuple[str, ...]) -> None:
     """Run an unmodified MPyC PROGRAM as one party, over authenticated Noise channels.

@@ -554,6 +554,22 @@ function follow() {
   source.addEventListener("error", () => status("lost the connection to mpcid ui; retrying…", true));
 }
 
+document.getElementById("check-inbox").addEventListener("click", async (event) => {
+  const result = document.getElementById("inbox-result");
+  event.target.disabled = true;
+  result.className = "message";
+  result.textContent = "looking in the DHT…";
+  try {
+    result.textContent = (await api("invitations/check", {})).result;
+    result.className = "message ok";
+  } catch (e) {
+    result.className = "message error";
+    result.textContent = e.message;
+  }
+  event.target.disabled = false;
+  reloadSoon();
+});
+
 document.getElementById("import-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = document.getElementById("import-token");
