@@ -208,9 +208,14 @@ def test_every_role_on_the_page(people: dict[str, Any], browser: Any) -> None:  
 
     # -- acme revokes carol's credential ---------------------------------------------------
     open_page(driver, pages["acme"])
-    row = wait_for("carol's row", lambda: [r for r in driver.find_elements(
-        "css selector", "#issued tbody tr") if dids["carol"][-6:] in r.text])[0]
-    row.find_element("css selector", '[data-action="revoke-credential"]').click()
+
+    def revoke_carol() -> bool:  # retried: the table is redrawn when the page refreshes
+        [row] = [r for r in driver.find_elements("css selector", "#issued tbody tr")
+                 if dids["carol"][-6:] in r.text]
+        row.find_element("css selector", '[data-action="revoke-credential"]').click()
+        return True
+
+    wait_for("carol's revoke button", revoke_carol)
     driver.switch_to.alert.accept()
     wait_for("the revocation", lambda: len(driver.find_elements(
         "css selector", '#issued tr[data-state="revoked"]')) == 1)
