@@ -290,31 +290,32 @@ async def check_inboxes(keystore: Keystore, bootstrap: tuple[str, ...], now: flo
     mine = [info.did for info in keystore.identities()]
     found: list[StoredInvitation] = []
 
+    async def one(discovery: Any, invitee: str, inviter: str) -> None:
+        async with lookups:
+            key = inbox_key(invitee, inviter)
+            value = await discovery.get_value(key)
+            try:
+                pointer = decode_pointer(key, value, now) if value is not None else None
+            except MpcidError:
+                return
+            for session_id in pointer.sessions if pointer is not None else ():
+                if store.get(session_id) is not None:
+                    continue
+                data = await fetch_invitation(discovery, session_id)
+                try:
+                    invitation = Invitation.verify(data or b"", now)
+                except MpcidError:
+                    continue
+                if invitation.inviter == inviter and invitee in invitation.parties:
+                    found.append(store.add(invitation, data or b"", "inbox", now))
+
     async def look() -> None:
         async with session_dht(Ed25519Key.generate(), bootstrap) as discovery:
-            for invitee in mine:
-                for inviter in inviters:
-                    if inviter == invitee or not inviter.startswith("did:key:"):
-                        continue
-                    key = inbox_key(invitee, inviter)
-                    value = await discovery.get_value(key)
-                    if value is None:
-                        continue
-                    try:
-                        pointer = decode_pointer(key, value, now)
-                    except MpcidError:
-                        continue
-                    for session_id in pointer.sessions:
-                        if store.get(session_id) is not None:
-                            continue
-                        data = await fetch_invitation(discovery, session_id)
-                        try:
-                            invitation = Invitation.verify(data or b"", now)
-                        except MpcidError:
-                            continue
-                        if invitation.inviter == inviter and invitee in invitation.parties:
-                            found.append(store.add(invitation, data or b"", "inbox", now))
+            await asyncio.gather(*(one(discovery, invitee, inviter)
+                                   for invitee in mine for inviter in inviters
+                                   if inviter != invitee and inviter.startswith("did:key:")))
 
+    lookups = asyncio.Semaphore(8)  # a few at a time, for a long contact list
     await within(look(), timeout)
     return found
 
