@@ -27,6 +27,9 @@ class Choice:
     """The warnings that are certain: no credential, or one that is expired, revoked,
     from another issuer or about someone else. (A status list or DID that could not be
     fetched here only makes the outcome uncertain: the others may well reach it.)"""
+    unmet_issuer: str | None = None
+    """The issuer of the credential behind the first of :attr:`unmet`, if there is one:
+    the one to ask."""
 
 
 #: Failures that only say "could not be checked from here".
@@ -39,15 +42,18 @@ async def choose(keystore: Keystore, did: str, policy: Policy,
     chosen: list[dict[str, Any]] = []
     warnings: list[str] = []
     unmet: list[str] = []
+    issuer: str | None = None
     for requirement in policy.requirements:
         document, warning, certain = await _best(stored, did, requirement, config)
         if warning:
             warnings.append(warning)
             if certain:
+                if not unmet and document is not None:
+                    issuer = Presented.read(document).issuer
                 unmet.append(warning)
         if document is not None and document not in chosen:
             chosen.append(document)
-    return Choice(tuple(chosen), tuple(warnings), tuple(unmet))
+    return Choice(tuple(chosen), tuple(warnings), tuple(unmet), issuer)
 
 
 async def _best(stored: list[dict[str, Any]], did: str, requirement: Requirement,

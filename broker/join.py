@@ -79,6 +79,8 @@ class SessionPlan:
     """The warnings that are certain (no such credential, expired, revoked, another
     issuer's): ``mpcid join`` then declines instead of starting a session that every
     other party would refuse."""
+    unmet_issuer: str | None = None
+    """Who issued the credential behind the first of :attr:`unmet` (whom to ask)."""
 
     @classmethod
     def prepare(cls, keystore: Keystore, key: Ed25519Key, invitation: Invitation,
@@ -105,7 +107,8 @@ class SessionPlan:
         choice = asyncio.run(choose(keystore, key.did.did, invitation.requirements, config))
         return cls(invitation, key, index, session,
                    AdmissionSettings(invitation.requirements, choice.credentials, config,
-                                     invitation), program, choice.warnings, choice.unmet)
+                                     invitation), program, choice.warnings, choice.unmet,
+                   choice.unmet_issuer)
 
 
 def run_join(keystore: Keystore, plan: SessionPlan, program_args: list[str],

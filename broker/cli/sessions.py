@@ -43,15 +43,16 @@ def read_program(path: str) -> tuple[Path, bytes]:
                          hint="give the path of the MPyC program") from None
 
 
-def unmet_hint(problem: str, invitation: Invitation) -> str:
-    """What the person who cannot meet a requirement can do, by what is wrong."""
+def unmet_hint(problem: str, invitation: Invitation, issuer: str | None = None) -> str:
+    """What the person who cannot meet a requirement can do, by what is wrong
+    (``issuer``: who issued the credential at fault, when one was found)."""
     issuers = sorted({i for r in invitation.requirements.requirements for i in r.issuers})
     named = ", ".join(issuers) or "the issuer"
     if "revoked" in problem or "suspended" in problem:
-        return (f"its issuer revoked it: ask the issuer ({named}) why, and for a new "
-                "credential if it should still hold")
+        return (f"its issuer revoked it: ask the issuer ({issuer or named}) why, and for a "
+                "new credential if it should still hold")
     if "expired" in problem or "not yet valid" in problem:
-        return f"ask the issuer ({named}) for a current credential and import it"
+        return f"ask the issuer ({issuer or named}) for a current credential and import it"
     if "you hold no" in problem:
         return (f"ask an issuer the invitation names ({named}) for that credential and "
                 "import it with `mpcid credential import`")
@@ -103,8 +104,8 @@ def join_with(ks: Keystore, key: Ed25519Key, invitation: Invitation, program: Pa
                                      f"{plan.unmet[0]}")
         raise RequirementsUnmet(
             f"you do not meet this session's requirements: {plan.unmet[0]}; you did not "
-            "join, and the other parties are told", hint=unmet_hint(plan.unmet[0],
-                                                                      invitation))
+            "join, and the other parties are told",
+            hint=unmet_hint(plan.unmet[0], invitation, plan.unmet_issuer))
     for warning in plan.warnings:
         click.echo(f"warning: {warning}; the other parties may refuse you", err=True)
     progress = make_progress(progress_mode, terminal=sys.stderr.isatty())
