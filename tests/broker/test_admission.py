@@ -381,3 +381,19 @@ def test_unrequested_issuer_is_refused_before_any_fetch(
     assert "was issued by" in _error(a_err) and world.dids["evil"] in _error(a_err)
     assert "refused me" in _error(d_err) and "was issued by" in _error(d_err)
     assert not _connected(sock)
+
+
+def test_an_inviter_who_fails_its_own_requirements_is_told_before_inviting(
+        world: World) -> None:
+    """Dave holds no membership: his invitation would be refused by everyone, so it is
+    not made (unless he insists); nothing is published."""
+    base = ["invite", "--home", world.home("dave"), "--as", "dave", "--did",
+            world.dids["bob"], "--program", SALARY, "--bootstrap", world.node, "--require",
+            f"MembershipCredential@{world.acme},{world.dids['evil']};organization=Acme"]
+    refused = mpcid(*base)
+    assert refused.returncode == 2 and refused.stdout == ""
+    line = _error(refused.stderr)
+    assert "you do not meet this invitation's requirements yourself" in line
+    assert "you hold no MembershipCredential" in line and "--even-if-unmet" in line
+    insisted = mpcid(*base, "--even-if-unmet", "--no-publish")
+    assert insisted.returncode == 0 and insisted.stdout.strip().startswith("mpcid1:")
