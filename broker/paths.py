@@ -182,7 +182,8 @@ class Paths:
         """A channel to ``party`` over the first path that works before ``deadline``, or
         None if ``party`` opens the channel of this pair (:func:`nat.initiates`; ``lower``:
         this party has the lower index; ``always``: this party opens it whatever the
-        records say, as for fetching the program)."""
+        records say, and without asking for a punch, as for fetching the program under a
+        throwaway host identity, whose punch requests a party refuses)."""
         if not lower and self.reach != nat.NAT and not always:
             # Only a party behind a NAT opens the channel to a lower one (and only to a
             # public one): this party never does (nor does any party without a DHT), so
@@ -231,7 +232,7 @@ class Paths:
                     return outcome
                 last = outcome
             circuits = [a for a in libp2p if "/p2p-circuit" in a]
-            if record is not None and circuits and self._can_punch(record):
+            if record is not None and circuits and not always and self._can_punch(record):
                 outcome = await self._punched(party, circuits[0], factory, deadline,
                                               describe)
                 if not isinstance(outcome, str):
