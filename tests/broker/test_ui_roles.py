@@ -280,11 +280,13 @@ def invite(driver: Any, page: Page, dids: dict[str, str], requirement: str, args
     values = {"dids": f"{dids['bob']}\n{dids['carol']}", "requirements": requirement,
               "name": "salaries", "args": args}
     if kept:
-        wait_for("a kept program", lambda: len(driver.find_elements(
-            "css selector", "#invite-kept option")) > 1)
         from selenium.webdriver.support.ui import Select
 
-        Select(by_css(driver, "#invite-kept")).select_by_index(1)
+        def pick_kept() -> bool:  # retried: the list is redrawn when the page refreshes
+            Select(by_css(driver, "#invite-kept")).select_by_index(1)
+            return bool(by_css(driver, "#invite-kept").get_attribute("value"))
+
+        wait_for("a kept program", pick_kept)
         by_css(driver, "#invite-program").clear()
     else:
         values["program"] = SALARY
