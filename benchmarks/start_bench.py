@@ -10,16 +10,23 @@ as in admission_bench.py), made untimed with ``mpcid invite --no-publish``, and 
 homes of their own, so that their DHT records never compete:
 
 * ``cold``: each join starts from nothing (py-libp2p, its own libp2p host and DHT node);
-* ``agent``: each party's ``mpcid online`` (started untimed before the runs, kept to the
-  end) serves a local agent that the join uses. Ready at its stdout line ``agent ...``;
-  without it within 60 s the mode is reported unavailable and the rest still runs.
+* ``agent``: each party's ``mpcid online --no-launcher`` (started untimed before the
+  runs, kept to the end) serves a local agent that the join uses. Ready at its stdout line
+  ``agent ...``; without it within 60 s the mode is reported unavailable and the rest
+  still runs.
+* ``launcher``: each party's ``mpcid online`` as it is, which also keeps a launcher
+  (ready at its ``launcher ...`` line): the joins are typed as a user types them
+  (``mpcid join``) and start as forks of the launcher (``broker/launcher.py``).
 
 Wall: from launching the first join to the last party's ``started`` event. Per party, at
-its ``started`` event (each join runs in this file's launcher mode, ``start_bench.py
---party REPORT.json -- MPCID ARGS``): CPU seconds of the process (user + system, all
-threads), peak RSS (VmHWM), whether ``libp2p`` is imported, and its DHT lookups (calls
-of ``mpcid.broker.paths.Paths._lookup``; n/a if that does not exist). Agent mode also
-gives the agents' CPU per party over the run: their DHT work is no longer the join's.
+its ``started`` event (cold and agent: each join runs in this file's party mode,
+``start_bench.py --party REPORT.json -- MPCID ARGS``): CPU seconds of the process (user +
+system, all threads), peak RSS (VmHWM), whether ``libp2p`` is imported, and its DHT
+lookups (calls of ``mpcid.broker.paths.Paths._lookup``; n/a if that does not exist).
+Launcher mode reads the same from /proc when the event appears (polled every 5 ms): CPU
+of the `mpcid join` process plus its fork's, the fork's VmHWM (which counts the pages it
+shares with the launcher); it cannot see imports or lookups. Agent and launcher modes
+also give the agents' CPU per party over the run: their DHT work is no longer the join's.
 
 Parties use Python's bytecode cache in the benchmark's temporary folder, filled by one
 untimed warm-up session per mode, as an installed package would; ``--cold-start`` keeps
@@ -179,7 +186,7 @@ from dataclasses import dataclass, field  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SALARY = HERE.parent / "examples" / "salary_sum.py"
 MPCID = str(Path(sys.executable).parent / "mpcid")
-MODES = ("cold", "agent")
+MODES = ("cold", "agent", "launcher")
 AGENT_WAIT = 60.0
 FINISH_GRACE = 30.0  # after every party started: seconds for the sessions to end
 TARGET_WALL = {3: 1.0, 10: 4.0}
@@ -210,7 +217,7 @@ class Bench:
     org_did: str = ""
     node: str = ""
     parties: dict[str, list[Party]] = field(default_factory=dict)
-    agents: list[Agent] = field(default_factory=list)
+    agents: dict[str, list[Agent]] = field(default_factory=dict)  # by mode
     procs: list[subprocess.Popen[str]] = field(default_factory=list)  # to stop at the end
     runs: int = 0
     version: str = ""
@@ -258,43 +265,47 @@ def start_node(bench: Bench) -> None:
         raise SystemExit("error: `mpcid node` printed no address")
 
 
-def start_agents(bench: Bench, parties: list[Party]) -> str | None:
-    """One `mpcid online` per party; None when all printed their ``agent`` line, else
-    why agent mode is unavailable (the agents are then stopped)."""
+def start_agents(bench: Bench, parties: list[Party], mode: str) -> str | None:
+    """One `mpcid online` per party (``agent``: with --no-launcher; ``launcher``: as it
+    is, which keeps a launcher); None when all printed their ``agent`` (and
+    ``launcher``) line, else why the mode is unavailable (its agents are then stopped)."""
+    ready = "launcher " if mode == "launcher" else "agent "
+    agents = bench.agents[mode] = []
     for party in parties:
         err = open(bench.root / f"online-{party.name}.err", "w")
         proc = subprocess.Popen(
             [MPCID, "online", "--home", str(party.home), "--as", party.name, "--bootstrap",
-             bench.node, "--listen", "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE,
+             bench.node, "--listen", "/ip4/127.0.0.1/tcp/0",
+             *(["--no-launcher"] if mode == "agent" else [])], stdout=subprocess.PIPE,
             stderr=err, text=True, env=bench.env, cwd=bench.root)
         err.close()
         bench.procs.append(proc)
         agent = Agent(proc)
-        threading.Thread(target=drain, args=(agent,), daemon=True).start()
-        bench.agents.append(agent)
+        threading.Thread(target=drain, args=(agent, ready), daemon=True).start()
+        agents.append(agent)
     until = time.monotonic() + AGENT_WAIT
-    for agent, party in zip(bench.agents, parties):
+    for agent, party in zip(agents, parties):
         if agent.ready.wait(max(0.0, until - time.monotonic())):
             continue
-        why = (f"`mpcid online` ({party.name}) printed no `agent ` line within "
+        why = (f"`mpcid online` ({party.name}) printed no `{ready}` line within "
                f"{AGENT_WAIT:.0f} s")
         if agent.proc.poll() is not None:
             why = (f"`mpcid online` ({party.name}) exited {agent.proc.returncode}: "
                    f"{last_line(bench.root / f'online-{party.name}.err')}")
         elif agent.lines:
             why += f" (its last line: {agent.lines[-1]!r})"
-        stop([a.proc for a in bench.agents])
-        bench.agents.clear()
+        stop([a.proc for a in agents])
+        del bench.agents[mode]
         return why
     return None
 
 
-def drain(agent: Agent) -> None:
+def drain(agent: Agent, ready: str) -> None:
     """Read the agent's stdout to its end (so it never blocks on a full pipe)."""
     assert agent.proc.stdout is not None
     for line in agent.proc.stdout:
         agent.lines.append(line.rstrip("\n"))
-        if line.startswith("agent "):
+        if line.startswith(ready):
             agent.ready.set()
 
 
@@ -360,16 +371,80 @@ def invite(bench: Bench, parties: list[Party]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def launch(bench: Bench, party: Party, token: str, folder: Path) -> subprocess.Popen[str]:
+def launch(bench: Bench, party: Party, token: str, folder: Path, mode: str
+           ) -> subprocess.Popen[str]:
+    """A party's join: in this file's launcher mode (``--party``), or, with a launcher,
+    as the user types it (``mpcid join``), which starts it as a fork of the launcher."""
     err = open(folder / f"{party.name}.err", "w")
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--party", str(folder / f"{party.name}.json"), "--",
-         "join", token, "--home", str(party.home), "--as", party.name, "--program",
-         str(SALARY), "--progress", "json", "--connect-timeout", str(bench.timeout),
-         "--", "--salaries", "50000"],
-        stdout=subprocess.DEVNULL, stderr=err, text=True, env=bench.env, cwd=folder)
+    join = ["join", token, "--home", str(party.home), "--as", party.name, "--program",
+            str(SALARY), "--progress", "json", "--connect-timeout", str(bench.timeout),
+            "--", "--salaries", "50000"]
+    command = [MPCID, *join] if mode == "launcher" else \
+        [sys.executable, __file__, "--party", str(folder / f"{party.name}.json"), "--", *join]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                            env=bench.env, cwd=folder)
     err.close()
     return proc
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(x) for x in (task / "children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def launcher_of(online_pid: int) -> int | None:
+    """The launcher process that `mpcid online` started."""
+    for pid in children(online_pid):
+        try:
+            if b"mpcid.broker.launcher" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def fork_writing_to(launcher: int | None, inode: int) -> int | None:
+    """The launcher's fork whose stderr is the file with ``inode`` (a party's .err)."""
+    for pid in children(launcher) if launcher else []:
+        try:
+            if os.stat(f"/proc/{pid}/fd/2").st_ino == inode:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def watch_forks(bench: Bench, parties: list[Party], procs: list[subprocess.Popen[str]],
+                folder: Path, done: threading.Event) -> None:
+    """Launcher mode: a party's numbers at its ``started`` event, from /proc (its process
+    is a fork of the launcher: CPU of the `mpcid join` client plus the fork's, the fork's
+    peak RSS), written where the ``--party`` mode writes them. Polled every 5 ms, so
+    they may include up to a few ms of work after the event."""
+    launchers = [launcher_of(a.proc.pid) for a in bench.agents["launcher"][:len(parties)]]
+    todo = {i: (folder / f"{p.name}.err") for i, p in enumerate(parties)}
+    inodes = {i: os.stat(path).st_ino for i, path in todo.items()}
+    forks: dict[int, int | None] = {}
+    sizes: dict[int, int] = {}
+    while todo and not done.is_set():
+        for i, path in list(todo.items()):
+            if forks.get(i) is None:
+                forks[i] = fork_writing_to(launchers[i], inodes[i])
+            size = path.stat().st_size
+            if size == sizes.get(i) or not any(e["event"] == "started" for e in events(path)):
+                sizes[i] = size
+                continue
+            fork, client = forks[i], procs[i].pid
+            report = {"cpu": proc_cpu(client) + (proc_cpu(fork) if fork else 0.0),
+                      "rss_mb": peak_rss_mb(fork or client), "libp2p": None, "lookups": None,
+                      "forked": fork is not None, "t": time.time()}
+            (folder / f"{parties[i].name}.json").write_text(json.dumps(report))
+            del todo[i]
+        time.sleep(0.005)
 
 
 def wait_all(procs: list[subprocess.Popen[str]], parties: list[Party], folder: Path,
@@ -435,22 +510,32 @@ def run_session(bench: Bench, mode: str, n: int) -> dict[str, Any]:
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         result["reason"] = str(exc).splitlines()[0]
         return result
-    agents = [a.proc.pid for a in bench.agents[:n]] if mode == "agent" else []
+    agents = [a.proc.pid for a in bench.agents.get(mode, [])[:n]]
+    everyone = [a.proc.pid for group in bench.agents.values() for a in group]
     cpu_before = sum(proc_cpu(pid) for pid in agents)
-    all_before = sum(proc_cpu(a.proc.pid) for a in bench.agents)
+    all_before = sum(proc_cpu(pid) for pid in everyone)
     start = time.time()
     procs: list[subprocess.Popen[str]] = []
+    done = threading.Event()
+    watcher = None
     try:
-        procs = [launch(bench, party, token, folder) for party in parties]
+        procs = [launch(bench, party, token, folder, mode) for party in parties]
+        if mode == "launcher":
+            watcher = threading.Thread(target=watch_forks,
+                                       args=(bench, parties, procs, folder, done))
+            watcher.start()
         reason = wait_all(procs, parties, folder, start, bench.timeout)
     finally:
+        done.set()
+        if watcher is not None:
+            watcher.join()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
     if agents:
         result["agent_cpu"] = (sum(proc_cpu(pid) for pid in agents) - cpu_before) / n
-    result["agents_all_cpu"] = sum(proc_cpu(a.proc.pid) for a in bench.agents) - all_before
+    result["agents_all_cpu"] = sum(proc_cpu(pid) for pid in everyone) - all_before
     result["duration"] = time.time() - start
     if reason is None:
         reason = collect(result, parties, folder, start, bench.timeout)
@@ -521,26 +606,28 @@ def row_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r["ok"]]
     parties = [p for r in ok for p in r["parties"]]
     lookups = [p["lookups"] for p in parties if p.get("lookups") is not None]
-    imported = {bool(p["libp2p"]) for p in parties}
+    imported = {bool(p["libp2p"]) for p in parties if p.get("libp2p") is not None}
     return {
         "ok": f"{len(ok)}/{len(rows)}", "wall": [r["wall"] for r in ok],
         "cpu": [p["cpu"] for p in parties], "rss": [p["rss_mb"] for p in parties],
         "lookups": f"{statistics.median(lookups):g}" if lookups else "n/a",
         "libp2p": ("mixed" if len(imported) > 1 else "yes" if True in imported
-                   else "no" if imported else "–"),
+                   else "no" if imported else "n/a"),
+        "forked": sum(bool(p.get("forked")) for p in parties),
         "agent_cpu": [r["agent_cpu"] for r in ok if "agent_cpu" in r]}
 
 
 def print_table(results: dict[tuple[int, str], list[dict[str, Any]]]) -> None:
     print("| parties | mode | runs ok | wall s median (min–max) | CPU s/party at start "
           "median (max) | peak RSS MB median (max) | lookups/party median | libp2p imported "
-          "| agent CPU s/party per run |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| started as forks | agent CPU s/party per run |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (n, mode), rows in results.items():
         s = row_stats(rows)
         agent = med_max(s["agent_cpu"]) if s["agent_cpu"] else "–"
+        forked = f"{s['forked']}/{len(s['cpu'])}" if mode == "launcher" else "–"
         print(f"| {n} | {mode} | {s['ok']} | {spread(s['wall'])} | {med_max(s['cpu'])} | "
-              f"{med_max(s['rss'], 1)} | {s['lookups']} | {s['libp2p']} | {agent} |")
+              f"{med_max(s['rss'], 1)} | {s['lookups']} | {s['libp2p']} | {forked} | {agent} |")
 
 
 def verdict(values: list[float], target: float, unit: str) -> str:
@@ -557,11 +644,12 @@ def print_targets(results: dict[tuple[int, str], list[dict[str, Any]]],
     for n in ns:
         stats = {m: row_stats(results[(n, m)]) for m in modes if (n, m) in results}
         parts = []
-        if "cold" in stats and "agent" in stats and stats["cold"]["wall"] \
-                and stats["agent"]["wall"]:
-            ratio = (statistics.median(stats["agent"]["wall"])
-                     / statistics.median(stats["cold"]["wall"]))
-            parts.append(f"agent/cold wall {ratio:.2f}x")
+        for mode in ("agent", "launcher"):
+            if "cold" in stats and mode in stats and stats["cold"]["wall"] \
+                    and stats[mode]["wall"]:
+                ratio = (statistics.median(stats[mode]["wall"])
+                         / statistics.median(stats["cold"]["wall"]))
+                parts.append(f"{mode}/cold wall {ratio:.2f}x")
         for mode, s in stats.items():
             wall = (f"wall ≤ {TARGET_WALL[n]:.1f} s: {verdict(s['wall'], TARGET_WALL[n], ' s')}"
                     if n in TARGET_WALL else "no wall target")
@@ -607,14 +695,20 @@ def print_report(bench: Bench, args: argparse.Namespace, modes: list[str], ns: l
 
 def agent_note(bench: Bench, results: list[dict[str, Any]]) -> str:
     """What the agents cost while the cold sessions ran (idle) and their memory."""
-    pids = [a.proc.pid for a in bench.agents]
+    pids = [a.proc.pid for group in bench.agents.values() for a in group]
     cold = [r for r in results if r["mode"] == "cold"]
     share = sum(r["agents_all_cpu"] for r in cold) / max(1e-9, sum(r["duration"] for r in cold))
     idle = f"{100 * share:.1f}% of a core together" if cold else "(no cold sessions)"
     rss = [peak_rss_mb(pid) for pid in pids]
-    return (f"{len(pids)} agents (`mpcid online`) running throughout; while the cold "
+    text = (f"{len(pids)} agents (`mpcid online`) running throughout; while the cold "
             f"sessions ran they used {idle}; peak RSS per agent "
             f"{statistics.median(rss):.1f} MB median, {max(rss):.1f} max")
+    launchers = [launcher_of(a.proc.pid) for a in bench.agents.get("launcher", [])]
+    held = [peak_rss_mb(pid) for pid in launchers if pid]
+    if held:
+        text += (f"; {len(held)} launchers beside them, peak RSS "
+                 f"{statistics.median(held):.1f} MB median, {max(held):.1f} max")
+    return text
 
 
 def log(text: str) -> None:
@@ -628,12 +722,12 @@ def benchmark(bench: Bench, args: argparse.Namespace, ns: list[int],
     make_parties(bench, max(ns))
     start_node(bench)
     log(f"node {bench.node}")
-    if "agent" in modes:
-        why = start_agents(bench, bench.parties["agent"][:max(ns)])
+    for mode in [m for m in modes if m in ("agent", "launcher")]:
+        why = start_agents(bench, bench.parties[mode][:max(ns)], mode)
         if why is not None:
-            notes.append(f"agent mode unavailable: {why}")
+            notes.append(f"{mode} mode unavailable: {why}")
             log(notes[-1])
-            modes = [m for m in modes if m != "agent"]
+            modes = [m for m in modes if m != mode]
     for mode in [] if args.cold_start else modes:  # fills the bytecode cache
         log(f"warm-up {mode} {min(ns)} parties: {describe(run_session(bench, mode, min(ns)))}")
     results: dict[tuple[int, str], list[dict[str, Any]]] = {

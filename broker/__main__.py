@@ -1,5 +1,5 @@
 """``python -m mpcid.broker`` is the ``mpcid`` command."""
 
-from .cli import main
+from .launcher import main
 
 main()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import runpy
 import sys
 import time
@@ -587,6 +588,41 @@ class _NoInstallHints(logging.Filter):
         return not str(record.msg).startswith("Install package ")
 
 
+#: MPyC's modules that only *use* the runtime (each has ``runtime = None`` until
+#: ``mpyc.runtime`` is imported and fills it in): importing them does not parse argv.
+MPYC_PRELOADABLE = ("mpyc.numpy", "mpyc.gmpy", "mpyc.finfields", "mpyc.thresha",
+                    "mpyc.asyncoro", "mpyc.sectypes", "mpyc.mpctools", "mpyc.secgroups",
+                    "mpyc.random", "mpyc.statistics", "mpyc.seclists", "mpyc.secpols")
+
+
+#: What MPyC chose when the launcher preloaded it (numpy off, gmpy2 off), if it did.
+_PRELOADED: list[tuple[bool, bool]] = []
+
+
+def _mpyc_choices() -> tuple[bool, bool]:
+    """What MPyC's package decided at import, from its options and environment."""
+    return os.getenv("MPYC_NONUMPY") == "1", os.getenv("MPYC_NOGMPY") == "1"
+
+
+def preload_mpyc() -> None:
+    """Import MPyC except ``mpyc.runtime`` (the launcher's preload, before any session:
+    numpy and MPyC's field and share code; the runtime is set up per session).
+
+    MPyC's package reads the command line and environment when it is imported (logging,
+    worker threads, numpy and gmpy2 on or off): a session of a preloaded MPyC has it read
+    them again (:func:`_import_mpyc`), and imports MPyC afresh if its choices differ."""
+    import importlib
+
+    hints = _NoInstallHints()
+    logging.getLogger().addFilter(hints)
+    try:
+        for name in MPYC_PRELOADABLE:
+            importlib.import_module(name)
+    finally:
+        logging.getLogger().removeFilter(hints)
+    _PRELOADED[:] = [_mpyc_choices()]
+
+
 def _import_mpyc_runtime() -> Any:
     hints = _NoInstallHints()
     logging.getLogger().addFilter(hints)
@@ -602,6 +638,15 @@ def _import_mpyc() -> Any:
         module: Any = sys.modules["mpyc.runtime"]
         module.mpc = module.setup()
         return module
+    if _PRELOADED and "mpyc" in sys.modules:
+        import importlib
+
+        # Preloaded with the launcher's command line: MPyC's package reads this party's.
+        importlib.reload(sys.modules["mpyc"])
+        if _mpyc_choices() != _PRELOADED[0]:
+            for name in [n for n in sys.modules if n == "mpyc" or n.startswith("mpyc.")]:
+                del sys.modules[name]
+    _PRELOADED.clear()
     import mpyc.runtime  # noqa: F401  (parses sys.argv, sets up mpyc.runtime.mpc)
 
     return sys.modules["mpyc.runtime"]
