@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import re
 import shutil
 import socket
@@ -51,7 +52,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "party_launcher.py"
 DEMOS = {"secretsanta": ["secretsanta.py", "8"], "np_cnnmnist": ["np_cnnmnist.py", "1", "17"]}
-MODES = ("plain", "ssl", "mpcid")
+MODES = ("plain", "ssl", "mpcid", "mpcid-launcher")
 _ELAPSED = re.compile(r"elapsed time: (\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
@@ -144,6 +145,107 @@ def party_main(argv: list[str]) -> None:
     party_launcher.main()
 
 
+# --- mpcid-launcher: the parties are forks of a launcher, instrumented as party_main is ---
+
+_FORK: dict[str, object] = {}
+
+
+def launcher_main(argv: list[str]) -> None:
+    """``--launcher SOCKET``: mpcid's launcher (what `mpcid online` keeps), with the
+    instrumentation of :func:`party_main` installed before it serves, so that every fork
+    counts its sends, its CPU at its first MPyC message and its messages, draws from the
+    seed in its ``BENCH_SEED``, and writes its report to its ``BENCH_REPORT`` at exit.
+    A fork's CPU (getrusage) is its own since the fork; its `mpcid` client's is added
+    by run_once."""
+    import atexit
+    import logging
+    import random
+    import resource
+    import secrets
+
+    import party_launcher  # (this script's folder is sys.path[0], as for the client's)
+
+    from mpcid.broker.launcher_server import serve
+
+    party_launcher.count_socket_sends()
+    originals = (secrets.token_bytes, secrets.randbelow, secrets.randbits)
+
+    def rng() -> random.Random | None:
+        seed = os.environ.get("BENCH_SEED")
+        if seed and "rng" not in _FORK:
+            _FORK["rng"] = random.Random(seed)
+        return _FORK.get("rng") if seed else None  # type: ignore[return-value]
+
+    def token_bytes(nbytes: int | None = None) -> bytes:
+        r = rng()
+        return r.randbytes(32 if nbytes is None else nbytes) if r else originals[0](nbytes)
+
+    def randbelow(bound: int) -> int:
+        r = rng()
+        return r.randrange(bound) if r else originals[1](bound)
+
+    def randbits(k: int) -> int:
+        r = rng()
+        return r.getrandbits(k) if r else originals[2](k)
+
+    secrets.token_bytes, secrets.randbelow, secrets.randbits = token_bytes, randbelow, randbits
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from mpyc.asyncoro import MessageExchanger
+
+    root.handlers[:] = handlers  # MPyC's package configured logging: each fork does
+    root.setLevel(level)
+
+    send = MessageExchanger.send
+
+    def noted_send(self: MessageExchanger, pc: int, payload: bytes) -> None:
+        if "first" not in _FORK:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            _FORK["first"] = usage.ru_utime + usage.ru_stime
+        _FORK["messages"] = int(_FORK.get("messages", 0)) + 1  # type: ignore[call-overload]
+        send(self, pc, payload)
+
+    MessageExchanger.send = noted_send
+
+    def in_fork() -> None:
+        _FORK.clear()
+        party_launcher.SENT[0] = 0
+
+    def report() -> None:
+        path = os.environ.get("BENCH_REPORT")
+        if not path:
+            return  # the launcher itself
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        Path(path).write_text(json.dumps({
+            "sent": party_launcher.SENT[0], "cpu": usage.ru_utime + usage.ru_stime,
+            "maxrss_kib": party_launcher.peak_rss_kib(), "exit": 0}))
+        Path(path + ".first").write_text(json.dumps(
+            {"cpu": _FORK.get("first"), "messages": _FORK.get("messages", 0)}))
+
+    os.register_at_fork(after_in_child=in_fork)
+    atexit.register(report)
+    sys.exit(serve(Path(argv[0]), os.getppid()))
+
+
+def start_launchers(identities: list[tuple[Path, str]], env: dict[str, str]
+                    ) -> list[subprocess.Popen[str]]:
+    """One instrumented launcher per party's home, started untimed; each ready at its
+    ``ready`` line."""
+    procs = []
+    for home, _ in identities:
+        proc = subprocess.Popen([sys.executable, __file__, "--launcher",
+                                 str(home / "launcher.sock")], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, env=env,
+                                start_new_session=True)
+        procs.append(proc)
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if line != "ready":
+            raise SystemExit(f"error: a launcher did not start ({line!r})")
+    return procs
+
+
 def run_once(mode: str, demo: list[str], demos: Path, work: Path,
              identities: list[tuple[Path, str]], seed: str = "",
              env: dict[str, str] | None = None) -> dict[str, float]:
@@ -152,15 +254,26 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
     program = demos / demo[0]
     procs = []
     reports = [work / f"report{i}.json" for i in range(n)]
-    if mode == "mpcid":
+    if mode.startswith("mpcid"):
         session = work / "session.json"
         session.write_text(json.dumps({
             "session": f"bench-{time.time_ns()}",
             "program_sha256": hashlib.sha256(program.read_bytes()).hexdigest(),
             "parties": [{"did": did, "host": "127.0.0.1", "port": ports[i]}
                         for i, (_, did) in enumerate(identities)]}))
+    clients_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for i in range(n):
+        if mode == "mpcid-launcher":
+            # As the user types it: the `mpcid` client hands the command to the launcher.
+            home, _ = identities[i]
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "mpcid"), "run", "--home", str(home),
+                 "--session", str(session), "--as", f"p{i}", "--", str(program), *demo[1:]],
+                cwd=demos, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env={**(env or os.environ), "BENCH_REPORT": str(reports[i]),
+                     "BENCH_SEED": f"{seed}-{i}" if seed else ""}))
+            continue
         if mode == "mpcid":
             home, _ = identities[i]
             args = ["mpcid", "run", "--home", str(home), "--session", str(session), "--as",
@@ -177,11 +290,18 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
             cwd=demos, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
     outputs = [p.communicate(timeout=1800)[0] for p in procs]
     wall = time.perf_counter() - started
+    clients_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     for i, p in enumerate(procs):
         if p.returncode != 0:
             raise SystemExit(f"{mode} party {i} failed (exit {p.returncode}):\n"
                              f"{outputs[i][-3000:]}")
     measured = [json.loads(r.read_text()) for r in reports]
+    if mode == "mpcid-launcher":  # the forks' reports lack their clients' CPU: add a share
+        clients = (clients_after.ru_utime + clients_after.ru_stime
+                   - clients_before.ru_utime - clients_before.ru_stime) / n
+        for m in measured:
+            m["cpu"] += clients
+            m["forked"] = True
     notes = [json.loads(Path(str(r) + ".first").read_text()) for r in reports]
     firsts = [n["cpu"] for n in notes]
     elapsed = []
@@ -244,6 +364,8 @@ def main() -> None:
         demos, notes = prepare_demos(args.mpyc_demos, work)
         identities = make_identities(work, args.parties)
         env = party_env(work, args.cold_start)
+        launchers = start_launchers(identities, env)
+        atexit.register(lambda: [p.terminate() for p in launchers if p.poll() is None])
         if not args.cold_start:
             (demos / "nothing.py").write_text("from mpyc.runtime import mpc\n"
                                               "mpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n")
@@ -307,5 +429,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--party"]:
         party_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["--launcher"]:
+        launcher_main(sys.argv[2:])
     else:
         main()

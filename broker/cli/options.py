@@ -4,6 +4,9 @@ Configuration is built here, once, at the edge: every ``MPCID_*`` variable is re
 module (``MPCID_HOME``, ``MPCID_BOOTSTRAP`` and ``MPCID_CA_FILE`` through click's
 ``envvar``, ``MPCID_PASSPHRASE`` in :meth:`CliConfig.from_environment`, ``MPCID_DEBUG``
 in :func:`debug`), and the domain below receives plain values and frozen dataclasses.
+The one exception runs before this module is imported: the entry point
+(:mod:`mpcid.broker.launcher`) reads ``MPCID_HOME`` and ``MPCID_NO_LAUNCHER`` to decide
+whether the local launcher runs the command, and never imports click for that.
 """
 
 from __future__ import annotations
