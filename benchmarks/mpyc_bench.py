@@ -180,9 +180,9 @@ def launcher_main(argv: list[str]) -> None:
         r = rng()
         return r.randbytes(32 if nbytes is None else nbytes) if r else originals[0](nbytes)
 
-    def randbelow(bound: int) -> int:
+    def randbelow(exclusive_upper_bound: int) -> int:
         r = rng()
-        return r.randrange(bound) if r else originals[1](bound)
+        return r.randrange(exclusive_upper_bound) if r else originals[1](exclusive_upper_bound)
 
     def randbits(k: int) -> int:
         r = rng()
@@ -244,6 +244,12 @@ def start_launchers(identities: list[tuple[Path, str]], env: dict[str, str]
         if line != "ready":
             raise SystemExit(f"error: a launcher did not start ({line!r})")
     return procs
+
+
+def stop_launchers(launchers: list[subprocess.Popen[str]]) -> None:
+    for proc in launchers:
+        if proc.poll() is None:
+            proc.terminate()
 
 
 def run_once(mode: str, demo: list[str], demos: Path, work: Path,
@@ -365,7 +371,7 @@ def main() -> None:
         identities = make_identities(work, args.parties)
         env = party_env(work, args.cold_start)
         launchers = start_launchers(identities, env)
-        atexit.register(lambda: [p.terminate() for p in launchers if p.poll() is None])
+        atexit.register(stop_launchers, launchers)
         if not args.cold_start:
             (demos / "nothing.py").write_text("from mpyc.runtime import mpc\n"
                                               "mpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n")
