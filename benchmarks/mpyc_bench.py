@@ -240,9 +240,13 @@ def start_launchers(identities: list[tuple[Path, str]], env: dict[str, str]
         procs.append(proc)
     for proc in procs:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if line != "ready":
-            raise SystemExit(f"error: a launcher did not start ({line!r})")
+        seen = ""
+        for line in proc.stdout:  # (MPyC may log on importing, before ``ready``)
+            seen = line.strip()
+            if seen == "ready":
+                break
+        if seen != "ready":
+            raise SystemExit(f"error: a launcher did not start ({seen!r})")
     return procs
 
 
