@@ -1,5 +1,9 @@
 """MPyC demos with N parties on loopback: plain MPyC TCP vs MPyC --ssl vs mpcid channels.
 
+Transports: ``plain``, ``ssl``, ``mpcid`` (``mpcid run``, each party in a process of its
+own) and ``mpcid-launcher`` (``mpcid run`` typed with a launcher serving the party's home,
+as ``mpcid online`` keeps one: the party is a fork of it).
+
     .venv/bin/python benchmarks/mpyc_bench.py --mpyc-demos PATH/TO/mpyc/demos [--runs 3]
                                               [--same-randomness]
 

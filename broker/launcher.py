@@ -44,8 +44,11 @@ MAX_REQUEST = 256 * 1024
 """Bytes of a request (arguments and environment)."""
 MAX_CHILDREN = 64
 """Commands a launcher runs at once; more run in their own processes."""
-HELLO_TIMEOUT = 5.0
-"""Seconds the client waits for the launcher to fork its command."""
+HELLO_TIMEOUT = 30.0
+"""Seconds the client waits for the launcher to fork its command (then it runs the
+command itself; the launcher forks only for a client still connected, and stops a fork
+whose client has gone)."""
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ROUTED = frozenset({"join", "run"})
 """Commands that start through a launcher: the ones that run a session."""
 VERSION = 1
@@ -144,6 +147,21 @@ def through_launcher(path: Path, argv: list[str]) -> int | None:
         return None
     if len(request) > MAX_REQUEST:
         return None
+    # A signal before the fork runs is kept, then forwarded to it (or, if the command runs
+    # here after all, delivered here once the default handling is back).
+    target: list[int] = []
+    pending: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if not target:
+            pending.append(signum)
+            return
+        try:
+            os.kill(target[0], signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.settimeout(HELLO_TIMEOUT)
@@ -152,27 +170,25 @@ def through_launcher(path: Path, argv: list[str]) -> int | None:
                                   array.array("i", [0, 1, 2]))])
         answer = _receive(sock)
     except OSError:
-        sock.close()
-        return None
+        answer = None
     pid = answer.get("pid") if answer else None
     if not isinstance(pid, int) or pid <= 0:
         if answer and os.environ.get("MPCID_DEBUG"):
             print(f"mpcid: the launcher did not take the command: {answer.get('refused')}",
                   file=sys.stderr)
         sock.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for kept in pending:
+            signal.raise_signal(kept)
         return None
+    target.append(pid)
+    for kept in pending:
+        forward(kept, None)
     return _wait(sock, pid)
 
 
 def _wait(sock: socket.socket, pid: int) -> int:
-    def forward(signum: int, frame: Any) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
     sock.settimeout(None)
     try:
         answer = _receive(sock)

@@ -300,6 +300,15 @@ class Launcher:
         return request, ""
 
     def start(self, command: Command, request: dict[str, Any], fds: list[int]) -> None:
+        try:
+            gone = command.conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            gone = False
+        except OSError:
+            gone = True
+        if gone:  # the client gave up waiting and runs the command itself
+            self.drop(command)
+            return
         pid = os.fork()
         if pid == 0:
             self.close_all()
