@@ -99,6 +99,27 @@ def make_identities(work: Path, n: int) -> list[tuple[Path, str]]:
     return out
 
 
+def count_messages() -> tuple[list[float], list[int]]:
+    """Count the MPyC messages this process sends, and note its CPU at the first."""
+    import resource
+
+    from mpyc.asyncoro import MessageExchanger
+
+    first: list[float] = []
+    count = [0]
+    send = MessageExchanger.send
+
+    def noted_send(self: MessageExchanger, pc: int, payload: bytes) -> None:
+        if not first:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            first.append(usage.ru_utime + usage.ru_stime)
+        count[0] += 1
+        send(self, pc, payload)
+
+    MessageExchanger.send = noted_send
+    return first, count
+
+
 def party_main(argv: list[str]) -> None:
     """``--party SEED REPORT MODE ARGS...``: one party through party_launcher.py, its
     randomness drawn from SEED if given, noting its CPU time at its first MPyC message."""
@@ -120,22 +141,7 @@ def party_main(argv: list[str]) -> None:
 
         secrets.token_bytes, secrets.randbelow, secrets.randbits = (
             token_bytes, randbelow, randbits)
-    import resource
-
-    from mpyc.asyncoro import MessageExchanger
-
-    first: list[float] = []
-    count = [0]
-    send = MessageExchanger.send
-
-    def noted_send(self: MessageExchanger, pc: int, payload: bytes) -> None:
-        if not first:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            first.append(usage.ru_utime + usage.ru_stime)
-        count[0] += 1
-        send(self, pc, payload)
-
-    MessageExchanger.send = noted_send
+    first, count = count_messages()
 
     def note() -> None:
         Path(report + ".first").write_text(json.dumps(
@@ -175,10 +181,13 @@ def launcher_main(argv: list[str]) -> None:
     originals = (secrets.token_bytes, secrets.randbelow, secrets.randbits)
 
     def rng() -> random.Random | None:
-        seed = os.environ.get("BENCH_SEED")
-        if seed and "rng" not in _FORK:
-            _FORK["rng"] = random.Random(seed)
-        return _FORK.get("rng") if seed else None  # type: ignore[return-value]
+        # Decided once per fork (its environment is the client's by the first call).
+        try:
+            return _FORK["rng"]  # type: ignore[return-value]
+        except KeyError:
+            seed = os.environ.get("BENCH_SEED")
+            _FORK["rng"] = random.Random(seed) if seed else None
+            return _FORK["rng"]  # type: ignore[return-value]
 
     def token_bytes(nbytes: int | None = None) -> bytes:
         r = rng()
@@ -195,24 +204,14 @@ def launcher_main(argv: list[str]) -> None:
     secrets.token_bytes, secrets.randbelow, secrets.randbits = token_bytes, randbelow, randbits
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    from mpyc.asyncoro import MessageExchanger
-
+    first, count = count_messages()
     root.handlers[:] = handlers  # MPyC's package configured logging: each fork does
     root.setLevel(level)
 
-    send = MessageExchanger.send
-
-    def noted_send(self: MessageExchanger, pc: int, payload: bytes) -> None:
-        if "first" not in _FORK:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            _FORK["first"] = usage.ru_utime + usage.ru_stime
-        _FORK["messages"] = int(_FORK.get("messages", 0)) + 1  # type: ignore[call-overload]
-        send(self, pc, payload)
-
-    MessageExchanger.send = noted_send
-
     def in_fork() -> None:
         _FORK.clear()
+        first.clear()
+        count[0] = 0
         party_launcher.SENT[0] = 0
 
     def report() -> None:
@@ -222,9 +221,10 @@ def launcher_main(argv: list[str]) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         Path(path).write_text(json.dumps({
             "sent": party_launcher.SENT[0], "cpu": usage.ru_utime + usage.ru_stime,
-            "maxrss_kib": party_launcher.peak_rss_kib(), "exit": 0}))
+            "maxrss_kib": party_launcher.peak_rss_kib(), "minflt": usage.ru_minflt,
+            "exit": 0}))
         Path(path + ".first").write_text(json.dumps(
-            {"cpu": _FORK.get("first"), "messages": _FORK.get("messages", 0)}))
+            {"cpu": first[0] if first else None, "messages": count[0]}))
 
     os.register_at_fork(after_in_child=in_fork)
     atexit.register(report)
@@ -375,26 +375,32 @@ def main() -> None:
     parser.add_argument("--cold-start", action="store_true",
                         help="no bytecode cache for the parties, no warm-up run")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--transports", default=",".join(MODES),
+                        help=f"comma-separated subset of {', '.join(MODES)} (plain is "
+                             "always run: ratios are against it)")
     args = parser.parse_args()
+    modes = ["plain", *[m for m in args.transports.split(",") if m and m != "plain"]]
+    if [m for m in modes if m not in MODES]:
+        parser.error(f"--transports: choose from {', '.join(MODES)}")
     chosen = chosen_demos(args.mpyc_demos, args.demos)
     with tempfile.TemporaryDirectory(prefix="mpcid-bench-") as tmp:
         work = Path(tmp)
         demos, notes = prepare_demos(args.mpyc_demos, work)
         identities = make_identities(work, args.parties)
         env = party_env(work, args.cold_start)
-        launchers = start_launchers(identities, env)
+        launchers = start_launchers(identities, env) if "mpcid-launcher" in modes else []
         atexit.register(stop_launchers, launchers)
         if not args.cold_start:
             (demos / "nothing.py").write_text("from mpyc.runtime import mpc\n"
                                               "mpc.run(mpc.start())\nmpc.run(mpc.shutdown())\n")
-            for mode in MODES:  # fills the bytecode cache; not timed
+            for mode in modes:  # fills the bytecode cache; not timed
                 run_once(mode, ["nothing.py"], demos, work, identities, env=env)
         results: dict[str, dict[str, list[dict[str, float]]]] = {
-            d: {m: [] for m in MODES} for d in chosen}
+            d: {m: [] for m in modes} for d in chosen}
         for run in range(args.runs):
             seed = f"run{run}" if args.same_randomness else ""
             for demo in chosen:
-                for mode in MODES:
+                for mode in modes:
                     result = run_once(mode, DEMOS[demo], demos, work, identities, seed, env)
                     results[demo][mode].append(result)
                     print(f"run {run + 1}/{args.runs} {demo:<12} {mode:<6} "
@@ -407,7 +413,7 @@ def main() -> None:
           + (", cold start" if args.cold_start else ", bytecode cache"))
     for note in notes:
         print(f"# note: {note}")
-    header = (f"{'demo':<13}{'transport':<11}{'wall s':>8}{'x plain':>9}{'MPyC s':>8}"
+    header = (f"{'demo':<13}{'transport':<15}{'wall s':>8}{'x plain':>9}{'MPyC s':>8}"
               f"{'x plain':>9}{'range s':>14}{'CPU s':>8}{'x plain':>9}{'comp CPU':>9}"
               f"{'x plain':>9}{'MB/party':>10}{'peak MiB':>10}")
     print(header)
@@ -415,12 +421,12 @@ def main() -> None:
         base_rows = results[demo]["plain"]
         base = {key: statistics.median(r[key] for r in base_rows)
                 for key in ("wall", "elapsed", "cpu", "compute_cpu")}
-        for mode in MODES:
+        for mode in modes:
             rows = results[demo][mode]
             med = {key: statistics.median(r[key] for r in rows)
                    for key in ("wall", "elapsed", "cpu", "compute_cpu", "bytes", "rss_mib")}
             spread = f"{min(r['elapsed'] for r in rows):.2f}-{max(r['elapsed'] for r in rows):.2f}"
-            print(f"{demo:<13}{mode:<11}{med['wall']:>8.2f}{med['wall'] / base['wall']:>8.2f}x"
+            print(f"{demo:<13}{mode:<15}{med['wall']:>8.2f}{med['wall'] / base['wall']:>8.2f}x"
                   f"{med['elapsed']:>8.2f}{med['elapsed'] / base['elapsed']:>8.2f}x"
                   f"{spread:>14}{med['cpu']:>8.2f}{med['cpu'] / base['cpu']:>8.2f}x"
                   f"{med['compute_cpu']:>9.2f}"
@@ -429,11 +435,11 @@ def main() -> None:
         if args.same_randomness:
             # Same computation in every transport: the difference in computation CPU is
             # what the transport costs, per MPyC message a party sends (and receives).
-            for mode in MODES[1:]:
+            for mode in modes[1:]:
                 rows = results[demo][mode]
                 extra = statistics.median((r["compute_cpu"] - b["compute_cpu"]) / r["messages"]
                                           for r, b in zip(rows, base_rows)) * 1e6
-                print(f"{'':<13}{mode:<11}paired ratios to plain (median of per-run ratios): "
+                print(f"{'':<13}{mode:<15}paired ratios to plain (median of per-run ratios): "
                       f"wall {paired(rows, base_rows, 'wall'):.2f}x, MPyC "
                       f"{paired(rows, base_rows, 'elapsed'):.2f}x, CPU "
                       f"{paired(rows, base_rows, 'cpu'):.2f}x, computation CPU "

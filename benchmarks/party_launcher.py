@@ -70,7 +70,7 @@ def main() -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         with open(report, "w") as fh:
             json.dump({"sent": SENT[0], "cpu": usage.ru_utime + usage.ru_stime,
-                       "maxrss_kib": peak_rss_kib(),
+                       "maxrss_kib": peak_rss_kib(), "minflt": usage.ru_minflt,
                        "exit": code if isinstance(code, int) else 1}, fh)
     sys.exit(code if isinstance(code, int) else 1)
 

@@ -66,6 +66,30 @@ def agent_socket(home: Path, did: str) -> Path:
     return home / f"agent-{digest}.sock"
 
 
+def listen_unix(path: Path, backlog: int) -> socket.socket | None:
+    """Listen on a ``SOCK_SEQPACKET`` Unix socket at ``path`` that only this user may
+    reach (mode 0600); a socket file nothing answers on is replaced. None if something
+    answers there already."""
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            probe.connect(str(path))
+            return None
+        except OSError:
+            path.unlink(missing_ok=True)  # left by a process that did not stop cleanly
+        finally:
+            probe.close()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    old = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old)
+    listener.listen(backlog)
+    listener.setblocking(False)
+    return listener
+
+
 def socket_path_fits(path: Path) -> bool:
     """A Unix socket path must fit ``sun_path`` (108 bytes with its NUL)."""
     return len(os.fsencode(path)) < 108

@@ -26,8 +26,8 @@ from mpcid.identity.errors import MpcidError, UsageError
 from mpcid.p2p.await_record import MAX_WAIT
 from mpcid.p2p.peerid import peer_id_from_did
 
-from .agent import (MAX_NODES, MAX_PENDING, MAX_SESSIONS, AgentError, b64, peer_uid,
-                    recv_message, send_message, socket_path_fits, strings, unb64)
+from .agent import (MAX_NODES, MAX_PENDING, MAX_SESSIONS, AgentError, b64, listen_unix,
+                    peer_uid, recv_message, send_message, socket_path_fits, strings, unb64)
 from .presence import LocalPresence
 
 log = logging.getLogger("mpcid.agent")
@@ -68,24 +68,10 @@ class AgentServer:
         if not socket_path_fits(path):
             raise UsageError(f"the agent socket path {path} is too long for a Unix socket",
                              hint="use a shorter --home")
-        if path.exists():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                probe.connect(str(path))
-                raise UsageError(f"another mpcid online already serves {self.did} from "
-                                 f"{path.parent}", hint="stop it first")
-            except OSError:
-                path.unlink()  # left by an agent that did not stop cleanly
-            finally:
-                probe.close()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        old = os.umask(0o177)
-        try:
-            listener.bind(str(path))
-        finally:
-            os.umask(old)
-        listener.listen(MAX_SESSIONS)
-        listener.setblocking(False)
+        listener = listen_unix(path, MAX_SESSIONS)
+        if listener is None:
+            raise UsageError(f"another mpcid online already serves {self.did} from "
+                             f"{path.parent}", hint="stop it first")
         self._listener, self.path = listener, path
         self._spawn(self._accept_loop())
 

@@ -29,12 +29,12 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .agent import listen_unix, peer_uid
 from .launcher import MAX_CHILDREN, MAX_REQUEST, VERSION, interpreter
 
 #: What a session command imports before MPyC starts (the CLI and its session commands,
@@ -103,7 +103,7 @@ def serve(path: Path, parent: int | None) -> int:
         pass
     files = preload()
     baseline = signature(files)
-    listener = _listen(path)
+    listener = listen_unix(path, 16)
     if listener is None:
         print("shared", flush=True)
         return 0
@@ -120,29 +120,6 @@ def serve(path: Path, parent: int | None) -> int:
     print("ready", flush=True)
     _quiet_stdio()
     return launcher.run()
-
-
-def _listen(path: Path) -> socket.socket | None:
-    """Listen at ``path``, replacing a stale socket; None if a launcher answers there."""
-    if path.exists():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            probe.connect(str(path))
-            return None
-        except OSError:
-            path.unlink(missing_ok=True)
-        finally:
-            probe.close()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    old = os.umask(0o177)
-    try:
-        listener.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    listener.listen(16)
-    listener.setblocking(False)
-    return listener
 
 
 def _quiet_stdio() -> None:
@@ -230,9 +207,7 @@ class Launcher:
             conn, _ = self.listener.accept()
         except OSError:
             return
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                  struct.calcsize("3i")))[1]
-        if uid != os.getuid():
+        if peer_uid(conn) != os.geteuid():
             conn.close()
             return
         conn.setblocking(False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -234,7 +235,7 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str 
             click.echo(f"addr {addr}")
         await agent.start(agent_socket(store.home, key.did.did))
         click.echo(f"agent {agent.path}")
-        if launcher:
+        if launcher and hasattr(os, "fork") and hasattr(os, "pidfd_open"):  # Linux
             launched = start_launcher(store.home)
         click.echo("online" + (f", endpoints published for {ttl} s at a time" if endpoints
                                else "") + "; Ctrl-C to stop", err=True)
