@@ -138,11 +138,14 @@ def _stdio() -> list[list[Any]]:
 def through_launcher(path: Path, argv: list[str]) -> int | None:
     """Run ``argv`` as a fork of the launcher at ``path``: its exit code, the negated
     signal that ended it, or None when the launcher did not take it (run it here)."""
+    # Signals this process came in ignoring (nohup's SIGHUP, a script's background job's
+    # SIGINT) stay ignored: the fork ignores them too, and they are not forwarded.
+    ignored = [int(s) for s in _FORWARDED if signal.getsignal(s) == signal.SIG_IGN]
     try:
         request = json.dumps({
             "v": VERSION, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
             "path0": sys.path[0] if sys.path else "", "stdio": _stdio(),
-            "interpreter": interpreter()}).encode()
+            "ignored": ignored, "interpreter": interpreter()}).encode()
     except (OSError, ValueError):
         return None
     if len(request) > MAX_REQUEST:
@@ -161,7 +164,8 @@ def through_launcher(path: Path, argv: list[str]) -> int | None:
         except ProcessLookupError:
             pass
 
-    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED
+                if signum not in ignored}
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.settimeout(HELLO_TIMEOUT)

@@ -355,6 +355,8 @@ def _well_formed(request: dict[str, Any]) -> bool:
             and isinstance(stdio, list) and len(stdio) == 3
             and all(isinstance(s, list) and len(s) == 4 and isinstance(s[0], str)
                     and isinstance(s[1], str) for s in stdio)
+            and isinstance(request.get("ignored"), list)
+            and all(isinstance(n, int) for n in request["ignored"])
             and isinstance(request.get("interpreter"), dict))
 
 
@@ -365,9 +367,11 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> None:
     """Become the client's command; never returns."""
     code = 1
     try:
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            # As Python sets them up: ignored if the client came in ignoring them.
+            signal.signal(signum, signal.SIG_IGN if signum in request["ignored"] else
+                          signal.default_int_handler if signum == signal.SIGINT else
+                          signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:

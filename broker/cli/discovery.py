@@ -24,17 +24,35 @@ def listen_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., 
                         help="libp2p listen address (repeatable).")
 
 
-async def wait_for_interrupt() -> None:
-    """Until Ctrl-C or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+class Interrupts:
+    """Ctrl-C and SIGTERM, caught from entering until leaving: a long-running command
+    enters it before it prints anything a caller may act on, so that a signal sent right
+    after (or while it refreshes) is never lost, also where SIGINT came in ignored (a
+    background job of a script)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def __aenter__(self) -> Interrupts:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self.event.set)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
             loop.remove_signal_handler(sig)
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """True once interrupted; False when ``timeout`` seconds passed first."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 def node_key(home: str | None, name: str) -> Ed25519Key:
@@ -163,16 +181,17 @@ async def node(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str, r
                           DiscoveryConfig(listen=listen, bootstrap=bootstrap,
                                           relay=limits if relay else None,
                                           kinds=SESSION_KINDS, store=store))
-    addrs = await discovery.start()
-    try:
-        shown = shareable(addrs)
-        for addr, _ in shown:
-            click.echo(addr)
-        explain(shown)
-        click.echo("node running; Ctrl-C to stop", err=True)
-        await wait_for_interrupt()
-    finally:
-        await discovery.stop()
+    async with Interrupts() as interrupts:
+        addrs = await discovery.start()
+        try:
+            shown = shareable(addrs)
+            for addr, _ in shown:
+                click.echo(addr)
+            explain(shown)
+            click.echo("node running; Ctrl-C to stop", err=True)
+            await interrupts.wait()
+        finally:
+            await discovery.stop()
 
 
 @click.command("online")
@@ -205,6 +224,21 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str 
 
     It also keeps a launcher (unless --no-launcher): a process that has imported what a
     session needs, from which joins and runs of this home start as forks."""
+    from mpcid.p2p.records import parse_endpoint
+
+    for endpoint in endpoints:
+        parse_endpoint(endpoint)
+    store = keystore(home)
+    key = store.load_identity(identity_name(store, name))
+    async with Interrupts() as interrupts:
+        await _online(key, store.home, listen, bootstrap, endpoints, relays, ttl, launcher,
+                      interrupts)
+
+
+async def _online(key: Ed25519Key, home: Path, listen: tuple[str, ...],
+                  bootstrap: tuple[str, ...], endpoints: tuple[str, ...],
+                  relays: tuple[str, ...], ttl: int, launcher: bool,
+                  interrupts: Interrupts) -> None:
     from mpcid.broker.agent import agent_socket
     from mpcid.broker.agent_server import AgentServer
     from mpcid.broker.presence import LocalPresence
@@ -212,12 +246,7 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str 
     from mpcid.p2p.discovery import Discovery, DiscoveryConfig
     from mpcid.p2p.nat import record_fields
     from mpcid.p2p.peerid import peer_id_from_did
-    from mpcid.p2p.records import parse_endpoint
 
-    for endpoint in endpoints:
-        parse_endpoint(endpoint)
-    store = keystore(home)
-    key = store.load_identity(identity_name(store, name))
     # A DHT client, like a session party: serving the DHT is the nodes' job, and a
     # party that served would be asked in every lookup of every other party.
     presence = LocalPresence(Discovery(key, DiscoveryConfig(
@@ -233,19 +262,15 @@ async def online(listen: tuple[str, ...], bootstrap: tuple[str, ...], name: str 
         click.echo(f"peer {peer_id_from_did(key.did.did)}")
         for addr in presence.addrs:
             click.echo(f"addr {addr}")
-        await agent.start(agent_socket(store.home, key.did.did))
+        await agent.start(agent_socket(home, key.did.did))
         click.echo(f"agent {agent.path}")
         if launcher and hasattr(os, "fork") and hasattr(os, "pidfd_open"):  # Linux
-            launched = start_launcher(store.home)
+            launched = start_launcher(home)
         click.echo("online" + (f", endpoints published for {ttl} s at a time" if endpoints
                                else "") + "; Ctrl-C to stop", err=True)
-        while True:
-            refresh = max(1.0, agent.record_refresh_at - presence.clock())
-            try:
-                await asyncio.wait_for(wait_for_interrupt(), refresh)
-                break
-            except asyncio.TimeoutError:
-                await agent.publish()
+        while not await interrupts.wait(
+                max(1.0, agent.record_refresh_at - presence.clock())):
+            await agent.publish()
         await agent.stop()
         await presence.withdraw()
         click.echo("withdrawn", err=True)

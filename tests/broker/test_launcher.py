@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -200,12 +200,23 @@ def wait_gone(pid: int, timeout: float = 20) -> bool:
     return False
 
 
-def interrupted(party: OneParty, sig: int, launcher: bool) -> tuple[int, str, int, int]:
+def signals_as(ignored: tuple[int, ...]) -> Callable[[], None]:
+    """For preexec_fn: the command comes in with these signals ignored and the others of
+    SIGINT, SIGTERM, SIGHUP at their defaults (whatever this test process inherited)."""
+    def set_up() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+    return set_up
+
+
+def interrupted(party: OneParty, sig: int, launcher: bool, wait: str = "60",
+                ignored: tuple[int, ...] = ()) -> tuple[int, str, int, int]:
     """Start a command that waits, signal it: its exit code, last stderr line, pid of
     the process that ran the program, and the client's pid."""
-    proc = subprocess.Popen(party.argv("1", "--wait", "60"), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(party.argv("1", "--wait", wait), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=party.env(launcher),
-                            cwd=party.work, stdin=subprocess.DEVNULL)
+                            cwd=party.work, stdin=subprocess.DEVNULL,
+                            preexec_fn=signals_as(ignored))
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("pid "), first
@@ -223,6 +234,16 @@ def test_ctrl_c_and_sigterm_reach_the_command(party: OneParty) -> None:
         assert (code, line) == alone[:2]
         assert code == (130 if sig == signal.SIGINT else -sig)
         assert wait_gone(fork)
+
+
+def test_signals_the_command_came_in_ignoring_stay_ignored(party: OneParty) -> None:
+    """`nohup mpcid join ...` survives the hangup, through the launcher as on its own;
+    so does a script's background job its Ctrl-C."""
+    for sig in (signal.SIGHUP, signal.SIGINT):
+        through = interrupted(party, sig, True, wait="1.5", ignored=(sig,))
+        alone = interrupted(party, sig, False, wait="1.5", ignored=(sig,))
+        assert through[0] == alone[0] == 0, (through, alone)
+        assert through[2] != through[3]  # (it did run as a fork)
 
 
 def test_a_client_that_is_killed_takes_its_command_along(party: OneParty) -> None:
@@ -280,7 +301,7 @@ def raw_request(path: Path, payload: bytes, fds: list[int]) -> dict[str, object]
 def test_the_launcher_refuses_what_it_cannot_run_as_it_would_run(party: OneParty) -> None:
     path = launcher_socket(party.home)
     request = {"v": 1, "argv": ["mpcid", "run"], "cwd": "/", "env": {}, "path0": "",
-               "stdio": [["utf-8", "strict", False, False]] * 3,
+               "stdio": [["utf-8", "strict", False, False]] * 3, "ignored": [],
                "interpreter": {"executable": "/usr/bin/other-python"}}
     answers = [raw_request(path, json.dumps(request).encode(), [0, 1, 2]),
                raw_request(path, json.dumps(request).encode(), []),
