@@ -139,6 +139,16 @@ async def send_message(sock: socket.socket, message: Mapping[str, Any],
             await _wait(sock, writable=True)
 
 
+def received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The file descriptors in a ``recvmsg`` answer's ancillary data (``SCM_RIGHTS``)."""
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % struct.calcsize("i")
+            fds += array.array("i", payload[:usable]).tolist()
+    return fds
+
+
 async def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     """The next message and the file descriptors that came with it; None at the end.
     Raises :class:`AgentError` for a message that is too long or not a JSON object."""
@@ -149,11 +159,7 @@ async def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] 
             break
         except BlockingIOError:
             await _wait(sock, writable=False)
-    fds: list[int] = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % struct.calcsize("i")
-            fds += array.array("i", payload[:usable]).tolist()
+    fds = received_fds(ancillary)
     if not data and not fds:
         return None
     try:

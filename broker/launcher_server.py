@@ -30,11 +30,11 @@ import selectors
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .agent import listen_unix, peer_uid
+from .agent import listen_unix, peer_uid, received_fds
 from .launcher import MAX_CHILDREN, MAX_REQUEST, VERSION, interpreter
 
 #: What a session command imports before MPyC starts (the CLI and its session commands,
@@ -137,7 +137,6 @@ class Command:
     pid: int | None = None
     pidfd: int | None = None
     hung_up: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Launcher:
@@ -233,11 +232,7 @@ class Launcher:
         try:
             data, ancdata, _, _ = command.conn.recvmsg(
                 MAX_REQUEST + 1, socket.CMSG_SPACE(3 * array.array("i").itemsize))
-            for level, kind, raw in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    got = array.array("i")
-                    got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
-                    fds.extend(got)
+            fds = received_fds(ancdata)
         except BlockingIOError:
             return
         except OSError:
