@@ -532,11 +532,20 @@ def test_session_joined_from_the_page(world: World, server: Server, browser: Any
             "data-state") == "received")
         card(browser, session).find_element(By.CSS_SELECTOR, "button.accept").click()
         form = card(browser, session).find_element(By.CSS_SELECTOR, "form.join-form")
+        # As a person does, read what the page says of the program before typing: the
+        # text arrives a moment later and moves the Join button (a click sent while it
+        # moves lands beside it).
+        wait_for("the program state", lambda: "is not here" in form.text)
         form.find_element(By.NAME, "program").send_keys(SALARY)
         form.find_element(By.NAME, "args").send_keys("--salaries 2000")
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         panel = f'article.session[data-session="{session}"]'
-        wait_for("the session panel", lambda: browser.find_elements(By.CSS_SELECTOR, panel))
+        try:
+            wait_for("the session panel", lambda: browser.find_elements(By.CSS_SELECTOR, panel))
+        except AssertionError as exc:
+            shown = card(browser, session).find_element(By.CSS_SELECTOR, ".message").text
+            raise AssertionError(f"{exc}; the card says {shown!r}; sessions "
+                                 f"{request(server.url + 'api/sessions')[2]}") from None
         state = wait_for("the end of the session", lambda: browser.find_element(
             By.CSS_SELECTOR, panel).get_attribute("data-state") in ("completed", "failed")
             and browser.find_element(By.CSS_SELECTOR, panel).get_attribute("data-state"),

@@ -190,6 +190,7 @@ def test_every_role_on_the_page(people: dict[str, Any], browser: Any) -> None:  
     import_invitation(driver, token1, session1)
     card(driver, session1).find_element("css selector", "button.accept").click()
     join = card(driver, session1).find_element("css selector", "form.join-form")
+    wait_for("the program state", lambda: "is not here" in join.text)  # it moves the button
     join.find_element("name", "program").send_keys(SALARY)
     join.find_element("name", "args").send_keys("--salaries 3000")
     join.find_element("css selector", '[data-action="join"]').click()
