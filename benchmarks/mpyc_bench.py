@@ -100,7 +100,8 @@ def make_identities(work: Path, n: int) -> list[tuple[Path, str]]:
 
 
 def count_messages() -> tuple[list[float], list[int]]:
-    """Count the MPyC messages this process sends, and note its CPU at the first."""
+    """Count the MPyC messages this process sends, and note its CPU and minor page
+    faults at the first (``first``: [cpu, minflt] once sent)."""
     import resource
 
     from mpyc.asyncoro import MessageExchanger
@@ -112,7 +113,7 @@ def count_messages() -> tuple[list[float], list[int]]:
     def noted_send(self: MessageExchanger, pc: int, payload: bytes) -> None:
         if not first:
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            first.append(usage.ru_utime + usage.ru_stime)
+            first.extend((usage.ru_utime + usage.ru_stime, usage.ru_minflt))
         count[0] += 1
         send(self, pc, payload)
 
@@ -145,7 +146,8 @@ def party_main(argv: list[str]) -> None:
 
     def note() -> None:
         Path(report + ".first").write_text(json.dumps(
-            {"cpu": first[0] if first else None, "messages": count[0]}))
+            {"cpu": first[0] if first else None, "minflt": first[1] if first else None,
+             "messages": count[0]}))
 
     atexit.register(note)
     sys.path.insert(0, str(HERE))
@@ -224,7 +226,8 @@ def launcher_main(argv: list[str]) -> None:
             "maxrss_kib": party_launcher.peak_rss_kib(), "minflt": usage.ru_minflt,
             "exit": 0}))
         Path(path + ".first").write_text(json.dumps(
-            {"cpu": first[0] if first else None, "messages": count[0]}))
+            {"cpu": first[0] if first else None, "minflt": first[1] if first else None,
+             "messages": count[0]}))
 
     os.register_at_fork(after_in_child=in_fork)
     atexit.register(report)
@@ -335,6 +338,11 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
                                            if f is not None) if any(
                                                f is not None for f in firsts) else float("nan"),
             "messages": statistics.mean(n["messages"] for n in notes),
+            # Minor page faults from the first MPyC message to the report (a fork's
+            # copy-on-write of its launcher's pages among them).
+            "compute_minflt": statistics.mean(m["minflt"] - n["minflt"] for m, n in zip(
+                measured, notes) if n["minflt"] is not None) if any(
+                    n["minflt"] is not None for n in notes) else float("nan"),
             "rss_mib": max(m["maxrss_kib"] for m in measured) / 1024}
 
 
@@ -406,7 +414,9 @@ def main() -> None:
                     print(f"run {run + 1}/{args.runs} {demo:<12} {mode:<6} "
                           f"wall {result['wall']:.2f} s, MPyC {result['elapsed']:.2f} s, "
                           f"CPU {result['cpu']:.2f} s (computation "
-                          f"{result['compute_cpu']:.2f} s)", file=sys.stderr, flush=True)
+                          f"{result['compute_cpu']:.2f} s, "
+                          f"{result['compute_minflt']:.0f} minor faults)",
+                          file=sys.stderr, flush=True)
     print(f"# MPyC demos, {args.parties} parties on loopback, {platform.machine()}, "
           f"Python {platform.python_version()}, median of {args.runs} interleaved runs"
           + (", same randomness per run" if args.same_randomness else "")
@@ -445,7 +455,10 @@ def main() -> None:
                       f"{paired(rows, base_rows, 'cpu'):.2f}x, computation CPU "
                       f"{paired(rows, base_rows, 'compute_cpu'):.2f}x; CPU per message "
                       f"{extra:+.1f} µs over plain "
-                      f"({statistics.median(r['messages'] for r in rows):.0f} messages/party)")
+                      f"({statistics.median(r['messages'] for r in rows):.0f} messages/party); "
+                      "minor page faults in the computation "
+                      f"{statistics.median(r['compute_minflt'] for r in rows):.0f} (plain "
+                      f"{statistics.median(r['compute_minflt'] for r in base_rows):.0f})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
