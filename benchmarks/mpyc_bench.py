@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "party_launcher.py"
@@ -324,7 +325,6 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
         for note in notes:
             if note["cpu"] is not None:
                 note["cpu"] += clients
-    firsts = [n["cpu"] for n in notes]
     elapsed = []
     for out in outputs:
         match = _ELAPSED.search(out)
@@ -334,16 +334,20 @@ def run_once(mode: str, demo: list[str], demos: Path, work: Path,
     return {"wall": wall, "elapsed": max(elapsed) if elapsed else float("nan"),
             "bytes": statistics.mean(m["sent"] for m in measured),
             "cpu": statistics.mean(m["cpu"] for m in measured),
-            "compute_cpu": statistics.mean(m["cpu"] - f for m, f in zip(measured, firsts)
-                                           if f is not None) if any(
-                                               f is not None for f in firsts) else float("nan"),
+            "compute_cpu": since_first(measured, notes, "cpu"),
             "messages": statistics.mean(n["messages"] for n in notes),
             # Minor page faults from the first MPyC message to the report (a fork's
             # copy-on-write of its launcher's pages among them).
-            "compute_minflt": statistics.mean(m["minflt"] - n["minflt"] for m, n in zip(
-                measured, notes) if n["minflt"] is not None) if any(
-                    n["minflt"] is not None for n in notes) else float("nan"),
+            "compute_minflt": since_first(measured, notes, "minflt"),
             "rss_mib": max(m["maxrss_kib"] for m in measured) / 1024}
+
+
+def since_first(measured: list[dict[str, Any]], notes: list[dict[str, Any]], key: str
+                ) -> float:
+    """The parties' mean ``key`` (CPU, minor faults) from their first MPyC message to
+    their reports; NaN if no party sent one."""
+    spans = [m[key] - n[key] for m, n in zip(measured, notes) if n[key] is not None]
+    return statistics.mean(spans) if spans else float("nan")
 
 
 def party_env(work: Path, cold_start: bool) -> dict[str, str]:
